@@ -1,0 +1,32 @@
+# The README's commands. Each creates (or reuses) the virtualenv in $(VENV)
+# and installs what it needs; a fresh machine needs only python3 >= 3.10.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch 2.14.1 + torchvision 0.29.1 lie on these machines' disk; override elsewhere.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.attribkit-installed
+OUT ?= demo-out
+
+.PHONY: demo test bench install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml plugins/attribkit-example/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e '.[dev,all]' -e plugins/attribkit-example
+	touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/attribkit demo --out $(OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	$(PY) -m pytest benchmarks --benchmark-only -q
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache .benchmarks

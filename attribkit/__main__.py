@@ -1,0 +1,5 @@
+import sys
+
+from attribkit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,49 @@
+"""The one interface: :func:`explain`, plus the method and plugin listings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attribkit.host import PluginInfo, get_host
+from attribkit.registry import MethodSpec
+from attribkit.result import Attribution
+
+
+def methods(family: str | None = None) -> list[MethodSpec]:
+    """Every registered method (sorted by name), optionally of one ``family``."""
+    return [s for s in get_host().registry if family is None or s.family == family]
+
+
+def get_method(name: str) -> MethodSpec:
+    """The spec of a method by name or alias (``UnknownMethodError`` lists close matches)."""
+    return get_host().registry.get(name)
+
+
+def plugins() -> list[PluginInfo]:
+    """Every plugin the host saw: loaded, failed (with the error) or disabled."""
+    return list(get_host().plugins)
+
+
+def explain(model: Any, inputs: Any, target: Any = None, *, method: str = "saliency",
+            layer: Any = None, batch_size: int | None = None, **options: Any) -> Attribution:
+    """Explain ``model``'s predictions on a batch of ``inputs`` with ``method``.
+
+    Args:
+        model: a ``torch.nn.Module`` for gradient and CAM methods (any
+            callable ``batch -> scores`` for forward-only methods).
+        inputs: a batch, ``(B, C, H, W)`` for image methods.
+        target: ``None`` (each image's top class), an int, one int per image
+            (sequence or 1-D tensor), or a callable ``scores -> (B,)``.
+        method: a registered method name or alias (see :func:`methods`).
+        layer: for layer methods, a module, a dotted name (``"layer4.1"``) or
+            ``None`` to pick the last layer with a spatial output.
+        batch_size: split the batch into chunks of this size to bound memory.
+        **options: method options, validated against the method's spec.
+
+    The model is left exactly as it was, also when something raises.
+    """
+    spec = get_method(method)
+    bound = spec.bind_options(options)
+    impl = spec.load()
+    return impl(model, inputs, method=spec.name, target=target, layer=layer,
+                batch_size=batch_size, options=bound)

@@ -1,0 +1,154 @@
+"""Command line: ``attribkit methods|plugins|explain|demo``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from attribkit.errors import AttribkitError
+
+
+def format_table(rows: list[dict], columns: Sequence[str]) -> str:
+    """Plain fixed-width table of ``rows`` (dicts) restricted to ``columns``."""
+    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def method_rows() -> list[dict]:
+    from attribkit.api import methods
+
+    return [{
+        "name": s.name, "aliases": ",".join(s.aliases), "family": s.family,
+        "needs": ",".join(s.needs), "output": s.output, "sign": s.sign,
+        "plugin": s.plugin, "options": dict(s.options), "reference": s.reference,
+    } for s in methods()]
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    rows = method_rows()
+    if args.json:
+        print(json.dumps(rows, indent=2, default=repr))
+    else:
+        print(format_table(rows, ["name", "aliases", "family", "needs", "output", "sign", "plugin"]))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from attribkit.api import plugins
+
+    rows = [dataclasses.asdict(p) for p in plugins()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        row["methods"] = len(row["methods"])
+    print(format_table(rows, ["name", "distribution", "version", "status", "methods", "error"]))
+    return 0
+
+
+def load_model(spec: str, weights: str | None):
+    """``torchvision:NAME`` or ``package.module:factory``; weights ``DEFAULT``/a name/a state-dict file."""
+    import importlib
+
+    import torch
+
+    source, _, name = spec.partition(":")
+    if not name:
+        raise AttribkitError(f"--model must look like torchvision:resnet18 or package.module:factory, got {spec!r}")
+    weights_file = weights if weights and Path(weights).is_file() else None
+    if source == "torchvision":
+        import torchvision
+
+        model = torchvision.models.get_model(name, weights=None if weights_file else weights)
+    else:
+        model = getattr(importlib.import_module(source), name)()
+    if weights_file:
+        state = torch.load(weights_file, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    elif weights is None:
+        print(f"note: {spec} has random weights (pass --weights DEFAULT or a state-dict file)",
+              file=sys.stderr)
+    return model.eval()
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from attribkit.api import explain
+    from attribkit.images import denormalize, load_image, to_input
+    from attribkit.viz import save_heatmap
+
+    model = load_model(args.model, args.weights)
+    batch = torch.cat([to_input(load_image(p), args.size) for p in args.images])
+    result = explain(model, batch, target=args.target, method=args.method,
+                     layer=args.layer, batch_size=args.batch_size)
+    shown = denormalize(batch).permute(0, 2, 3, 1).numpy()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    values = result.numpy()
+    for i, path in enumerate(args.images):
+        stem = f"{Path(path).stem}_{result.method}"
+        save_heatmap(out / f"{stem}.png", values[i], shown[i])
+        np.save(out / f"{stem}.npy", values[i])
+        target = "" if result.target is None else f" target={int(result.target[i])}"
+        print(f"{path}: {out / stem}.png{target}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from attribkit.demo import run_demo
+
+    run_demo(Path(args.out))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attribkit", description="What a neural network looks at.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("methods", help="list registered attribution methods")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("plugins", help="list loaded, failed and disabled plugins")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("explain", help="explain images and write heat maps")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--model", required=True, help="torchvision:NAME or package.module:factory")
+    p.add_argument("--weights", help="DEFAULT, a torchvision weights name, or a state-dict file")
+    p.add_argument("--method", default="saliency")
+    p.add_argument("--target", type=int, help="class index (default: each image's top class)")
+    p.add_argument("--layer", help="layer for layer methods (default: auto)")
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--out", default="attribkit-out")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("demo", help="the main job on the embedded default")
+    p.add_argument("--out", default="demo-out")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except AttribkitError as exc:
+        print(f"attribkit: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

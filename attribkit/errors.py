@@ -1,0 +1,53 @@
+"""The exceptions attribkit raises.
+
+Every error derives from :class:`AttribkitError`, and also from the builtin
+exception a Python user would expect (``ValueError`` for a bad argument,
+``LookupError`` for an unknown name, ``ImportError`` for a missing
+dependency), so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+
+class AttribkitError(Exception):
+    """Base class of every error raised by attribkit."""
+
+
+class SpecError(AttribkitError, ValueError):
+    """A :class:`~attribkit.registry.MethodSpec` is malformed."""
+
+
+class DuplicateMethodError(AttribkitError, ValueError):
+    """Two plugins registered the same method name or alias."""
+
+
+class UnknownMethodError(AttribkitError, LookupError):
+    """No registered method has the requested name or alias."""
+
+
+class InvalidOptionError(AttribkitError, ValueError):
+    """An option is not accepted by the method, or has the wrong type."""
+
+
+class InputError(AttribkitError, ValueError):
+    """The inputs have the wrong type, shape, dtype or device."""
+
+
+class TargetError(AttribkitError, ValueError):
+    """A target is out of range, has the wrong length, or the wrong form."""
+
+
+class LayerError(AttribkitError, LookupError):
+    """A layer is not in the model, or no suitable layer could be found."""
+
+
+class GradientModeError(AttribkitError, RuntimeError):
+    """Gradients cannot be computed in the current autograd mode."""
+
+
+class PluginError(AttribkitError, RuntimeError):
+    """A plugin failed to load or register (raised in strict mode)."""
+
+
+class MissingDependencyError(AttribkitError, ImportError):
+    """An optional dependency needed by a method or feature is not installed."""

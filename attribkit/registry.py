@@ -1,0 +1,212 @@
+"""Method specifications and the registry that maps names to them.
+
+A :class:`MethodSpec` describes one attribution method without importing its
+implementation: the implementation is produced by ``factory`` (a callable or
+an ``"module:attribute"`` string) only when the method is first used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import numbers
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from attribkit.errors import (
+    DuplicateMethodError,
+    InvalidOptionError,
+    SpecError,
+    UnknownMethodError,
+)
+
+FAMILIES = ("gradient", "cam", "perturbation", "other")
+NEEDS = ("autograd", "layer", "module", "forward")
+OUTPUTS = ("pixel", "layer")
+SIGNS = ("signed", "non-negative")
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+
+
+def normalize_name(name: str) -> str:
+    """Lookup key of a method name: case-insensitive, ``-`` and spaces read as ``_``."""
+    return re.sub(r"[-\s]+", "_", name.strip().lower())
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+    """Everything attribkit knows about a method before loading it.
+
+    Attributes:
+        name: canonical name, lower case, dots allowed for namespaces
+            (``"saliency"``, ``"captum.integrated_gradients"``).
+        family: ``gradient``, ``cam``, ``perturbation`` or ``other``.
+        factory: returns the implementation; a callable, or ``"module:attr"``
+            naming one (imported on first use).  The implementation is called
+            as ``impl(model, inputs, method=, target=, layer=, batch_size=,
+            options=)`` and returns an :class:`~attribkit.result.Attribution`.
+        aliases: other names that resolve to this method.
+        needs: what the method requires of the model: ``autograd``, ``layer``
+            (an internal layer), ``module`` (the module tree), ``forward``
+            (only a callable mapping a batch to scores).
+        output: ``pixel`` (same shape as the input) or ``layer`` (a map at a
+            layer's resolution, upsampled on request).
+        sign: ``signed`` or ``non-negative`` values.
+        options: accepted keyword options and their defaults.
+        reference: the paper or source the method implements.
+        description: one line for tables.
+        plugin: name of the plugin that registered it (set by the host).
+    """
+
+    name: str
+    family: str
+    factory: Callable[[], Callable[..., Any]] | str
+    aliases: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ("autograd",)
+    output: str = "pixel"
+    sign: str = "signed"
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    reference: str = ""
+    description: str = ""
+    plugin: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "aliases", tuple(self.aliases))
+        object.__setattr__(self, "needs", tuple(self.needs))
+        object.__setattr__(self, "options", dict(self.options))
+        for label in (self.name, *self.aliases):
+            if not isinstance(label, str) or not _NAME.match(label):
+                raise SpecError(
+                    f"method name {label!r} is invalid: use lower-case letters, digits, "
+                    "'_' and '.' namespaces, starting with a letter"
+                )
+        _check_choice("family", self.family, FAMILIES, self.name)
+        _check_choice("output", self.output, OUTPUTS, self.name)
+        _check_choice("sign", self.sign, SIGNS, self.name)
+        for need in self.needs:
+            _check_choice("needs", need, NEEDS, self.name)
+        if not (callable(self.factory) or (isinstance(self.factory, str) and ":" in self.factory)):
+            raise SpecError(
+                f"method {self.name!r}: factory must be a callable or a 'module:attribute' "
+                f"string, got {self.factory!r}"
+            )
+        for option in self.options:
+            if not isinstance(option, str) or not option.isidentifier():
+                raise SpecError(f"method {self.name!r}: option name {option!r} is not an identifier")
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The name followed by the aliases."""
+        return (self.name, *self.aliases)
+
+    def load(self) -> Callable[..., Any]:
+        """Import (once) and return the implementation."""
+        impl = self.__dict__.get("_impl")
+        if impl is not None:
+            return impl
+        if isinstance(self.factory, str):
+            module_name, _, attr = self.factory.partition(":")
+            impl = getattr(importlib.import_module(module_name), attr)
+        else:
+            impl = self.factory()
+        if not callable(impl):
+            raise SpecError(f"method {self.name!r}: factory returned {impl!r}, which is not callable")
+        object.__setattr__(self, "_impl", impl)
+        return impl
+
+    def bind_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge user options into the defaults, rejecting unknown names and wrong types."""
+        unknown = [k for k in given if k not in self.options]
+        if unknown:
+            valid = ", ".join(sorted(self.options)) or "none"
+            hint = difflib.get_close_matches(unknown[0], list(self.options), n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise InvalidOptionError(
+                f"method {self.name!r} has no option {unknown[0]!r}{extra}; valid options: {valid}"
+            )
+        bound = dict(self.options)
+        for key, value in given.items():
+            _check_option_type(self.name, key, self.options[key], value)
+            bound[key] = value
+        return bound
+
+
+def _check_choice(field: str, value: str, allowed: tuple[str, ...], name: str) -> None:
+    if value not in allowed:
+        raise SpecError(f"method {name!r}: {field} {value!r} is not one of {', '.join(allowed)}")
+
+
+def _check_option_type(method: str, key: str, default: Any, value: Any) -> None:
+    if default is None or value is None:
+        return
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, numbers.Real):
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    else:
+        ok = True
+    if not ok:
+        raise InvalidOptionError(
+            f"option {key!r} of method {method!r} expects {type(default).__name__} "
+            f"(default {default!r}), got {type(value).__name__} {value!r}"
+        )
+
+
+class Registry:
+    """Name -> :class:`MethodSpec`, with aliases and origin plugins."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, MethodSpec] = {}
+        self._labels: dict[str, MethodSpec] = {}
+
+    def add(self, spec: MethodSpec) -> None:
+        """Add a spec; a name or alias already taken raises naming both plugins."""
+        if not isinstance(spec, MethodSpec):
+            raise SpecError(f"register() expects a MethodSpec, got {type(spec).__name__}")
+        keys = [normalize_name(label) for label in spec.labels]
+        if len(set(keys)) != len(keys):
+            raise SpecError(f"method {spec.name!r} lists the same name twice in its aliases")
+        for label, key in zip(spec.labels, keys):
+            other = self._labels.get(key)
+            if other is not None:
+                raise DuplicateMethodError(
+                    f"method name {label!r} from plugin {spec.plugin!r} is already taken by "
+                    f"method {other.name!r} from plugin {other.plugin!r}"
+                )
+        self._specs[spec.name] = spec
+        for key in keys:
+            self._labels[key] = spec
+
+    def remove_plugin(self, plugin: str) -> None:
+        """Drop every method that ``plugin`` registered."""
+        for spec in [s for s in self._specs.values() if s.plugin == plugin]:
+            del self._specs[spec.name]
+            for label in spec.labels:
+                self._labels.pop(normalize_name(label), None)
+
+    def get(self, name: str) -> MethodSpec:
+        """Resolve a name or alias; an unknown name raises with close matches."""
+        if isinstance(name, MethodSpec):
+            return name
+        spec = self._labels.get(normalize_name(str(name)))
+        if spec is None:
+            close = difflib.get_close_matches(normalize_name(str(name)), list(self._labels), n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise UnknownMethodError(
+                f"unknown attribution method {name!r}{hint} (`attribkit methods` lists all "
+                f"{len(self._specs)})"
+            )
+        return spec
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and normalize_name(name) in self._labels
+
+    def __iter__(self) -> Iterator[MethodSpec]:
+        return iter(sorted(self._specs.values(), key=lambda s: s.name))
+
+    def __len__(self) -> int:
+        return len(self._specs)

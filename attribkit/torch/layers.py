@@ -1,0 +1,72 @@
+"""Layer resolution: a module, a dotted name, or ``None`` for automatic choice."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import torch
+from torch import nn
+
+from attribkit.errors import LayerError
+
+
+def layer_name(model: nn.Module, layer: nn.Module) -> str:
+    """The dotted name of ``layer`` inside ``model`` (``LayerError`` if absent)."""
+    for name, module in model.named_modules():
+        if module is layer:
+            return name
+    raise LayerError(
+        f"the given layer {type(layer).__name__} is not a submodule of the model "
+        f"{type(model).__name__}"
+    )
+
+
+def find_spatial_layer(model: nn.Module, probe: torch.Tensor) -> str:
+    """Name of the last module, in forward-completion order, whose output is a
+    ``(B, C, H, W)`` tensor with ``H * W > 1`` (TorchCAM's rule, found on the actual input).
+
+    Runs one forward pass of ``probe`` without gradients; the probe hooks are
+    removed before returning.
+    """
+    finished: list[str] = []
+
+    def record(name: str):
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            if isinstance(output, torch.Tensor) and output.ndim == 4 and output.shape[-2:].numel() > 1:
+                finished.append(name)
+        return hook
+
+    handles = [m.register_forward_hook(record(name)) for name, m in model.named_modules() if name]
+    try:
+        with torch.no_grad():
+            model(probe)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not finished:
+        raise LayerError(
+            f"no layer of {type(model).__name__} has a spatial (B, C, H, W) output for inputs "
+            f"of shape {tuple(probe.shape)}; pass layer= explicitly"
+        )
+    return finished[-1]
+
+
+def resolve_layer(model: Any, layer: nn.Module | str | None,
+                  probe: torch.Tensor) -> tuple[nn.Module, str]:
+    """Return ``(module, dotted_name)`` for a module, a name, or ``None`` (auto-pick)."""
+    if not isinstance(model, nn.Module):
+        raise LayerError("layer methods need an nn.Module model, got "
+                         f"{type(model).__name__}")
+    if layer is None:
+        layer = find_spatial_layer(model, probe[:1])
+    if isinstance(layer, nn.Module):
+        return layer, layer_name(model, layer)
+    if isinstance(layer, str):
+        modules = dict(model.named_modules())
+        if layer in modules and layer:
+            return modules[layer], layer
+        close = difflib.get_close_matches(layer, [n for n in modules if n], n=3)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise LayerError(f"layer {layer!r} is not in the model {type(model).__name__}{hint}")
+    raise LayerError(f"layer must be an nn.Module, a dotted name or None, got {type(layer).__name__}")

@@ -1,0 +1,27 @@
+"""attribkit-example: the template plugin.
+
+The entry point ``example = "attribkit_example"`` (group ``attribkit``) makes
+attribkit register this module; its ``register_methods`` hook describes the
+methods. The kernels live in :mod:`attribkit_example.kernels` and are imported
+only when a method is first used, so listing methods never imports torch.
+"""
+
+from attribkit.hookspecs import hookimpl
+from attribkit.registry import MethodSpec
+
+
+@hookimpl
+def register_methods(register):
+    register(MethodSpec(
+        name="example.activation_map",
+        aliases=("activation_map",),
+        family="other",
+        factory="attribkit_example.kernels:activation_map",
+        needs=("module", "layer"),
+        output="layer",
+        sign="signed",
+        options={"reduce": "mean"},
+        reference="Zhou et al. 2016, Learning Deep Features for Discriminative Localization "
+                  "(the unweighted activation map CAM starts from)",
+        description="a layer's activations averaged (or maxed) over channels",
+    ))
