@@ -28,7 +28,7 @@ from attribkit.registry import MethodSpec, Registry
 
 ENTRY_POINT_GROUP = "attribkit"
 BUILTIN_PLUGINS = (
-    "attribkit.methods.gradient",
+    "attribkit.families.gradient",
 )
 
 
