@@ -29,6 +29,7 @@ from attribkit.registry import MethodSpec, Registry
 ENTRY_POINT_GROUP = "attribkit"
 BUILTIN_PLUGINS = (
     "attribkit.families.gradient",
+    "attribkit.families.cam",
 )
 
 
