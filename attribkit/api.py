@@ -25,7 +25,8 @@ def plugins() -> list[PluginInfo]:
 
 
 def explain(model: Any, inputs: Any, target: Any = None, *, method: str = "saliency",
-            layer: Any = None, batch_size: int | None = None, **options: Any) -> Attribution:
+            layer: Any = None, batch_size: int | None = None, noise_tunnel: Any = None,
+            **options: Any) -> Attribution:
     """Explain ``model``'s predictions on a batch of ``inputs`` with ``method``.
 
     Args:
@@ -38,6 +39,10 @@ def explain(model: Any, inputs: Any, target: Any = None, *, method: str = "salie
         layer: for layer methods, a module, a dotted name (``"layer4.1"``) or
             ``None`` to pick the last layer with a spatial output.
         batch_size: split the batch into chunks of this size to bound memory.
+        noise_tunnel: ``None``, ``"smoothgrad"``, ``"smoothgrad_sq"``, ``"vargrad"``
+            or an :class:`attribkit.torch.noise.NoiseTunnel` (with ``n_samples``,
+            ``stdev``, ``seed``): average the method over noisy copies of each
+            image, all in one batched call.
         **options: method options, validated against the method's spec.
 
     The model is left exactly as it was, also when something raises.
@@ -45,5 +50,11 @@ def explain(model: Any, inputs: Any, target: Any = None, *, method: str = "salie
     spec = get_method(method)
     bound = spec.bind_options(options)
     impl = spec.load()
+    if noise_tunnel is not None:
+        from attribkit.torch.noise import NoiseTunnel, run_noise_tunnel
+
+        return run_noise_tunnel(impl, NoiseTunnel.of(noise_tunnel), model, inputs,
+                                method=spec.name, target=target, layer=layer,
+                                batch_size=batch_size, options=bound)
     return impl(model, inputs, method=spec.name, target=target, layer=layer,
                 batch_size=batch_size, options=bound)
