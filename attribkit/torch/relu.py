@@ -41,11 +41,11 @@ class _RuleReLU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        grad_in = grad.clamp(min=0)
         if ctx.rule == "guided":
             (out,) = ctx.saved_tensors
-            grad_in = grad_in * (out > 0)
-        return grad_in, None, None
+            # ReLU's own backward (grad where out > 0), then negative signals stopped
+            return torch.ops.aten.threshold_backward(grad, out, 0).clamp_(min=0), None, None
+        return grad.clamp(min=0), None, None
 
 
 class ReLURule(TorchFunctionMode):
