@@ -1,0 +1,430 @@
+"""CAM-family kernels: one shared engine, one small weighting per method.
+
+Every CAM is a weighted sum of a layer's activation maps ``A_k`` (shape
+``(B, C, h, w)``), usually followed by a ReLU::
+
+    L = ReLU(sum_k  alpha_k * A_k)
+
+The methods differ only in the weights ``alpha`` (per channel, ``(B, C, 1, 1)``,
+or per position, ``(B, C, h, w)``). The engine supplies what the weightings
+need:
+
+* :func:`layer_activations` -- one forward pass without autograd that records
+  the layer's output (for CAM, Score-CAM, Ablation-CAM, Eigen-CAM);
+* :func:`layer_gradients` -- activations and ``d score / d A`` (for the
+  Grad-CAM family).
+
+A new gradient CAM variant is one function ``weights(acts, grads) -> alpha``
+passed to :func:`gradient_cam`; see :data:`GRADIENT_WEIGHTINGS`.
+
+Cost and autograd
+-----------------
+Gradients are taken only down to the target layer, never to the input. The
+model runs under ``torch.no_grad()``; a forward hook on the layer replaces its
+output by a fresh leaf ``A = output.detach().requires_grad_()`` (cutting the
+graph below the layer) and switches autograd back on with
+``torch.set_grad_enabled(True)``, so only the operations *after* the layer are
+recorded; leaving the ``no_grad`` block restores the caller's mode. One
+forward (the part before the layer without a graph) plus the backward of the
+part after the layer: for ``layer4`` of a ResNet that is about one plain
+forward. Gradients come from ``torch.autograd.grad(score.sum(), A)``, so the
+model's parameters may all be frozen and no ``.grad`` is ever written. The hook
+hands a clone of the leaf downstream, so in-place operations after the layer
+(``out += identity``, ``ReLU(inplace=True)``) work and cannot alter ``A``.
+
+A layer module that is called more than once in a forward (a shared ``ReLU``)
+is explained at its **last** call, the same "forward-completion order" rule
+the automatic layer choice uses. Hooks are removed in ``finally``.
+
+Score-CAM and Ablation-CAM run their ``B * C`` masked or ablated forwards in
+batches of ``forward_batch_size`` rows (rows of all images together), on the
+inputs' device, without NumPy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attribkit.errors import InvalidOptionError, LayerError
+from attribkit.torch.runner import torch_kernel
+from attribkit.torch.targets import ChunkTarget
+
+Weighting = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+GRADCAMPP_EPS = 1e-6   # Grad-CAM++ denominator (as pytorch-grad-cam)
+XGRADCAM_EPS = 1e-7    # XGrad-CAM denominator (as pytorch-grad-cam)
+SCORECAM_EPS = 1e-8    # Score-CAM mask normalisation (as pytorch-grad-cam)
+
+
+# --------------------------------------------------------------------------- engine
+
+
+def _describe(layer: nn.Module) -> str:
+    return type(layer).__name__
+
+
+class _LayerHook:
+    """Forward hook on the target layer.
+
+    Records the output of every call (the last call wins). With ``grad=True``
+    it cuts the graph at the layer and turns autograd on for what follows;
+    with ``replace`` set it substitutes the output of call number
+    ``replace_call`` (Ablation-CAM).
+    """
+
+    def __init__(self, layer: nn.Module, *, grad: bool = False) -> None:
+        self.layer = layer
+        self.grad = grad
+        self.calls = 0
+        self.acts: torch.Tensor | None = None
+        self.replace: torch.Tensor | None = None
+        self.replace_call = 0
+
+    def __call__(self, _module: nn.Module, _args: Any, output: Any) -> Any:
+        if not isinstance(output, torch.Tensor) or output.ndim != 4:
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+            raise LayerError(
+                f"CAM methods need a layer whose output is a (B, C, h, w) tensor; layer "
+                f"{_describe(self.layer)} returned {shape}. Pick a convolutional layer or block"
+            )
+        self.calls += 1
+        if self.replace is not None:
+            if self.calls != self.replace_call:
+                return None
+            if self.replace.shape != output.shape:
+                raise LayerError(
+                    f"layer {_describe(self.layer)} returned shape {tuple(output.shape)}, expected "
+                    f"{tuple(self.replace.shape)}"
+                )
+            return self.replace
+        if self.grad:
+            torch.set_grad_enabled(True)  # the enclosing no_grad() restores the mode on exit
+            self.acts = output.detach().requires_grad_(True)
+            return self.acts.clone()  # downstream in-place ops must not touch the leaf
+        self.acts = output.detach().clone()
+        return None
+
+
+def _run(model: nn.Module, inputs: torch.Tensor, hook: _LayerHook) -> torch.Tensor:
+    handle = hook.layer.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            return model(inputs)
+    finally:
+        handle.remove()
+
+
+def _forward(model: nn.Module, inputs: torch.Tensor, layer: nn.Module, *,
+             grad: bool) -> tuple[torch.Tensor, _LayerHook]:
+    hook = _LayerHook(layer, grad=grad)
+    scores = _run(model, inputs, hook)
+    if hook.calls == 0:
+        raise LayerError(
+            f"layer {_describe(layer)} was not called by the model's forward; pick a layer the "
+            "forward pass goes through"
+        )
+    return scores, hook
+
+
+def layer_activations(model: nn.Module, inputs: torch.Tensor,
+                      layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One forward without autograd: ``(scores, acts, calls)``, ``acts`` being the
+    layer's output at its last call (a private copy) and ``calls`` how often the
+    layer ran."""
+    scores, hook = _forward(model, inputs, layer, grad=False)
+    return scores, hook.acts, hook.calls
+
+
+def layer_gradients(model: nn.Module, inputs: torch.Tensor, target: ChunkTarget,
+                    layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(A, dS/dA)`` at ``layer`` for the target score ``S`` of each image.
+
+    Only the part of the model after the layer is differentiated (see the module
+    docstring); nothing is written to ``.grad``.
+    """
+    scores, hook = _forward(model, inputs, layer, grad=True)
+    score = target.select(scores)
+    grads = None
+    if score.requires_grad:
+        (grads,) = torch.autograd.grad(score.sum(), hook.acts, allow_unused=True)
+    if grads is None:
+        raise LayerError(
+            f"the target score does not depend on the output of layer {_describe(layer)}; "
+            "pick a layer on the path to the output"
+        )
+    return hook.acts.detach(), grads
+
+
+def weighted_map(acts: torch.Tensor, weights: torch.Tensor, *, relu: bool) -> torch.Tensor:
+    """``sum_k weights_k * A_k`` over channels, ``(B, 1, h, w)``; optional ReLU."""
+    cam = (weights * acts).sum(dim=1, keepdim=True)
+    return cam.clamp(min=0) if relu else cam
+
+
+def _check_batch_size(value: Any) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise InvalidOptionError(f"forward_batch_size must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _target_scores(target: ChunkTarget, outputs: torch.Tensor,
+                   classes: torch.Tensor | None, image: torch.Tensor) -> torch.Tensor:
+    """Target score of each row of a perturbed batch; row ``r`` belongs to image ``image[r]``."""
+    if classes is None:  # a callable target acts row by row
+        return target.select(outputs)
+    return outputs.gather(1, classes[image][:, None]).squeeze(1)
+
+
+def _classes(target: ChunkTarget, scores: torch.Tensor) -> torch.Tensor | None:
+    return None if target.is_callable else target.indices_for(scores)
+
+
+# ------------------------------------------------------------------ gradient CAMs
+
+
+def gradcam_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM: ``alpha_k = mean_ij dS/dA_kij`` (global-average-pooled gradients)."""
+    return grads.mean(dim=(2, 3), keepdim=True)
+
+
+def gradcampp_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++ (eq. 19 with first-order gradients, as the authors' code):
+    ``a_kij = g^2 / (2 g^2 + sum_ab A_kab * g^3)`` (0 where ``g == 0``),
+    ``alpha_k = sum_ij a_kij * ReLU(g_kij)``."""
+    g2 = grads * grads
+    g3 = g2 * grads
+    total = acts.sum(dim=(2, 3), keepdim=True)
+    a = g2 / (2 * g2 + total * g3 + GRADCAMPP_EPS)
+    a = torch.where(grads != 0, a, torch.zeros_like(a))
+    return (a * grads.clamp(min=0)).sum(dim=(2, 3), keepdim=True)
+
+
+def hirescam_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """HiResCAM: the gradient itself, element-wise: ``L = ReLU(sum_k g_k * A_k)``."""
+    return grads
+
+
+def xgradcam_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """XGrad-CAM: ``alpha_k = sum_ij A_kij g_kij / sum_ij A_kij``."""
+    total = acts.sum(dim=(2, 3), keepdim=True)
+    return (grads * acts).sum(dim=(2, 3), keepdim=True) / (total + XGRADCAM_EPS)
+
+
+def layercam_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """LayerCAM: positive gradients, element-wise: ``L = ReLU(sum_k ReLU(g_k) * A_k)``."""
+    return grads.clamp(min=0)
+
+
+GRADIENT_WEIGHTINGS: dict[str, Weighting] = {
+    "gradcam": gradcam_weights,
+    "gradcam_pp": gradcampp_weights,
+    "hirescam": hirescam_weights,
+    "xgradcam": xgradcam_weights,
+    "layercam": layercam_weights,
+}
+
+
+def gradient_cam(weighting: Weighting, name: str, doc: str) -> Callable:
+    """Make a gradient-CAM method from a weighting ``(acts, grads) -> alpha``."""
+
+    def kernel(model, inputs, target, layer, *, relu: bool) -> torch.Tensor:
+        acts, grads = layer_gradients(model, inputs, target, layer)
+        return weighted_map(acts, weighting(acts, grads), relu=relu)
+
+    kernel.__name__ = kernel.__qualname__ = name
+    kernel.__doc__ = doc
+    return torch_kernel(kernel)
+
+
+gradcam = gradient_cam(gradcam_weights, "gradcam", """Grad-CAM (Selvaraju et al. 2017,
+arXiv:1610.02391): ``ReLU(sum_k mean_ij(dS/dA_k) A_k)``.""")
+gradcam_pp = gradient_cam(gradcampp_weights, "gradcam_pp", """Grad-CAM++ (Chattopadhay et
+al. 2018, arXiv:1710.11063), with the closed-form weights of the authors' code.""")
+hirescam = gradient_cam(hirescam_weights, "hirescam", """HiResCAM (Draelos & Carin 2020,
+arXiv:2011.08891): ``ReLU(sum_k dS/dA_k * A_k)``.""")
+xgradcam = gradient_cam(xgradcam_weights, "xgradcam", """XGrad-CAM (Fu et al. 2020,
+arXiv:2008.02312): ``alpha_k = sum_ij A_kij g_kij / sum_ij A_kij``.""")
+layercam = gradient_cam(layercam_weights, "layercam", """LayerCAM (Jiang et al. 2021, IEEE
+TIP 30:5875): ``ReLU(sum_k ReLU(dS/dA_k) * A_k)``.""")
+
+
+# ------------------------------------------------------------------ CAM (Zhou et al.)
+
+
+@dataclasses.dataclass
+class _LinearCall:
+    module: nn.Linear
+    after_layer: bool
+    features: torch.Tensor
+    output: torch.Tensor
+
+
+def classifier_after(model: nn.Module, inputs: torch.Tensor,
+                     layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor, nn.Linear]:
+    """``(scores, acts, linear)``: the layer's activations and the last ``nn.Linear``
+    run after the layer whose ``in_features`` is the layer's channel count, checked to
+    be a GAP + linear head (its input is the spatial mean of the activations and its
+    output is the model's output)."""
+    calls: list[_LinearCall] = []
+    hook = _LayerHook(layer)
+
+    def record(module: nn.Module, args: Any, output: Any) -> None:
+        if args and isinstance(args[0], torch.Tensor) and isinstance(output, torch.Tensor):
+            calls.append(_LinearCall(module, hook.calls > 0, args[0], output))
+
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    handles = [m.register_forward_hook(record) for m in linears]
+    try:
+        scores = _run(model, inputs, hook)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if hook.calls == 0:
+        raise LayerError(f"layer {_describe(layer)} was not called by the model's forward")
+    acts = hook.acts
+    channels = acts.shape[1]
+    head = ("CAM (Zhou et al. 2016) needs a model that ends in global average pooling + "
+            "nn.Linear after the explained layer")
+    after = [c for c in calls if c.after_layer and c.module.in_features == channels]
+    if not after:
+        raise LayerError(
+            f"{head}: no nn.Linear with in_features={channels} (the channels of layer "
+            f"{_describe(layer)}) runs after it. Use 'gradcam', which works on any model and "
+            "equals CAM up to a constant factor on GAP + linear models"
+        )
+    fc = after[-1]
+    pooled = acts.mean(dim=(2, 3))
+    features = fc.features.reshape(pooled.shape) if fc.features.numel() == pooled.numel() else None
+    if features is None or not torch.allclose(features, pooled, rtol=1e-4, atol=1e-5 * float(
+            pooled.abs().max().clamp(min=1))):
+        raise LayerError(
+            f"{head}: the input of the last nn.Linear({channels}, ...) is not the spatial mean "
+            f"of layer {_describe(layer)}'s output. Use 'gradcam' for this model"
+        )
+    if fc.output.shape != scores.shape or not torch.allclose(fc.output, scores):
+        raise LayerError(
+            f"{head}: the output of the last nn.Linear({channels}, ...) is not the model's "
+            "output. Use 'gradcam' for this model"
+        )
+    return scores, acts, fc.module
+
+
+@torch_kernel(autograd=False)
+def cam(model, inputs, target, layer, *, relu: bool) -> torch.Tensor:
+    """CAM (Zhou et al. 2016, arXiv:1512.04150): ``ReLU(sum_k w_ck A_k)`` with ``w_c``
+    the classifier row of class ``c`` of a GAP + linear head (no bias)."""
+    scores, acts, fc = classifier_after(model, inputs, layer)
+    classes = target.indices_for(scores)
+    weights = fc.weight.detach()[classes].to(acts.dtype)
+    return weighted_map(acts, weights[:, :, None, None], relu=relu)
+
+
+# ------------------------------------------------------------------ gradient-free CAMs
+
+
+@torch_kernel(autograd=False)
+def scorecam(model, inputs, target, layer, *, forward_batch_size: int, align_corners: bool,
+             relu: bool) -> torch.Tensor:
+    """Score-CAM (Wang et al. 2020, arXiv:1910.01279): each activation map, upsampled
+    to the input and min-max normalised, masks the input; ``alpha = softmax_k`` of
+    the target scores of the ``C`` masked inputs."""
+    step = _check_batch_size(forward_batch_size)
+    with torch.no_grad():
+        scores, acts, _ = layer_activations(model, inputs, layer)
+        classes = _classes(target, scores)
+        batch, channels = acts.shape[:2]
+        flat = acts.reshape(batch * channels, 1, *acts.shape[2:])
+        image = torch.arange(batch, device=inputs.device).repeat_interleave(channels)
+        masked_scores = []
+        for start in range(0, batch * channels, step):
+            rows = slice(start, start + step)
+            up = F.interpolate(flat[rows], size=inputs.shape[-2:], mode="bilinear",
+                               align_corners=align_corners)
+            low = up.amin(dim=(2, 3), keepdim=True)
+            high = up.amax(dim=(2, 3), keepdim=True)
+            masks = (up - low) / (high - low + SCORECAM_EPS)
+            outputs = model(inputs[image[rows]] * masks)
+            masked_scores.append(_target_scores(target, outputs, classes, image[rows]))
+        weights = torch.cat(masked_scores).reshape(batch, channels).softmax(dim=1)
+        return weighted_map(acts, weights[:, :, None, None].to(acts.dtype), relu=relu)
+
+
+@torch_kernel(autograd=False)
+def ablationcam(model, inputs, target, layer, *, forward_batch_size: int,
+                ablation_value: float, relu: bool) -> torch.Tensor:
+    """Ablation-CAM (Desai & Ramaswamy 2020): ``alpha_k = (y - y_k) / y`` with ``y_k``
+    the target score when channel ``k`` of the layer is set to ``ablation_value``."""
+    step = _check_batch_size(forward_batch_size)
+    with torch.no_grad():
+        scores, acts, calls = layer_activations(model, inputs, layer)
+        classes = _classes(target, scores)
+        base = _target_scores(target, scores, classes, torch.arange(len(inputs), device=inputs.device))
+        batch, channels = acts.shape[:2]
+        image = torch.arange(batch, device=inputs.device).repeat_interleave(channels)
+        channel = torch.arange(channels, device=inputs.device).repeat(batch)
+        hook = _LayerHook(layer)
+        hook.replace_call = calls
+        ablated_scores = []
+        for start in range(0, batch * channels, step):
+            rows = slice(start, start + step)
+            ablated = acts[image[rows]].clone()
+            ablated[torch.arange(len(ablated), device=inputs.device), channel[rows]] = ablation_value
+            hook.calls, hook.replace = 0, ablated
+            outputs = _run(model, inputs[image[rows]], hook)
+            ablated_scores.append(_target_scores(target, outputs, classes, image[rows]))
+        ablated = torch.cat(ablated_scores).reshape(batch, channels)
+        weights = (base[:, None] - ablated) / base[:, None]
+        return weighted_map(acts, weights[:, :, None, None].to(acts.dtype), relu=relu)
+
+
+def first_component(acts: torch.Tensor) -> torch.Tensor:
+    """Projection of each position's (centred) channel vector on the first principal
+    direction ``v``, ``(B, 1, h, w)``; ``v`` is oriented so that ``sum_k v_k >= 0``
+    (the map then correlates positively with the channel-mean activation)."""
+    batch, channels, height, width = acts.shape
+    x = acts.reshape(batch, channels, height * width).transpose(1, 2)
+    x = x - x.mean(dim=1, keepdim=True)
+    _, _, vh = torch.linalg.svd(x, full_matrices=False)
+    v = vh[:, 0, :]
+    sign = torch.where(v.sum(dim=1, keepdim=True) < 0, -1.0, 1.0).to(v.dtype)
+    projection = x @ (v * sign)[:, :, None]
+    return projection.reshape(batch, 1, height, width)
+
+
+@torch_kernel(autograd=False)
+def eigencam(model, inputs, target, layer, *, relu: bool) -> torch.Tensor:
+    """Eigen-CAM (Muhammad & Yeasin 2020, arXiv:2008.00299): the activations projected
+    on their first principal component (class-agnostic)."""
+    with torch.no_grad():
+        scores, acts, _ = layer_activations(model, inputs, layer)
+        _classes(target, scores)  # validate and record the class, though unused
+        projection = first_component(acts)
+        return projection.clamp(min=0) if relu else projection
+
+
+# ------------------------------------------------------------------ Guided Grad-CAM
+
+
+@torch_kernel
+def guided_gradcam(model, inputs, target, layer, *, interpolate_mode: str) -> torch.Tensor:
+    """Guided Grad-CAM (Selvaraju et al. 2017): guided backpropagation times the
+    Grad-CAM map upsampled to the input size, ``(B, C, H, W)``."""
+    from attribkit.torch.gradients import guided_gradient
+
+    if interpolate_mode not in ("bilinear", "nearest", "bicubic", "area", "nearest-exact"):
+        raise InvalidOptionError(
+            f"interpolate_mode must be 'bilinear', 'nearest', 'nearest-exact', 'bicubic' or "
+            f"'area', got {interpolate_mode!r}"
+        )
+    acts, grads = layer_gradients(model, inputs, target, layer)
+    heat = weighted_map(acts, gradcam_weights(acts, grads), relu=True)
+    extra = {"align_corners": False} if interpolate_mode in ("bilinear", "bicubic") else {}
+    heat = F.interpolate(heat, size=inputs.shape[-2:], mode=interpolate_mode, **extra)
+    return guided_gradient(model, inputs, target) * heat
