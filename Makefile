@@ -12,18 +12,20 @@ OUT ?= demo-out
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml plugins/attribkit-example/pyproject.toml
+PLUGINS := plugins/attribkit-example plugins/attribkit-captum
+
+$(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e '.[dev,all]' -e plugins/attribkit-example
+	$(PY) -m pip install --quiet -e '.[dev,all]' $(addprefix -e ,$(PLUGINS))
 	touch $@
 
 demo: $(STAMP)
 	$(VENV)/bin/attribkit demo --out $(OUT)
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) -m pytest benchmarks --benchmark-only -q

@@ -57,6 +57,8 @@ class MethodSpec:
         options: accepted keyword options and their defaults.
         reference: the paper or source the method implements.
         description: one line for tables.
+        batch_independent: ``False`` when an image's map depends on the other
+            images of the batch (e.g. feature permutation across the batch).
         plugin: name of the plugin that registered it (set by the host).
     """
 
@@ -70,6 +72,7 @@ class MethodSpec:
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     reference: str = ""
     description: str = ""
+    batch_independent: bool = True
     plugin: str | None = None
 
     def __post_init__(self) -> None:

@@ -9,6 +9,10 @@ from attribkit.host import reset_host  # noqa: E402
 from tests.models import TinyCNN  # noqa: E402
 
 
+# Tiny forwards on a shared 2-core machine are far faster single-threaded.
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def fresh_host(monkeypatch):
     """Each test sees a host built from the current environment and sys.path."""

@@ -1,0 +1,288 @@
+"""The adapter: one attribkit implementation per Captum class (imports torch and Captum).
+
+:func:`build` turns a table entry into a method implementation. Per chunk of
+the batch (``batch_size=``) it
+
+1. runs one forward without gradients to resolve the target (``None``: the top
+   class; ints are range-checked, raising ``TargetError``), and to measure the
+   layer for the default layer masks;
+2. hands Captum the model (or, for a callable target, a small module returning
+   ``target(scores)``), the resolved layer and the per-image class indices;
+3. fills in the defaults of :mod:`attribkit_captum.defaults` and maps
+   attribkit's ``batch_size`` onto ``internal_batch_size`` /
+   ``perturbations_per_eval`` when those are left at ``None``;
+4. calls ``Captum(...).attribute(...)`` with everything else unchanged.
+
+All of it runs inside :func:`attribkit.torch.torch_kernel` (model guard, input
+checks, layer resolution, chunking, the ``Attribution``), plus a guard for the
+attributes Captum sets on modules (LRP's ``rule``, DeepLift's saved tensors),
+which are removed (or put back) even when the model raises.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import captum
+import captum.attr as captum_attr
+import torch
+from torch import nn
+
+from attribkit.errors import InputError, LayerError, MissingDependencyError
+from attribkit.torch import torch_kernel
+from attribkit.torch.targets import ChunkTarget
+from attribkit_captum import defaults
+from attribkit_captum.guards import module_attributes_kept, quiet, seeded
+from attribkit_captum.table import INIT_OPTIONS, Entry
+
+SHAP_BASELINES = ("DeepLiftShap", "GradientShap", "LayerDeepLiftShap", "LayerGradientShap")
+PERMUTATION = ("FeaturePermutation", "LayerFeaturePermutation")
+#: Captum 0.8/0.9 layer perturbation methods that fail with per-image class targets
+#: (LayerFeaturePermutation always, LayerFeatureAblation with perturbations_per_eval > 1):
+#: they get a forward that selects the target itself (:class:`TargetHead`).
+SELECT_IN_FORWARD = ("LayerFeaturePermutation", "LayerFeatureAblation")
+#: Rows per forward for perturbation methods when neither batch_size nor
+#: perturbations_per_eval is given (Captum's own default is one perturbation per forward).
+FORWARD_ROWS = 32
+
+
+class TargetHead(nn.Module):
+    """``model`` followed by target selection: one scalar per row.
+
+    Used for callable targets (any row-wise ``scores -> (B,)``) and, with class
+    indices, for the classes in :data:`SELECT_IN_FORWARD`. Batches that Captum
+    expands (``k`` copies of the chunk) get the indices repeated ``k`` times, as
+    Captum repeats targets.
+    """
+
+    def __init__(self, model: Any, target: ChunkTarget, indices: torch.Tensor | None) -> None:
+        super().__init__()
+        if isinstance(model, nn.Module):
+            self.model = model
+        else:
+            self._forward = model
+        self.target = target
+        self.indices = indices
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores = self.model(x) if "model" in self._modules else self._forward(x)
+        if self.indices is None:
+            return self.target.select(scores)
+        rows, n = scores.shape[0], len(self.indices)
+        indices = self.indices.to(scores.device).repeat(max(1, rows // n))[:rows]
+        return scores.gather(1, indices[:, None]).squeeze(1)
+
+
+def probe(model: Any, inputs: torch.Tensor, target: ChunkTarget, layer: nn.Module | None,
+          to_layer_input: bool = False) -> tuple[torch.Tensor | None, tuple[int, ...] | None]:
+    """One forward without gradients: the class indices (``None`` for a callable
+    target, whose output shape is checked) and the layer's output (or input) shape."""
+    shapes: list[tuple[int, ...]] = []
+    handle = None
+    if layer is not None:
+        def record(_module: nn.Module, inp: Any, out: Any) -> None:
+            value = inp if to_layer_input else out
+            value = value[0] if isinstance(value, (tuple, list)) else value
+            shapes.append(tuple(value.shape))
+        handle = layer.register_forward_hook(record)
+    try:
+        with torch.no_grad():
+            scores = model(inputs)
+    finally:
+        if handle is not None:
+            handle.remove()
+    if target.is_callable:
+        target.select(scores)
+        indices = None
+    else:
+        indices = target.indices_for(scores)
+    return indices, (shapes[-1] if shapes else None)
+
+
+def single(value: Any, entry: Entry) -> torch.Tensor:
+    """Captum returns a tuple for tuple inputs / multi-tensor layers; attribkit wants one tensor."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 1:
+            raise InputError(
+                f"captum.{entry.name}: the layer has {len(value)} input/output tensors; "
+                "choose a layer with a single tensor output"
+            )
+        value = value[0]
+    return value
+
+
+def _passes_relevance(module: nn.Module) -> bool:
+    """Captum's LRP gives these no rule: relevance passes through them unchanged."""
+    try:
+        from captum.attr._core.lrp import SUPPORTED_NON_LINEAR_LAYERS as passthrough
+    except ImportError:  # private name; the list as of Captum 0.9
+        passthrough = [nn.ReLU, nn.Dropout, nn.Tanh]
+    if getattr(module, "rule", False) is not False:
+        return module.rule is None
+    return type(module) in tuple(passthrough)
+
+
+def lrp_layer(model: nn.Module, layer: nn.Module, to_input: bool) -> nn.Module:
+    """The module whose relevance equals ``layer``'s, for Captum's LayerLRP.
+
+    LayerLRP reads relevance from a layer's LRP rule, so it needs a leaf layer
+    with a rule. A ``Sequential`` is replaced by its last (first, for
+    ``attribute_to_layer_input``) leaf; a ReLU/Dropout/Tanh output by the output of
+    the module before it in its ``Sequential`` (relevance passes through them).
+    """
+    def descend(module: nn.Module) -> nn.Module:
+        while isinstance(module, nn.Sequential) and len(module):
+            module = module[0] if to_input else module[-1]
+        return module
+
+    layer = descend(layer)
+    parents = {id(child): (parent, i) for parent in model.modules()
+               if isinstance(parent, nn.Sequential) for i, child in enumerate(parent)}
+    while not to_input and _passes_relevance(layer) and id(layer) in parents:
+        parent, i = parents[id(layer)]
+        if i == 0:
+            break
+        layer = descend(parent[i - 1])
+    if next(layer.children(), None) is not None or _passes_relevance(layer):
+        names = {id(m): n for n, m in model.named_modules()}
+        leaves = [names[id(m)] for m in layer.modules()
+                  if next(m.children(), None) is None and not _passes_relevance(m)
+                  and id(m) in names]
+        hint = f" inside it, e.g. {', '.join(repr(n) for n in leaves[-3:])}" if leaves else ""
+        raise LayerError(
+            f"captum.layer_lrp needs a leaf layer with an LRP rule (a Conv, Linear, pooling "
+            f"or BatchNorm layer, or one with a .rule); {type(layer).__name__} is not one: "
+            f"pass layer= such a module{hint}"
+        )
+    return layer
+
+
+def construct(entry: Entry, cls: type, forward: Any, layer: nn.Module | None,
+              init: dict[str, Any]) -> Any:
+    args = (forward, layer) if entry.layer else (forward,)
+    try:
+        return cls(*args, **init)
+    except ImportError as exc:  # Lime / KernelShap default to scikit-learn models
+        raise MissingDependencyError(
+            f"captum.{entry.name} with its default interpretable model needs scikit-learn "
+            f"({exc}): pip install scikit-learn, or pass interpretable_model= (e.g. "
+            "captum._utils.models.linear_model.SGDLasso())"
+        ) from exc
+
+
+def run(entry: Entry, cls: type, model: Any, inputs: torch.Tensor, target: ChunkTarget,
+        layer: nn.Module | None, options: dict[str, Any]) -> torch.Tensor:
+    """Explain one chunk with Captum's ``cls``: the body of every adapter kernel."""
+    opts = dict(options)
+    batch_size = opts.pop("_batch_size", None)
+    seed = opts.pop("seed", None)
+    grid = opts.pop("grid", None)
+    group = opts.pop("group", None)
+    init = {k: opts.pop(k) for k in INIT_OPTIONS if k in opts}
+    if "integration_method" in opts:
+        opts["method"] = opts.pop("integration_method")
+    if entry.model and not isinstance(model, nn.Module):
+        raise InputError(
+            f"captum.{entry.name} hooks the model's layers: it needs a torch.nn.Module, "
+            f"got {type(model).__name__}"
+        )
+    x = inputs.detach()
+    if entry.cls in PERMUTATION and len(x) < 2:
+        raise InputError(
+            f"captum.{entry.name} permutes features across the images of a chunk, so it needs "
+            f"at least 2 images per chunk, got {len(x)} (batch_size and the batch size set this)"
+        )
+    to_input = bool(opts.get("attribute_to_layer_input", False))
+    indices, layer_shape = probe(model, x, target, layer if "layer_mask" in opts else None,
+                                 to_input)
+
+    if target.is_callable or entry.cls in SELECT_IN_FORWARD:
+        forward: Any = TargetHead(model, target, indices)
+        captum_target = None
+    else:
+        forward, captum_target = model, indices
+
+    rows = 1 if entry.per_image else len(x)
+    if "internal_batch_size" in opts and opts["internal_batch_size"] is None and batch_size:
+        # Conductance differences consecutive steps: Captum needs >= 2 steps per batch.
+        least = 2 * rows if entry.cls == "LayerConductance" else rows
+        opts["internal_batch_size"] = max(int(batch_size), least)
+    if "perturbations_per_eval" in opts and opts["perturbations_per_eval"] is None:
+        opts["perturbations_per_eval"] = max(1, int(batch_size or FORWARD_ROWS) // rows)
+    if "feature_mask" in opts:
+        opts["feature_mask"] = defaults.feature_mask(x, opts["feature_mask"], grid)
+    if "layer_mask" in opts:
+        opts["layer_mask"] = defaults.layer_mask(layer_shape, opts["layer_mask"], group, x.device)
+    if "sliding_window_shapes" in opts:
+        opts["sliding_window_shapes"], opts["strides"] = defaults.occlusion_window(
+            x, opts["sliding_window_shapes"], opts["strides"])
+    baseline_spec = opts.pop("baselines", None)
+    has_baselines = "baselines" in entry.options
+
+    if entry.cls == "LayerLRP":
+        layer = lrp_layer(model, layer, to_input)
+    explainer = construct(entry, cls, forward, layer, init)
+
+    def call(xs: torch.Tensor, tgt: Any, baselines: Any, row: int | None = None
+             ) -> torch.Tensor:
+        kwargs = dict(opts)
+        mask = kwargs.get("feature_mask")
+        if row is not None and isinstance(mask, torch.Tensor) and len(mask) == len(x) > 1:
+            kwargs["feature_mask"] = mask[row:row + 1]  # a per-image mask, one image at a time
+        if has_baselines:
+            kwargs["baselines"] = baselines
+        if entry.target:
+            kwargs["target"] = tgt
+        return single(explainer.attribute(xs, **kwargs), entry)
+
+    if not entry.per_image:
+        with seeded(seed, x.device):
+            return call(x, captum_target, defaults.baselines(x, baseline_spec))
+    maps = []
+    for i in range(len(x)):
+        xi = x[i:i + 1]
+        tgt = None if captum_target is None else captum_target[i:i + 1]
+        if entry.cls in SHAP_BASELINES:
+            baselines = defaults.baseline_distribution(xi, baseline_spec)
+        else:
+            spec = baseline_spec
+            if isinstance(spec, torch.Tensor) and spec.ndim == x.ndim and len(spec) == len(x) > 1:
+                spec = spec[i:i + 1]
+            baselines = defaults.baselines(xi, spec)
+        with seeded(seed, x.device):
+            maps.append(call(xi, tgt, baselines, i))
+    return torch.cat(maps)
+
+
+def build(entry: Entry):
+    """The attribkit implementation of ``entry`` (what the spec's factory returns)."""
+    cls = getattr(captum_attr, entry.cls)
+
+    def kernel_body(model, inputs, target, layer, options):
+        with module_attributes_kept(model), quiet():
+            return run(entry, cls, model, inputs, target, layer, options)
+
+    if entry.layer:
+        def kernel(model, inputs, target, layer, **options):
+            return kernel_body(model, inputs, target, layer, options)
+    else:
+        def kernel(model, inputs, target, **options):
+            return kernel_body(model, inputs, target, None, options)
+    kernel.__name__ = kernel.__qualname__ = entry.name
+    kernel.__doc__ = f"Captum's {entry.cls} on one chunk: {entry.description}."
+    chunked = torch_kernel(kernel, image=entry.image, autograd="autograd" in entry.needs)
+
+    @functools.wraps(chunked)
+    def impl(model, inputs, *, method: str, target: Any = None, layer: Any = None,
+             batch_size: int | None = None, options: dict[str, Any] | None = None):
+        options = dict(options or {})
+        result = chunked(model, inputs, method=method, target=target, layer=layer,
+                         batch_size=batch_size, options={**options, "_batch_size": batch_size})
+        result.meta["options"] = options
+        result.meta["captum"] = {"class": entry.cls, "version": captum.__version__}
+        return result
+
+    impl.entry = entry
+    impl.captum_class = cls
+    return impl
