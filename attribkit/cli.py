@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,23 +85,26 @@ def cmd_explain(args: argparse.Namespace) -> int:
     import torch
 
     from attribkit.api import explain
-    from attribkit.images import denormalize, load_image, to_input
-    from attribkit.viz import save_heatmap
+    from attribkit.images import IMAGENET_MEAN, IMAGENET_STD, load_image, to_display, to_input
+    from attribkit.viz import render, save, show
 
     model = load_model(args.model, args.weights)
     batch = torch.cat([to_input(load_image(p), args.size) for p in args.images])
     result = explain(model, batch, target=args.target, method=args.method,
                      layer=args.layer, batch_size=args.batch_size)
-    shown = denormalize(batch).permute(0, 2, 3, 1).numpy()
+    shown = to_display(batch, IMAGENET_MEAN, IMAGENET_STD)  # to_input's normalisation
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     values = result.numpy()
     for i, path in enumerate(args.images):
         stem = f"{Path(path).stem}_{result.method}"
-        save_heatmap(out / f"{stem}.png", values[i], shown[i])
+        save(render(values[i], shown[i], mode=args.mode, sign=args.sign), out / f"{stem}.png")
         np.save(out / f"{stem}.npy", values[i])
         target = "" if result.target is None else f" target={int(result.target[i])}"
         print(f"{path}: {out / stem}.png{target}")
+    modes = list(dict.fromkeys(["original_image", "heat_map", args.mode]))
+    grid = save(show(result, shown, mode=modes, sign=args.sign), out / f"grid_{result.method}.png")
+    print(f"grid: {grid}")
     return 0
 
 
@@ -132,7 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", help="layer for layer methods (default: auto)")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--out", default="attribkit-out")
+    p.add_argument("--mode", default="blended_heat_map",
+                   choices=("heat_map", "blended_heat_map", "masked_image", "alpha_scaling"),
+                   help="how each PNG draws the map (default: blended_heat_map)")
+    p.add_argument("--sign", default="absolute_value",
+                   choices=("all", "positive", "negative", "absolute_value"))
+    p.add_argument("--out", default="attribkit-out",
+                   help="folder for IMAGE_METHOD.png/.npy per image and grid_METHOD.png")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("demo", help="the main job on the embedded default")
@@ -148,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AttribkitError as exc:
         print(f"attribkit: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `attribkit methods | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

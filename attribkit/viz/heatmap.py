@@ -1,4 +1,5 @@
-"""Turning attribution maps into pictures."""
+"""The first, one-call heat map writer (kept for ``attribkit demo``); built on
+:func:`attribkit.viz.rendering.render`."""
 
 from __future__ import annotations
 
@@ -6,34 +7,23 @@ from pathlib import Path
 
 import numpy as np
 
-from attribkit.result import bilinear_resize
+from attribkit.viz.rendering import prepare_map, render
 
 
 def heatmap_2d(values: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
-    """One image's map ``(C, H, W)`` -> ``(H, W)`` in ``[0, 1]``.
-
-    Channels are combined by the sum of absolute values, the map optionally
-    resized (bilinear) to ``size``, and scaled by its 99th percentile.
-    """
-    m = np.abs(np.asarray(values, dtype=np.float64))
-    m = m.sum(axis=0) if m.ndim == 3 else m
-    if size is not None and m.shape != tuple(size):
-        m = bilinear_resize(m, size)
-    top = np.percentile(m, 99)
-    return np.clip(m / top, 0, 1) if top > 0 else np.zeros_like(m)
+    """One image's map ``(C, H, W)`` -> ``(H, W)`` in ``[0, 1]``: channels summed,
+    resized (bilinear) to ``size`` if given, absolute value, top 1 % saturated."""
+    return prepare_map(values, size, sign="absolute_value", outlier_perc=1.0)
 
 
 def save_heatmap(path: str | Path, values: np.ndarray, image: np.ndarray | None = None,
                  cmap: str = "inferno", alpha: float = 0.55) -> Path:
     """Write a PNG of ``values`` (``(C, H, W)``), blended over ``image`` (``(H, W, 3)``) if given."""
-    from matplotlib import colormaps
-    from matplotlib.image import imsave
+    from attribkit.viz.figures import save
 
-    size = image.shape[:2] if image is not None else None
-    heat = colormaps[cmap](heatmap_2d(values, size))[..., :3]
-    if image is not None:
-        heat = (1 - alpha) * np.clip(image, 0, 1) + alpha * heat
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    imsave(path, np.clip(heat, 0, 1))
-    return path
+    mode = "heat_map" if image is None else "blended_heat_map"
+    rgb = render(values, image, mode=mode, sign="absolute_value", cmap=cmap, alpha=alpha, outlier_perc=1.0)
+    return save(rgb, path)
+
+
+__all__ = ["heatmap_2d", "save_heatmap"]

@@ -1,0 +1,150 @@
+"""Grids: several methods on one model (:func:`compare`), one method on several
+models (:func:`compare_models`). Rows are images, columns methods or models."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from attribkit.images import to_display
+from attribkit.result import Attribution
+from attribkit.viz.figures import (
+    ClassNames,
+    model_scores,
+    new_grid,
+    resolve_class_names,
+    scored_label,
+    targets_of,
+    values_batch,
+)
+from attribkit.viz.rendering import render
+
+MethodArg = str | tuple[str, Mapping[str, Any]]
+
+
+def _method_options(methods: Sequence[MethodArg],
+                    explain_options: Mapping[str, Any]) -> list[tuple[Any, dict]]:
+    """``(spec, options)`` per method: shared options go to the methods that accept
+    them, per-method options (``("saliency", {"abs": False})``) to their method."""
+    from attribkit.api import get_method
+    from attribkit.errors import InvalidOptionError
+
+    resolved = []
+    for entry in methods:
+        name, own = (entry, {}) if isinstance(entry, str) else (entry[0], dict(entry[1]))
+        resolved.append((get_method(name), own))
+    for key in explain_options:
+        if not any(key in spec.options for spec, _ in resolved):
+            names = ", ".join(spec.name for spec, _ in resolved)
+            raise InvalidOptionError(f"none of the methods ({names}) has an option {key!r}")
+    return [(spec, {**{k: v for k, v in explain_options.items() if k in spec.options}, **own})
+            for spec, own in resolved]
+
+
+def _draw(columns: list[tuple[str, Attribution, Any]], display: Any, names: Any, *,
+          show_image: bool, mode: str, sign: str, cell_size: float, title: str | None,
+          render_options: Mapping[str, Any]) -> Figure:
+    """Images x columns; ``columns`` are ``(header, result, probabilities)``."""
+    offset = int(show_image)
+    fig, axes = new_grid(len(display), len(columns) + offset, cell_size)
+    for j, (header, result, probs) in enumerate(columns):
+        values = values_batch(result)
+        targets = targets_of(result, len(values))
+        for i, image in enumerate(display):
+            ax = axes[i, j + offset]
+            ax.imshow(render(values[i], image, mode=mode, sign=sign, **render_options))
+            label = scored_label(targets[i], None if probs is None else probs[i], names)
+            ax.set_title(f"{header}\n{label}" if label else header, fontsize=8)
+    if show_image:
+        for i, image in enumerate(display):
+            axes[i, 0].imshow(image)
+            axes[i, 0].set_title("input", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def compare(model: Any, images: Any, methods: Sequence[MethodArg] | None = None, target: Any = None, *,
+            layer: Any = None, mode: str = "blended_heat_map", sign: str = "absolute_value",
+            class_names: ClassNames = None, show_image: bool = False,
+            mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+            batch_size: int | None = None, cell_size: float = 2.2, title: str | None = None,
+            cmap: str | Any | None = None, alpha: float = 0.5, outlier_perc: float = 2.0,
+            threshold: float = 0.25, channels: str = "sum", **explain_options: Any) -> Figure:
+    """Explain ``images`` with each of ``methods`` and draw a grid: images x methods.
+
+    Each cell is titled with the method and the explained class with the model's
+    probability for it (``"gradcam\\ngreat grey owl (0.93)"``). Class names
+    come from ``class_names`` (a sequence, a mapping, a
+    :class:`~attribkit.images.ClassIndex` or ``"imagenet"``) or, when the model
+    has 1000 outputs, from the ImageNet index.
+
+    Args:
+        model, images, target, layer, batch_size: as in :func:`attribkit.explain`.
+        methods: names, or ``(name, options)`` pairs for per-method options.
+            ``None``: every registered method, skipping (with a warning) those
+            that fail on this model.
+        show_image: add a first column with the input images.
+        mode, sign, cmap, alpha, outlier_perc, threshold, channels, mean, std:
+            as in :func:`attribkit.viz.show` (one mode for the whole grid).
+        **explain_options: method options, each given to the methods that
+            accept it (an option no method accepts raises ``InvalidOptionError``).
+    """
+    from attribkit.api import explain, methods as registered
+
+    skip_failures = methods is None
+    if methods is None:
+        methods = [spec.name for spec in registered()]
+    probs = model_scores(model, images)
+    columns = []
+    for spec, options in _method_options(methods, explain_options):
+        try:
+            result = explain(model, images, target, method=spec.name, layer=layer,
+                             batch_size=batch_size, **options)
+        except Exception as exc:
+            if not skip_failures:
+                raise
+            warnings.warn(f"compare: skipping {spec.name}: {exc}", stacklevel=2)
+            continue
+        columns.append((spec.name, result, probs))
+    return _draw(columns, to_display(images, mean, std), resolve_class_names(class_names, probs.shape[1]),
+                 show_image=show_image, mode=mode, sign=sign, cell_size=cell_size, title=title,
+                 render_options=dict(cmap=cmap, alpha=alpha, outlier_perc=outlier_perc,
+                                     threshold=threshold, channels=channels))
+
+
+def compare_models(models: Mapping[str, Any], images: Any, method: str = "saliency", target: Any = None, *,
+                   layer: Any = None, mode: str = "blended_heat_map", sign: str = "absolute_value",
+                   class_names: ClassNames = None, show_image: bool = False,
+                   mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                   batch_size: int | None = None, cell_size: float = 2.2, title: str | None = None,
+                   cmap: str | Any | None = None, alpha: float = 0.5, outlier_perc: float = 2.0,
+                   threshold: float = 0.25, channels: str = "sum", **options: Any) -> Figure:
+    """One method on several models: a grid images x models, e.g. what a network
+    looks at ``{"before": m0, "after": m1}`` fine-tuning.
+
+    Each cell is titled with the model's name and the class it was explained
+    for (``target=None``: each model's own top class) with its probability.
+    ``layer`` may be a dotted name present in every model, or ``None`` (found
+    per model). Other arguments as in :func:`compare`.
+    """
+    from attribkit.api import explain
+
+    if not isinstance(models, Mapping):
+        models = {f"model {k}": m for k, m in enumerate(models)}
+    columns, classes = [], None
+    for name, model in models.items():
+        probs = model_scores(model, images)
+        classes = probs.shape[1] if classes in (None, probs.shape[1]) else -1
+        result = explain(model, images, target, method=method, layer=layer,
+                         batch_size=batch_size, **options)
+        columns.append((name, result, probs))
+    method_name = columns[0][1].method if columns else method
+    return _draw(columns, to_display(images, mean, std), resolve_class_names(class_names, classes),
+                 show_image=show_image, mode=mode, sign=sign, cell_size=cell_size,
+                 title=title if title is not None else method_name,
+                 render_options=dict(cmap=cmap, alpha=alpha, outlier_perc=outlier_perc,
+                                     threshold=threshold, channels=channels))
