@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from attribkit.host import PluginInfo, get_host
-from attribkit.registry import MethodSpec
+from attribkit.registry import MethodSpec, MetricSpec
 from attribkit.result import Attribution
 
 
@@ -17,6 +17,16 @@ def methods(family: str | None = None) -> list[MethodSpec]:
 def get_method(name: str) -> MethodSpec:
     """The spec of a method by name or alias (``UnknownMethodError`` lists close matches)."""
     return get_host().registry.get(name)
+
+
+def metrics(kind: str | None = None) -> list[MetricSpec]:
+    """Every registered metric (sorted by name), optionally of one ``kind``."""
+    return [s for s in get_host().metrics if kind is None or s.kind == kind]
+
+
+def get_metric(name: str) -> MetricSpec:
+    """The spec of a metric by name or alias."""
+    return get_host().metrics.get(name)
 
 
 def plugins() -> list[PluginInfo]:

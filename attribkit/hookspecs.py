@@ -24,3 +24,12 @@ def register_methods(register):
     Import heavy dependencies (torch, Captum, ...) inside the spec's factory,
     not at module level, so that ``import attribkit`` stays fast.
     """
+
+
+@hookspec
+def register_metrics(register):
+    """Register faithfulness / localisation / sanity / robustness metrics.
+
+    Call ``register(spec)`` once per :class:`attribkit.registry.MetricSpec`;
+    the benchmark runner offers every registered metric.
+    """

@@ -24,12 +24,14 @@ import pluggy
 
 from attribkit import hookspecs
 from attribkit.errors import PluginError
-from attribkit.registry import MethodSpec, Registry
+from attribkit.registry import MethodSpec, MetricSpec, Registry
 
 ENTRY_POINT_GROUP = "attribkit"
 BUILTIN_PLUGINS = (
     "attribkit.families.gradient",
     "attribkit.families.cam",
+    "attribkit.families.baseline",
+    "attribkit.bench.builtin_metrics",
 )
 
 
@@ -48,6 +50,7 @@ class PluginInfo:
     status: str
     methods: tuple[str, ...] = ()
     error: str = ""
+    metrics: tuple[str, ...] = ()
 
 
 def _flag(name: str) -> bool:
@@ -72,7 +75,8 @@ class Host:
     def __init__(self, *, builtins: bool = True, entry_points: bool = True) -> None:
         self.pm = pluggy.PluginManager("attribkit")
         self.pm.add_hookspecs(hookspecs)
-        self.registry = Registry()
+        self.registry = Registry(MethodSpec)
+        self.metrics = Registry(MetricSpec)
         self.plugins: list[PluginInfo] = []
         self.strict = _flag("ATTRIBKIT_STRICT_PLUGINS")
         self._disabled = _disabled()
@@ -118,24 +122,31 @@ class Host:
         raised when ``strict``).
         """
         strict = self.strict if strict is None else strict
-        registered: list[str] = []
+        registered: dict[str, list[str]] = {"register_methods": [], "register_metrics": []}
 
-        def register(spec: MethodSpec) -> None:
-            spec = dataclasses.replace(spec, plugin=name)
-            self.registry.add(spec)
-            registered.append(spec.name)
+        def registrar(hook: str, registry: Registry):
+            def register(spec: Any) -> None:
+                spec = dataclasses.replace(spec, plugin=name)
+                registry.add(spec)
+                registered[hook].append(spec.name)
+            return register
 
         try:
             self.pm.register(plugin, name=name)
             others = [p for p in self.pm.get_plugins() if p is not plugin]
-            caller = self.pm.subset_hook_caller("register_methods", remove_plugins=others)
-            caller(register=register)
+            for hook, registry in (("register_methods", self.registry),
+                                   ("register_metrics", self.metrics)):
+                caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
+                caller(register=registrar(hook, registry))
         except Exception as exc:  # noqa: BLE001 - any plugin error is recorded
             self.registry.remove_plugin(name)
+            self.metrics.remove_plugin(name)
             if self.pm.is_registered(plugin):
                 self.pm.unregister(plugin)
             return self._fail(name, distribution, version, exc, strict=strict, builtin=builtin)
-        info = PluginInfo(name, distribution, version, builtin, "loaded", tuple(registered))
+        info = PluginInfo(name, distribution, version, builtin, "loaded",
+                          tuple(registered["register_methods"]),
+                          metrics=tuple(registered["register_metrics"]))
         self.plugins.append(info)
         return info
 
@@ -145,6 +156,7 @@ class Host:
         if plugin is not None:
             self.pm.unregister(plugin)
         self.registry.remove_plugin(name)
+        self.metrics.remove_plugin(name)
         self.plugins = [p for p in self.plugins if p.name != name]
 
     def _fail(self, name: str, dist: str, version: str, exc: BaseException, *,

@@ -23,6 +23,8 @@ from attribkit.errors import (
 )
 
 FAMILIES = ("gradient", "cam", "perturbation", "other")
+METRIC_KINDS = ("faithfulness", "localisation", "sanity", "robustness")
+METRIC_NEEDS = ("forward", "ground_truth", "model", "method")
 NEEDS = ("autograd", "layer", "module", "forward")
 OUTPUTS = ("pixel", "layer")
 SIGNS = ("signed", "non-negative")
@@ -35,8 +37,72 @@ def normalize_name(name: str) -> str:
     return re.sub(r"[-\s]+", "_", name.strip().lower())
 
 
+class _Spec:
+    """What method and metric specs share: names, a lazy factory, option binding.
+
+    Subclasses are frozen dataclasses with ``name``, ``aliases``, ``factory``,
+    ``options`` and ``plugin`` fields.
+    """
+
+    noun = "spec"
+
+    def _check_common(self) -> None:
+        object.__setattr__(self, "aliases", tuple(self.aliases))
+        object.__setattr__(self, "options", dict(self.options))
+        for label in (self.name, *self.aliases):
+            if not isinstance(label, str) or not _NAME.match(label):
+                raise SpecError(
+                    f"{self.noun} name {label!r} is invalid: use lower-case letters, digits, "
+                    "'_' and '.' namespaces, starting with a letter"
+                )
+        if not (callable(self.factory) or (isinstance(self.factory, str) and ":" in self.factory)):
+            raise SpecError(
+                f"{self.noun} {self.name!r}: factory must be a callable or a 'module:attribute' "
+                f"string, got {self.factory!r}"
+            )
+        for option in self.options:
+            if not isinstance(option, str) or not option.isidentifier():
+                raise SpecError(f"{self.noun} {self.name!r}: option name {option!r} is not an identifier")
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The name followed by the aliases."""
+        return (self.name, *self.aliases)
+
+    def load(self) -> Callable[..., Any]:
+        """Import (once) and return the implementation."""
+        impl = self.__dict__.get("_impl")
+        if impl is not None:
+            return impl
+        if isinstance(self.factory, str):
+            module_name, _, attr = self.factory.partition(":")
+            impl = getattr(importlib.import_module(module_name), attr)
+        else:
+            impl = self.factory()
+        if not callable(impl):
+            raise SpecError(f"{self.noun} {self.name!r}: factory returned {impl!r}, which is not callable")
+        object.__setattr__(self, "_impl", impl)
+        return impl
+
+    def bind_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge user options into the defaults, rejecting unknown names and wrong types."""
+        unknown = [k for k in given if k not in self.options]
+        if unknown:
+            valid = ", ".join(sorted(self.options)) or "none"
+            hint = difflib.get_close_matches(unknown[0], list(self.options), n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise InvalidOptionError(
+                f"{self.noun} {self.name!r} has no option {unknown[0]!r}{extra}; valid options: {valid}"
+            )
+        bound = dict(self.options)
+        for key, value in given.items():
+            _check_option_type(self.noun, self.name, key, self.options[key], value)
+            bound[key] = value
+        return bound
+
+
 @dataclasses.dataclass(frozen=True)
-class MethodSpec:
+class MethodSpec(_Spec):
     """Everything attribkit knows about a method before loading it.
 
     Attributes:
@@ -75,73 +141,61 @@ class MethodSpec:
     batch_independent: bool = True
     plugin: str | None = None
 
+    noun = "method"
+
     def __post_init__(self) -> None:
-        object.__setattr__(self, "aliases", tuple(self.aliases))
         object.__setattr__(self, "needs", tuple(self.needs))
-        object.__setattr__(self, "options", dict(self.options))
-        for label in (self.name, *self.aliases):
-            if not isinstance(label, str) or not _NAME.match(label):
-                raise SpecError(
-                    f"method name {label!r} is invalid: use lower-case letters, digits, "
-                    "'_' and '.' namespaces, starting with a letter"
-                )
+        self._check_common()
         _check_choice("family", self.family, FAMILIES, self.name)
         _check_choice("output", self.output, OUTPUTS, self.name)
         _check_choice("sign", self.sign, SIGNS, self.name)
         for need in self.needs:
             _check_choice("needs", need, NEEDS, self.name)
-        if not (callable(self.factory) or (isinstance(self.factory, str) and ":" in self.factory)):
-            raise SpecError(
-                f"method {self.name!r}: factory must be a callable or a 'module:attribute' "
-                f"string, got {self.factory!r}"
-            )
-        for option in self.options:
-            if not isinstance(option, str) or not option.isidentifier():
-                raise SpecError(f"method {self.name!r}: option name {option!r} is not an identifier")
 
-    @property
-    def labels(self) -> tuple[str, ...]:
-        """The name followed by the aliases."""
-        return (self.name, *self.aliases)
 
-    def load(self) -> Callable[..., Any]:
-        """Import (once) and return the implementation."""
-        impl = self.__dict__.get("_impl")
-        if impl is not None:
-            return impl
-        if isinstance(self.factory, str):
-            module_name, _, attr = self.factory.partition(":")
-            impl = getattr(importlib.import_module(module_name), attr)
-        else:
-            impl = self.factory()
-        if not callable(impl):
-            raise SpecError(f"method {self.name!r}: factory returned {impl!r}, which is not callable")
-        object.__setattr__(self, "_impl", impl)
-        return impl
+@dataclasses.dataclass(frozen=True)
+class MetricSpec(_Spec):
+    """A faithfulness, localisation, sanity or robustness metric.
 
-    def bind_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
-        """Merge user options into the defaults, rejecting unknown names and wrong types."""
-        unknown = [k for k in given if k not in self.options]
-        if unknown:
-            valid = ", ".join(sorted(self.options)) or "none"
-            hint = difflib.get_close_matches(unknown[0], list(self.options), n=1)
-            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise InvalidOptionError(
-                f"method {self.name!r} has no option {unknown[0]!r}{extra}; valid options: {valid}"
-            )
-        bound = dict(self.options)
-        for key, value in given.items():
-            _check_option_type(self.name, key, self.options[key], value)
-            bound[key] = value
-        return bound
+    Attributes:
+        name: canonical name (``"deletion_auc"``, ``"captum.infidelity"``).
+        kind: ``faithfulness``, ``localisation``, ``sanity`` or ``robustness``.
+        factory: returns the implementation, called as ``impl(data, **options)``
+            with a :class:`attribkit.bench.MetricInput`; it returns a
+            :class:`attribkit.bench.MetricResult` (one score per image).
+        higher_is_better: the direction of the score.
+        needs: ``forward`` (a ``predict`` callable), ``ground_truth`` (evidence
+            masks), ``model`` (the module itself), ``method`` (re-explaining).
+        options, aliases, reference, description, plugin: as for methods.
+    """
+
+    name: str
+    kind: str
+    factory: Callable[[], Callable[..., Any]] | str
+    higher_is_better: bool
+    aliases: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ("forward",)
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    reference: str = ""
+    description: str = ""
+    plugin: str | None = None
+
+    noun = "metric"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "needs", tuple(self.needs))
+        self._check_common()
+        _check_choice("kind", self.kind, METRIC_KINDS, self.name)
+        for need in self.needs:
+            _check_choice("needs", need, METRIC_NEEDS, self.name)
 
 
 def _check_choice(field: str, value: str, allowed: tuple[str, ...], name: str) -> None:
     if value not in allowed:
-        raise SpecError(f"method {name!r}: {field} {value!r} is not one of {', '.join(allowed)}")
+        raise SpecError(f"{name!r}: {field} {value!r} is not one of {', '.join(allowed)}")
 
 
-def _check_option_type(method: str, key: str, default: Any, value: Any) -> None:
+def _check_option_type(noun: str, name: str, key: str, default: Any, value: Any) -> None:
     if default is None or value is None:
         return
     if isinstance(default, bool):
@@ -154,31 +208,32 @@ def _check_option_type(method: str, key: str, default: Any, value: Any) -> None:
         ok = True
     if not ok:
         raise InvalidOptionError(
-            f"option {key!r} of method {method!r} expects {type(default).__name__} "
+            f"option {key!r} of {noun} {name!r} expects {type(default).__name__} "
             f"(default {default!r}), got {type(value).__name__} {value!r}"
         )
 
 
 class Registry:
-    """Name -> :class:`MethodSpec`, with aliases and origin plugins."""
+    """Name -> spec (:class:`MethodSpec` or :class:`MetricSpec`), with aliases and origin plugins."""
 
-    def __init__(self) -> None:
-        self._specs: dict[str, MethodSpec] = {}
-        self._labels: dict[str, MethodSpec] = {}
+    def __init__(self, spec_type: type = MethodSpec) -> None:
+        self.spec_type = spec_type
+        self._specs: dict[str, Any] = {}
+        self._labels: dict[str, Any] = {}
 
-    def add(self, spec: MethodSpec) -> None:
+    def add(self, spec: Any) -> None:
         """Add a spec; a name or alias already taken raises naming both plugins."""
-        if not isinstance(spec, MethodSpec):
-            raise SpecError(f"register() expects a MethodSpec, got {type(spec).__name__}")
+        if not isinstance(spec, self.spec_type):
+            raise SpecError(f"register() expects a {self.spec_type.__name__}, got {type(spec).__name__}")
         keys = [normalize_name(label) for label in spec.labels]
         if len(set(keys)) != len(keys):
-            raise SpecError(f"method {spec.name!r} lists the same name twice in its aliases")
+            raise SpecError(f"{spec.noun} {spec.name!r} lists the same name twice in its aliases")
         for label, key in zip(spec.labels, keys):
             other = self._labels.get(key)
             if other is not None:
                 raise DuplicateMethodError(
-                    f"method name {label!r} from plugin {spec.plugin!r} is already taken by "
-                    f"method {other.name!r} from plugin {other.plugin!r}"
+                    f"{spec.noun} name {label!r} from plugin {spec.plugin!r} is already taken by "
+                    f"{other.noun} {other.name!r} from plugin {other.plugin!r}"
                 )
         self._specs[spec.name] = spec
         for key in keys:
@@ -191,24 +246,25 @@ class Registry:
             for label in spec.labels:
                 self._labels.pop(normalize_name(label), None)
 
-    def get(self, name: str) -> MethodSpec:
+    def get(self, name: str) -> Any:
         """Resolve a name or alias; an unknown name raises with close matches."""
-        if isinstance(name, MethodSpec):
+        if isinstance(name, self.spec_type):
             return name
         spec = self._labels.get(normalize_name(str(name)))
         if spec is None:
             close = difflib.get_close_matches(normalize_name(str(name)), list(self._labels), n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            noun = "attribution method" if self.spec_type is MethodSpec else self.spec_type.noun
+            listing = "methods" if self.spec_type is MethodSpec else "metrics"
             raise UnknownMethodError(
-                f"unknown attribution method {name!r}{hint} (`attribkit methods` lists all "
-                f"{len(self._specs)})"
+                f"unknown {noun} {name!r}{hint} (`attribkit {listing}` lists all {len(self._specs)})"
             )
         return spec
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and normalize_name(name) in self._labels
 
-    def __iter__(self) -> Iterator[MethodSpec]:
+    def __iter__(self) -> Iterator[Any]:
         return iter(sorted(self._specs.values(), key=lambda s: s.name))
 
     def __len__(self) -> int:

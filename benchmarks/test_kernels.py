@@ -6,7 +6,6 @@ without gradients for the CAM family. ``pytest benchmarks --benchmark-only``;
 ``--benchmark-json`` output works with ``pytest-benchmark compare``.
 """
 
-import importlib.util
 import os
 
 import pytest
@@ -14,6 +13,7 @@ import torch
 import torchvision
 
 import attribkit as ak
+from attribkit.bench.peers import peer_calls
 from benchmarks.conftest import bench_batch, bench_device, bench_models, bench_size
 
 GRADIENT_METHODS = ["saliency", "guided_backprop", "deconvnet", "input_x_gradient"]
@@ -21,10 +21,6 @@ CAM_METHODS = ["cam", "gradcam", "gradcam_pp", "hirescam", "xgradcam", "layercam
                "scorecam", "ablationcam"]
 SLOW = {"scorecam", "ablationcam"}
 LAYER = "layer4"
-
-
-def available(name):
-    return importlib.util.find_spec(name) is not None
 
 
 def registered(methods):
@@ -54,15 +50,7 @@ def forward(model, x):
         return model(x)
 
 
-# ---------------------------------------------------------------- gradient family
-
-def captum_gradient(method):
-    from captum import attr
-
-    cls = {"saliency": attr.Saliency, "guided_backprop": attr.GuidedBackprop,
-           "deconvnet": attr.Deconvolution, "input_x_gradient": attr.InputXGradient}[method]
-    return lambda model, x, t: cls(model).attribute(x, target=t)
-
+# ---------------------------------------------------------------- the suites
 
 @pytest.mark.parametrize("impl", ["floor", "attribkit", "captum"])
 @pytest.mark.parametrize("method", GRADIENT_METHODS)
@@ -74,68 +62,24 @@ def test_gradient_family(run, benchmark, setup, method, impl):
     elif impl == "attribkit":
         run(lambda: ak.explain(model, x, targets, method=method), "attribkit")
     else:
-        if not available("captum"):
-            pytest.skip("captum not installed")
-        fn = captum_gradient(method)
-        run(lambda: fn(model, x, targets.tolist()), "peer")
+        peer = peer_calls(method).get(impl)
+        if peer is None:
+            pytest.skip(f"{impl} not installed")
+        run(lambda: peer(model, x, targets, None), "peer")
 
 
-# ---------------------------------------------------------------- CAM family
-
-def grad_cam_peer(method, model):
-    import pytorch_grad_cam as pgc
-
-    cls = {"gradcam": pgc.GradCAM, "gradcam_pp": pgc.GradCAMPlusPlus, "hirescam": pgc.HiResCAM,
-           "xgradcam": pgc.XGradCAM, "layercam": pgc.LayerCAM, "eigencam": pgc.EigenCAM,
-           "scorecam": pgc.ScoreCAM, "ablationcam": pgc.AblationCAM}.get(method)
-    if cls is None:
-        return None
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-    def call(x, targets):
-        with cls(model=model, target_layers=[getattr(model, LAYER)[-1]]) as cam:
-            return cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets])
-
-    return call
-
-
-def torchcam_peer(method, model):
-    import torchcam.methods as tcm
-
-    cls = {"cam": tcm.CAM, "gradcam": tcm.GradCAM, "gradcam_pp": tcm.GradCAMpp,
-           "xgradcam": tcm.XGradCAM, "layercam": tcm.LayerCAM, "scorecam": tcm.ScoreCAM}.get(method)
-    if cls is None:
-        return None
-
-    def call(x, targets):
-        extractor = cls(model, target_layer=LAYER)
-        try:
-            if method in ("cam", "scorecam"):
-                with torch.no_grad():
-                    scores = model(x)
-                return extractor(targets.tolist(), scores)
-            return extractor(targets.tolist(), model(x))
-        finally:
-            extractor.remove_hooks()
-
-    return call
-
-
-@pytest.mark.parametrize("impl", ["floor", "attribkit", "pytorch-grad-cam", "torchcam"])
+@pytest.mark.parametrize("impl", ["floor", "attribkit", "captum", "pytorch-grad-cam", "torchcam"])
 @pytest.mark.parametrize("method", registered(CAM_METHODS))
 def test_cam_family(run, benchmark, setup, method, impl):
     name, model, x, targets = setup
     benchmark.group = f"{name}-{method}"
+    layer = getattr(model, LAYER)
     if impl == "floor":
         run(lambda: forward(model, x), "floor")
-        return
-    if impl == "attribkit":
-        run(lambda: ak.explain(model, x, targets, method=method, layer=LAYER), "attribkit")
-        return
-    module = {"pytorch-grad-cam": "pytorch_grad_cam", "torchcam": "torchcam"}[impl]
-    if not available(module):
-        pytest.skip(f"{impl} not installed")
-    peer = (grad_cam_peer if impl == "pytorch-grad-cam" else torchcam_peer)(method, model)
-    if peer is None:
-        pytest.skip(f"{impl} has no {method}")
-    run(lambda: peer(x, targets), "peer")
+    elif impl == "attribkit":
+        run(lambda: ak.explain(model, x, targets, method=method, layer=layer), "attribkit")
+    else:
+        peer = peer_calls(method).get(impl)
+        if peer is None:
+            pytest.skip(f"{impl} is not installed or has no {method}")
+        run(lambda: peer(model, x, targets, layer), "peer")

@@ -21,6 +21,7 @@ def activation_map(model, inputs, target, layer, *, reduce: str) -> torch.Tensor
             scores = model(inputs)
     finally:
         handle.remove()
-    target.indices_for(scores)  # record which class was predicted, for the result
+    if not target.is_callable:
+        target.indices_for(scores)  # record which class was predicted, for the result
     acts = captured[-1]
     return acts.mean(1, keepdim=True) if reduce == "mean" else acts.amax(1, keepdim=True)
