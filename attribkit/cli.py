@@ -1,4 +1,4 @@
-"""Command line: ``attribkit methods|plugins|explain|demo``."""
+"""Command line: ``attribkit methods|metrics|plugins|explain|bench|demo``."""
 
 from __future__ import annotations
 
@@ -108,6 +108,32 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from attribkit.bench.runner import BenchConfig, run_bench
+
+    config = BenchConfig(out=Path(args.out), profile=args.profile, model=args.model, weights=args.weights,
+                         data=args.data, methods=args.methods, metrics=args.metrics, device=args.device,
+                         amp=args.amp, channels_last=args.channels_last, n_images=args.n_images,
+                         batch_size=args.batch_size, seed=args.seed)
+    run_bench(config, progress=not args.no_progress)
+    print((Path(args.out) / "report.md").read_text())
+    print(f"report, results.json, results.jsonl and plots in {args.out}")
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from attribkit.api import metrics
+
+    rows = [{"name": s.name, "kind": s.kind, "better": "higher" if s.higher_is_better else "lower",
+             "needs": ",".join(s.needs), "plugin": s.plugin, "options": dict(s.options),
+             "reference": s.reference} for s in metrics()]
+    if args.json:
+        print(json.dumps(rows, indent=2, default=repr))
+    else:
+        print(format_table(rows, ["name", "kind", "better", "needs", "plugin"]))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from attribkit.demo import run_demo
 
@@ -122,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("methods", help="list registered attribution methods")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("metrics", help="list registered faithfulness / localisation / sanity metrics")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_metrics)
 
     p = sub.add_parser("plugins", help="list loaded, failed and disabled plugins")
     p.add_argument("--json", action="store_true")
@@ -144,6 +174,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="attribkit-out",
                    help="folder for IMAGE_METHOD.png/.npy per image and grid_METHOD.png")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("bench", help="speed and faithfulness of every method, with ground truth")
+    p.add_argument("--profile", choices=("quick", "full"), default="quick")
+    p.add_argument("--model", default="synthetic",
+                   help="synthetic (the trained reference model), torchvision:NAME or package.module:factory")
+    p.add_argument("--weights", help="for torchvision models: DEFAULT, a weights name or a state-dict file")
+    p.add_argument("--data", help="folder of images for a non-synthetic model (no ground truth)")
+    p.add_argument("--methods", nargs="+", help="default: the profile's methods")
+    p.add_argument("--metrics", nargs="+", help="default: every registered metric that applies")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--n-images", type=int, help="images scored (default: the profile's)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", default="bench-out")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="the main job on the embedded default")
     p.add_argument("--out", default="demo-out")

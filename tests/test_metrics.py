@@ -52,7 +52,7 @@ def test_perfect_attribution_gets_the_best_deletion_auc():
     target = torch.tensor([0])
     perfect = torch.zeros(1, h, w)
     perfect.view(1, -1)[0, pixel] = 1
-    auc, curve = M.deletion_insertion(predict, images, perfect, target, steps=16)
+    auc, curve = M.deletion_insertion(predict, images, perfect, target, steps=16, baseline=0.0)
     p0 = torch.sigmoid(torch.tensor(10.0)).item()
     # step 0 keeps the pixel (p0); from step 1 on (1 of 16 pixels deleted) it is 0 -> p = 0.5
     assert curve[0, 0].item() == pytest.approx(p0)
@@ -63,7 +63,7 @@ def test_perfect_attribution_gets_the_best_deletion_auc():
         other = torch.rand(1, h, w)
         if other.view(-1).argmax() == pixel:
             continue
-        assert M.deletion_insertion(predict, images, other, target, steps=16)[0] > auc
+        assert M.deletion_insertion(predict, images, other, target, steps=16, baseline=0.0)[0] > auc
 
 
 def test_insertion_of_the_right_pixel_first_is_best():
@@ -131,3 +131,16 @@ def test_pixel_relevance_sums_channels_and_upsamples():
     rel = M.pixel_relevance(values, (8, 8))
     assert rel.shape == (1, 8, 8)
     assert rel[0, 6, 6] == rel.max() and rel.max() == pytest.approx(2.0)
+
+
+def test_default_deletion_baseline_is_the_blurred_image():
+    images = torch.rand(2, 3, 8, 8)
+    seen = []
+
+    def predict(x):
+        seen.append(x.clone())
+        return torch.zeros(len(x), 2)
+
+    M.deletion_insertion(predict, images, torch.rand(2, 8, 8), torch.tensor([0, 1]), steps=4)
+    last = seen[0].view(2, 5, 3, 8, 8)[:, -1]  # everything deleted
+    torch.testing.assert_close(last, M.gaussian_blur(images, 5.0))

@@ -15,8 +15,8 @@ ADEBAYO = "Adebayo et al. 2018, Sanity Checks for Saliency Maps, NeurIPS"
 @hookimpl
 def register_metrics(register):
     for name, kind, higher, needs, options, reference, description in [
-        ("deletion_auc", "faithfulness", False, ("forward",), {"steps": 32, "baseline": 0.0}, PETSIUK,
-         "target probability as the most relevant pixels are removed (AUC)"),
+        ("deletion_auc", "faithfulness", False, ("forward",), {"steps": 32, "baseline": None, "blur_sigma": 5.0},
+         PETSIUK, "target probability as the most relevant pixels are blurred away (AUC)"),
         ("insertion_auc", "faithfulness", True, ("forward",), {"steps": 32, "blur_sigma": 5.0}, PETSIUK,
          "target probability as the most relevant pixels are put back into a blurred image (AUC)"),
         ("road_morf", "faithfulness", False, ("forward",), {"noise": 0.01, "seed": 0}, ROAD,

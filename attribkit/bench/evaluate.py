@@ -59,11 +59,13 @@ def _curve(curves: torch.Tensor, x: torch.Tensor) -> dict[str, list[float]]:
 
 # ------------------------------------------------------------ faithfulness
 
-def deletion_auc(data: MetricInput, *, steps: int = 32, baseline: float = 0.0) -> MetricResult:
-    """Deletion AUC (Petsiuk et al. 2018), lower is better; see :func:`metrics.deletion_insertion`."""
+def deletion_auc(data: MetricInput, *, steps: int = 32, baseline: float | None = None,
+                 blur_sigma: float = 5.0) -> MetricResult:
+    """Deletion AUC (Petsiuk et al. 2018), lower is better; deleted pixels take the
+    blurred image's values unless ``baseline`` is a constant; see :func:`metrics.deletion_insertion`."""
     auc, curves = M.deletion_insertion(data.predict, data.inputs, data.relevance, data.targets,
                                        mode="deletion", steps=steps, baseline=baseline,
-                                       batch_size=data.batch_size)
+                                       blur_sigma=blur_sigma, batch_size=data.batch_size)
     return MetricResult(auc, _curve(curves, torch.linspace(0, 1, steps + 1)))
 
 

@@ -95,7 +95,7 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epoch
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += loss.detach().item() * len(idx)
         if log:
             log(f"epoch {epoch + 1}/{epochs}: loss {total / len(images):.4f}")
     return model.eval()

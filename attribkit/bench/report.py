@@ -1,0 +1,117 @@
+"""The benchmark report: a Markdown table, the JSON of every record, PNG plots."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+SPEED_COLUMNS = ("ratio", "images_per_s")
+
+
+def metric_table(records: list[dict]) -> tuple[list[str], list[str], dict[str, dict[str, dict]]]:
+    """``(methods, metrics, cells)`` with ``cells[method][metric]`` the record."""
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    metrics = list(dict.fromkeys(r["metric"] for r in records if r["metric"] != "speed"))
+    cells: dict[str, dict[str, dict]] = {m: {} for m in methods}
+    for r in records:
+        cells[r["method"]][r["metric"]] = r
+    return methods, metrics, cells
+
+
+def _best(values: dict[str, float], higher: bool) -> set[str]:
+    finite = {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
+    if not finite:
+        return set()
+    target = max(finite.values()) if higher else min(finite.values())
+    return {k for k, v in finite.items() if v == target}
+
+
+def markdown(records: list[dict], title: str = "attribkit benchmark") -> str:
+    """Methods x metrics (mean ± s.e.m., best in bold; arrows give the better direction),
+    then speed: median time per batch relative to the method's floor and to peers."""
+    methods, metrics, cells = metric_table(records)
+    lines = [f"# {title}", ""]
+    header = ["method"]
+    for name in metrics:
+        higher = next((c[name].get("higher_is_better", True) for c in cells.values() if name in c), True)
+        header.append(f"{name} {'↑' if higher else '↓'}")
+    header += ["time / floor ↓", "images/s ↑"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    best = {}
+    for name in metrics:
+        values = {m: cells[m].get(name, {}).get("mean") for m in methods}
+        higher = next((c[name].get("higher_is_better", True) for c in cells.values() if name in c), True)
+        best[name] = _best(values, higher)
+    for m in methods:
+        row = [m]
+        for name in metrics:
+            rec = cells[m].get(name)
+            if rec is None:
+                row.append("")
+            elif "error" in rec:
+                row.append("error")
+            else:
+                text = f"{rec['mean']:.3f} ± {rec['sem']:.3f}"
+                row.append(f"**{text}**" if m in best[name] else text)
+        speed = cells[m].get("speed")
+        if speed and "ratio" in speed:
+            row += [f"{speed['ratio']:.2f}× {speed['floor']}", f"{speed['images_per_s']:.1f}"]
+        else:
+            row += ["", ""]
+        lines.append("| " + " | ".join(row) + " |")
+    peers = [(m, cells[m]["speed"]) for m in methods
+             if cells[m].get("speed", {}).get("peers")]
+    if peers:
+        lines += ["", "## Peers (same batch, measured interleaved in the same run)", "",
+                  "| method | attribkit / floor | peer | peer / floor | peer / attribkit |",
+                  "|---|---|---|---|---|"]
+        for m, speed in peers:
+            for peer, p in speed["peers"].items():
+                lines.append(f"| {m} | {speed['ratio']:.2f}× | {peer} | {p['ratio']:.2f}× | "
+                             f"{p['ratio'] / speed['ratio']:.2f}× |")
+    errors = [r for r in records if "error" in r]
+    if errors:
+        lines += ["", "## Errors", ""] + [f"- {r['method']} / {r['metric']}: {r['error']}" for r in errors]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(records: list[dict], out: Path, *, config: Any = None, subject: Any = None,
+                 metric_specs: dict | None = None) -> dict[str, Path]:
+    """Write ``report.md``, ``results.json`` and the PNG plots into ``out``."""
+    from attribkit.viz import plot_curves, plot_metric_table, plot_speed, save
+
+    out.mkdir(parents=True, exist_ok=True)
+    title = "attribkit benchmark"
+    if config is not None:
+        title += f": {config.model}, profile {config.profile}, {config.device}"
+    written = {"report": out / "report.md", "json": out / "results.json"}
+    written["report"].write_text(markdown(records, title))
+    written["json"].write_text(json.dumps(records, indent=1))
+    methods, metrics, cells = metric_table(records)
+    ratios = {m: cells[m]["speed"]["ratio"] for m in methods if "ratio" in cells[m].get("speed", {})}
+    if ratios:
+        written["speed"] = save(plot_speed(ratios, floor=1.0, floor_label="floor", unit="× floor",
+                                           title="time per batch relative to the floor"), out / "speed.png")
+    table = {m: {k: cells[m][k]["mean"] for k in metrics if "mean" in cells[m].get(k, {})} for m in methods}
+    higher = {k: next(c[k]["higher_is_better"] for c in cells.values() if "higher_is_better" in c.get(k, {}))
+              for k in metrics if any("higher_is_better" in c.get(k, {}) for c in cells.values())}
+    if any(table.values()):
+        written["metrics"] = save(plot_metric_table(table, higher_is_better=higher), out / "metrics.png")
+    curves = {kind: {m: cells[m][kind]["curves"]["mean"] for m in methods
+                     if cells[m].get(kind, {}).get("curves", {}).get("mean")}
+              for kind in ("deletion_auc", "insertion_auc")}
+    curves = {k.replace("_auc", ""): v for k, v in curves.items() if v}
+    if curves:
+        written["curves"] = save(plot_curves(curves), out / "deletion_insertion.png")
+    sanity = {m: cells[m]["cascading_randomization"]["curves"]["spearman_abs"] for m in methods
+              if cells[m].get("cascading_randomization", {}).get("curves", {}).get("spearman_abs")}
+    if sanity:
+        layers = next(cells[m]["cascading_randomization"]["curves"]["layers"] for m in sanity)
+        fig = plot_curves(sanity, x=list(range(1, len(layers) + 1)), kind="cascading randomisation")
+        ax = fig.axes[0]
+        ax.set_xlabel("layers randomised, from the output: " + ", ".join(layers))
+        ax.set_ylabel("Spearman |r| with the original maps")
+        written["sanity"] = save(fig, out / "sanity.png")
+    return written

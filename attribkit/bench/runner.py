@@ -1,0 +1,327 @@
+"""``attribkit bench``: which method is fast and which is faithful, in one run.
+
+For each method: its maps on ``n_images`` images, every applicable registered
+metric, and its speed relative to its floor (measured interleaved with the
+floor in the same run) and to peer libraries. Every (method, metric) result is
+appended to ``results.jsonl`` as soon as it is known; re-running the same
+command skips what is already there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attribkit.api import explain, get_method, get_metric, methods, metrics
+from attribkit.bench.evaluate import MetricInput
+from attribkit.bench.metrics import pixel_relevance
+from attribkit.bench.peers import peer_calls
+from attribkit.bench.timing import interleaved_times, median, peak_memory_mb
+from attribkit.registry import MethodSpec, MetricSpec
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # images scored, images for sanity checks, timing repeats, timing batch
+    "quick": {"n_images": 64, "sanity_images": 16, "repeats": 3, "speed_batch": 16,
+              "metric_options": {"deletion_auc": {"steps": 16}, "insertion_auc": {"steps": 16}}},
+    "full": {"n_images": 500, "sanity_images": 64, "repeats": 10, "speed_batch": 64,
+             "metric_options": {}},
+}
+SLOW_FAMILIES = ("perturbation",)
+
+
+@dataclasses.dataclass
+class BenchConfig:
+    """What to benchmark; see ``attribkit bench --help``."""
+
+    out: Path
+    profile: str = "quick"
+    model: str = "synthetic"
+    weights: str | None = None
+    data: str | None = None
+    methods: Sequence[str] | None = None
+    metrics: Sequence[str] | None = None
+    device: str = "cpu"
+    amp: bool = False
+    channels_last: bool = False
+    n_images: int | None = None
+    batch_size: int = 64
+    seed: int = 0
+
+    def settings(self) -> dict[str, Any]:
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {self.profile!r}")
+        s = dict(PROFILES[self.profile])
+        if self.n_images is not None:
+            s["n_images"] = self.n_images
+        return s
+
+    def run_key(self) -> str:
+        """Results of runs with the same key are interchangeable (resume)."""
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("out", "methods", "metrics")}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+@dataclasses.dataclass
+class Subject:
+    """The model and data a run is about."""
+
+    name: str
+    model: torch.nn.Module
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    masks: torch.Tensor | None
+    class_names: Sequence[str] | None = None
+
+
+def load_subject(config: BenchConfig, n_images: int, log: Callable[[str], None] = print) -> Subject:
+    """The reference model on its synthetic test set, or a torchvision / user model."""
+    device = torch.device(config.device)
+    if config.model == "synthetic":
+        from attribkit.bench.reference import TrainConfig, reference_model
+        from attribkit.bench.synthetic import make_dataset
+
+        train = TrainConfig(seed=config.seed)
+        model, record = reference_model(train, log=log)
+        log(f"reference model: test accuracy {record['test_accuracy']:.3f} ({record['path']})")
+        data = make_dataset(n_images, size=train.size, classes=train.classes, seed=train.seed + 20_000)
+        inputs = torch.from_numpy(data.images)
+        targets = torch.from_numpy(data.labels)
+        masks = torch.from_numpy(data.masks)
+        names = data.class_names
+    else:
+        from attribkit.cli import load_model
+
+        model = load_model(config.model, config.weights)
+        if config.data:
+            from attribkit.images import load_image, to_input
+
+            files = sorted(p for p in Path(config.data).rglob("*")
+                           if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:n_images]
+            if not files:
+                raise FileNotFoundError(f"no .png/.jpg images under {config.data}")
+            inputs = torch.cat([to_input(load_image(p)) for p in files])
+        else:
+            log("no --data: random images, so only speed is meaningful")
+            gen = torch.Generator().manual_seed(config.seed)
+            inputs = torch.randn(n_images, 3, 224, 224, generator=gen)
+        with torch.no_grad():
+            targets = torch.cat([model(inputs[i:i + 32]).argmax(1) for i in range(0, len(inputs), 32)])
+        masks, names = None, None
+    model = model.eval().to(device)
+    inputs = inputs.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    return Subject(config.model, model, inputs, targets.to(device), masks, names)
+
+
+def choose_methods(config: BenchConfig) -> list[MethodSpec]:
+    """``--methods`` or the profile's: quick = attribkit's own built-ins; full = every
+    registered method except the perturbation family (ask for those by name)."""
+    if config.methods:
+        return [get_method(m) for m in config.methods]
+    chosen = [s for s in methods() if s.family not in SLOW_FAMILIES]
+    if config.profile == "quick":
+        chosen = [s for s in chosen if (s.plugin or "").startswith("attribkit.")]
+    return chosen
+
+
+def choose_metrics(config: BenchConfig, subject: Subject) -> list[MetricSpec]:
+    """``--metrics`` or every registered metric whose needs the subject meets."""
+    chosen = [get_metric(m) for m in config.metrics] if config.metrics else metrics()
+    return [m for m in chosen if "ground_truth" not in m.needs or subject.masks is not None]
+
+
+class ResultStore:
+    """Append-only JSONL of result records, keyed by (run, method, metric)."""
+
+    def __init__(self, path: Path, run: str) -> None:
+        self.path = path
+        self.run = run
+        self.records: dict[tuple[str, str], dict] = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    rec = json.loads(line)
+                    if rec.get("run") == run:
+                        self.records[(rec["method"], rec["metric"])] = rec
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self.records
+
+    def add(self, record: dict) -> None:
+        record = {"run": self.run, **record}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        self.records[(record["method"], record["metric"])] = record
+
+
+def _autocast(config: BenchConfig):
+    if not config.amp:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(config.device).type, dtype=torch.bfloat16)
+
+
+def _summary(scores: torch.Tensor) -> dict[str, float]:
+    scores = scores.detach().double().cpu()
+    n = len(scores)
+    std = float(scores.std()) if n > 1 else 0.0
+    return {"mean": float(scores.mean()), "sem": std / math.sqrt(n) if n > 1 else 0.0, "n": n}
+
+
+def _floor_call(spec: MethodSpec, model: torch.nn.Module, x: torch.Tensor,
+                targets: torch.Tensor) -> tuple[str, Callable[[], object]]:
+    if spec.family == "gradient":
+        def forward_backward():
+            xx = x.detach().requires_grad_()
+            return torch.autograd.grad(model(xx).gather(1, targets[:, None]).sum(), xx)
+
+        return "forward+backward", forward_backward
+
+    def forward():
+        with torch.no_grad():
+            return model(x)
+
+    return "forward", forward
+
+
+def measure_speed(spec: MethodSpec, subject: Subject, config: BenchConfig, settings: dict,
+                  layer: Any) -> dict:
+    """Median time per batch against the method's floor and the peers, interleaved."""
+    device = torch.device(config.device)
+    x = subject.inputs[:settings["speed_batch"]]
+    t = subject.targets[:len(x)]
+    floor_name, floor = _floor_call(spec, subject.model, x, t)
+    kwargs = {"layer": layer} if "layer" in spec.needs else {}
+    calls = {"floor": floor,
+             "attribkit": lambda: explain(subject.model, x, t, method=spec.name, batch_size=config.batch_size,
+                                          **kwargs)}
+    layer_module = layer if isinstance(layer, torch.nn.Module) else None
+    for peer, call in peer_calls(spec.name).items():
+        if layer_module is not None or spec.family == "gradient":
+            calls[peer] = (lambda c: lambda: c(subject.model, x, t, layer_module))(call)
+    with _autocast(config):
+        times = interleaved_times(calls, repeats=settings["repeats"], warmup=1, device=device)
+        memory = peak_memory_mb(calls["attribkit"], device)
+    floor_s = median(times["floor"])
+    ours = median(times["attribkit"])
+    return {
+        "median_ms": ours * 1e3, "floor_ms": floor_s * 1e3, "floor": floor_name,
+        "ratio": ours / floor_s, "images_per_s": len(x) / ours, "batch": len(x),
+        "peak_memory_mb": memory, "device": str(device),
+        "peers": {name: {"median_ms": median(v) * 1e3, "ratio": median(v) / floor_s}
+                  for name, v in times.items() if name not in ("floor", "attribkit")},
+    }
+
+
+def run_bench(config: BenchConfig, *, progress: bool = True,
+              log: Callable[[str], None] = print) -> list[dict]:
+    """Run (or resume) a benchmark; returns this run's records and writes the report."""
+    from attribkit.bench.report import write_report
+
+    settings = config.settings()
+    subject = load_subject(config, settings["n_images"], log)
+    chosen = choose_methods(config)
+    scored = choose_metrics(config, subject)
+    store = ResultStore(Path(config.out) / "results.jsonl", config.run_key())
+    layer = _default_layer(subject)
+    tasks = [(m.name, k) for m in chosen for k in ["speed", *[s.name for s in scored]]]
+    bar = _progress(len(tasks), progress)
+    for spec in chosen:
+        todo = [k for k in ["speed", *[s.name for s in scored]] if (spec.name, k) not in store]
+        bar.update(len(["speed", *scored]) - len(todo))
+        if not todo:
+            continue
+        bar.set_description(spec.name)
+        try:
+            relevance, explain_fn = _relevance(spec, subject, config, layer)
+        except Exception as exc:  # noqa: BLE001 - a method that cannot run on this model
+            for key in todo:
+                store.add({"method": spec.name, "metric": key, "error": f"{type(exc).__name__}: {exc}"})
+            bar.update(len(todo))
+            continue
+        for metric in scored:
+            if metric.name in todo:
+                store.add(_score(metric, spec, subject, relevance, explain_fn, config, settings))
+                bar.update(1)
+        if "speed" in todo:
+            store.add({"method": spec.name, "metric": "speed",
+                       **measure_speed(spec, subject, config, settings, layer)})
+            bar.update(1)
+    bar.close()
+    records = [r for (m, _k), r in store.records.items() if m in {s.name for s in chosen}]
+    write_report(records, Path(config.out), config=config, subject=subject,
+                 metric_specs={s.name: s for s in scored})
+    return records
+
+
+def _default_layer(subject: Subject) -> Any:
+    from attribkit.torch.layers import resolve_layer
+
+    try:
+        return resolve_layer(subject.model, None, subject.inputs[:1])[0]
+    except Exception:  # noqa: BLE001 - models without a spatial layer run no layer methods
+        return None
+
+
+def _progress(total: int, enabled: bool):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        enabled = False
+    if not enabled:
+        class _Silent:
+            def update(self, n: int = 1) -> None: ...
+            def set_description(self, s: str) -> None: ...
+            def close(self) -> None: ...
+        return _Silent()
+    return tqdm(total=total, unit="result", dynamic_ncols=True)
+
+
+def _relevance(spec: MethodSpec, subject: Subject, config: BenchConfig,
+               layer: Any) -> tuple[torch.Tensor, Callable]:
+    size = tuple(subject.inputs.shape[-2:])
+    kwargs = {"layer": layer} if "layer" in spec.needs else {}
+
+    def explain_fn(model: Any, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if "layer" in spec.needs and model is not subject.model:
+            from attribkit.torch.layers import layer_name
+
+            kw = {"layer": layer_name(subject.model, layer)}  # the same layer in a copy
+        else:
+            kw = kwargs
+        with _autocast(config):
+            values = explain(model, inputs, targets, method=spec.name, batch_size=config.batch_size, **kw).values
+        return pixel_relevance(values, size)
+
+    return explain_fn(subject.model, subject.inputs, subject.targets), explain_fn
+
+
+def _score(metric: MetricSpec, spec: MethodSpec, subject: Subject, relevance: torch.Tensor,
+           explain_fn: Callable, config: BenchConfig, settings: dict) -> dict:
+    n = settings["sanity_images"] if metric.kind == "sanity" else len(subject.inputs)
+    data = MetricInput(
+        predict=subject.model, inputs=subject.inputs[:n], relevance=relevance[:n],
+        targets=subject.targets[:n], masks=None if subject.masks is None else subject.masks[:n],
+        model=subject.model, explain=explain_fn, batch_size=256)
+    options = settings["metric_options"].get(metric.name, {})
+    record = {"method": spec.name, "metric": metric.name, "kind": metric.kind,
+              "higher_is_better": metric.higher_is_better}
+    start = time.perf_counter()
+    try:
+        with _autocast(config):
+            result = metric.load()(data, **metric.bind_options(options))
+    except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
+        return {**record, "error": f"{type(exc).__name__}: {exc}"}
+    return {**record, **_summary(result.scores), "curves": result.curves,
+            "seconds": time.perf_counter() - start}

@@ -1,0 +1,96 @@
+"""The benchmark on the trained reference model (quick profile): published findings
+that must hold, the report, and resuming."""
+
+import json
+
+import pytest
+import torch
+
+from attribkit.bench.reference import TrainConfig, reference_model
+from attribkit.bench.runner import BenchConfig, run_bench
+from attribkit.cli import main
+
+METHODS = ["random", "saliency", "gradcam", "guided_backprop", "input_x_gradient"]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    records = run_bench(BenchConfig(out=out, methods=METHODS), progress=False, log=lambda s: None)
+    table = {(r["method"], r["metric"]): r for r in records}
+    return out, table
+
+
+def value(table, method, metric):
+    rec = table[(method, metric)]
+    assert "error" not in rec, rec.get("error")
+    return rec["mean"]
+
+
+def test_reference_model_is_accurate():
+    _, record = reference_model(TrainConfig())
+    assert record["test_accuracy"] >= 0.95
+
+
+@pytest.mark.parametrize("metric", ["pointing_game", "relevance_mass_accuracy", "relevance_rank_accuracy"])
+def test_random_is_worst_on_localisation(results, metric):
+    _, table = results
+    rand = value(table, "random", metric)
+    for method in METHODS[1:]:
+        assert value(table, method, metric) > rand + 0.05, method
+    for method in ("saliency", "gradcam"):  # and markedly so for the gradient and CAM baselines
+        assert value(table, method, metric) > 2 * rand
+
+
+def test_class_sensitive_methods_beat_random_on_deletion_and_insertion(results):
+    _, table = results
+    for method in ("saliency", "gradcam", "input_x_gradient"):
+        assert value(table, method, "deletion_auc") < value(table, "random", "deletion_auc")
+        assert value(table, method, "insertion_auc") > value(table, "random", "insertion_auc")
+        assert value(table, method, "road_morf") < value(table, "random", "road_morf")
+    assert value(table, "guided_backprop", "insertion_auc") > value(table, "random", "insertion_auc")
+
+
+def test_guided_backprop_fails_the_cascading_randomisation_check(results):
+    """Adebayo et al. 2018: guided backprop barely changes when the weights are
+    randomised from the top; saliency and Grad-CAM do."""
+    _, table = results
+    gbp = value(table, "guided_backprop", "cascading_randomization")
+    assert gbp > value(table, "saliency", "cascading_randomization") + 0.1
+    assert gbp > value(table, "gradcam", "cascading_randomization") + 0.2
+    assert value(table, "random", "cascading_randomization") == pytest.approx(1.0)
+
+
+def test_speed_records_and_report(results):
+    out, table = results
+    speed = table[("gradcam", "speed")]
+    assert speed["floor"] == "forward" and speed["ratio"] > 0 and speed["images_per_s"] > 0
+    assert table[("saliency", "speed")]["floor"] == "forward+backward"
+    report = (out / "report.md").read_text()
+    assert "| gradcam |" in report and "relevance_mass_accuracy ↑" in report and "deletion_auc ↓" in report
+    for png in ("speed.png", "metrics.png", "deletion_insertion.png", "sanity.png"):
+        assert (out / png).stat().st_size > 1000
+    assert len(json.loads((out / "results.json").read_text())) == len(table)
+
+
+def test_resume_never_recomputes(results, monkeypatch):
+    out, table = results
+    lines_before = (out / "results.jsonl").read_text().count("\n")
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a finished result was recomputed")
+
+    monkeypatch.setattr("attribkit.bench.runner._relevance", boom)
+    monkeypatch.setattr("attribkit.bench.runner.measure_speed", boom)
+    records = run_bench(BenchConfig(out=out, methods=METHODS), progress=False, log=lambda s: None)
+    assert len(records) == len(table)
+    assert (out / "results.jsonl").read_text().count("\n") == lines_before
+
+
+def test_cli_bench_runs_a_subset(tmp_path, capsys):
+    assert main(["bench", "--methods", "gradcam", "random", "--metrics", "pointing_game",
+                 "--n-images", "16", "--no-progress", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| gradcam |" in out and "pointing_game" in out
+    assert main(["metrics"]) == 0
+    assert "cascading_randomization" in capsys.readouterr().out
