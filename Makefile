@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.attribkit-installed
 OUT ?= demo-out
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench bench-kernels install clean
 
 install: $(STAMP)
 
@@ -27,8 +27,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# speed + faithfulness of every built-in method on the reference model (quick profile)
 bench: $(STAMP)
+	$(VENV)/bin/attribkit bench --profile quick --out bench-out
+
+# pytest-benchmark suites: kernels vs floors and peers on torchvision models
+bench-kernels: $(STAMP)
 	$(PY) -m pytest benchmarks --benchmark-only -q
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache .benchmarks
+	rm -rf $(VENV) $(OUT) bench-out .pytest_cache .benchmarks

@@ -137,7 +137,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from attribkit.demo import run_demo
 
-    run_demo(Path(args.out))
+    run_demo(Path(args.out), n_images=args.images, bench_images=args.bench_images)
     return 0
 
 
@@ -195,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job on the embedded default")
     p.add_argument("--out", default="demo-out")
+    p.add_argument("--images", type=int, default=4, help="test images explained by every method")
+    p.add_argument("--bench-images", type=int, default=32, help="images in the short benchmark")
     p.set_defaults(func=cmd_demo)
     return parser
 

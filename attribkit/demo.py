@@ -1,4 +1,12 @@
-"""``attribkit demo``: every registered method on a generated image, written to disk."""
+"""``attribkit demo``: the main job on the embedded default.
+
+1. the methods table;
+2. the reference model (a small CNN trained on the synthetic ground-truth
+   images, cached after the first run) explained by every method on a few
+   test images: one PNG per method and a comparison grid;
+3. a short benchmark of attribkit's own methods on those images: localisation
+   against the known evidence, deletion, and speed relative to the floor.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +18,7 @@ import numpy as np
 
 def make_scene(size: int = 224, seed: int = 0) -> np.ndarray:
     """A generated ``(size, size, 3)`` picture in ``[0, 1]``: a shaded background,
-    a red disc and a blue square at seeded positions."""
+    a red disc and a blue square at seeded positions (for ``attribkit explain`` examples)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size] / size
     img = np.stack([0.4 + 0.3 * yy, 0.5 + 0.2 * xx, 0.45 + 0.1 * (xx - yy)], axis=-1)
@@ -23,40 +31,55 @@ def make_scene(size: int = 224, seed: int = 0) -> np.ndarray:
     return img.astype(np.float32)
 
 
-def run_demo(out: Path, size: int = 224) -> list[Path]:
-    """Print the methods table, explain a generated image with every method, save PNGs."""
+def run_demo(out: Path, n_images: int = 4, bench_images: int = 32) -> list[Path]:
+    """Print the methods table, explain test images of the reference model with every
+    method (perturbation methods excepted: see ``attribkit explain``), save PNGs, and
+    print a short benchmark."""
     import torch
-    import torchvision
-    from matplotlib.image import imsave
 
     from attribkit.api import explain, methods
+    from attribkit.bench.reference import TrainConfig, reference_model
+    from attribkit.bench.runner import BenchConfig, run_bench
+    from attribkit.bench.synthetic import make_dataset
     from attribkit.cli import format_table, method_rows
-    from attribkit.images import to_input
-    from attribkit.viz import save_heatmap
+    from attribkit.viz import compare, save, save_heatmap
 
     print(format_table(method_rows(), ["name", "aliases", "family", "needs", "output", "plugin"]))
     out.mkdir(parents=True, exist_ok=True)
-    image = make_scene(size)
-    imsave(out / "scene.png", image)
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18().eval()  # random weights: no downloads here
-    x = to_input(image, size)
-    written = [out / "scene.png"]
-    print(f"\nexplaining {out / 'scene.png'} with torchvision resnet18 (random weights)")
+    config = TrainConfig()
+    print("\nreference model (trained on first use, then cached):")
+    model, record = reference_model(config, log=lambda s: print("  " + s))
+    print(f"  test accuracy {record['test_accuracy']:.3f}, weights {record['path']}")
+    data = make_dataset(n_images, size=config.size, classes=config.classes, seed=config.seed + 20_000)
+    x = torch.from_numpy(data.images)
+    shown = data.images.transpose(0, 2, 3, 1)
+    written = []
+    print(f"\nexplaining {n_images} test images (classes: "
+          f"{', '.join(data.class_names[int(c)] for c in data.labels)}):")
     for spec in methods():
         if spec.family == "perturbation":
-            continue  # one forward per feature: run them with `attribkit explain --method`
+            continue
         start = time.perf_counter()
         try:
             result = explain(model, x, method=spec.name)
         except Exception as exc:  # noqa: BLE001 - a method that cannot run on this model
-            print(f"  {spec.name:28s} skipped: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+            print(f"  {spec.name:34s} skipped: {type(exc).__name__}: {str(exc).splitlines()[0]}")
             continue
         ms = (time.perf_counter() - start) * 1e3
-        path = save_heatmap(out / f"scene_{spec.name}.png", result.numpy()[0], image)
+        path = save_heatmap(out / f"{spec.name}.png", result.numpy()[0], shown[0])
         written.append(path)
         layer = f" layer={result.layer}" if result.layer else ""
-        print(f"  {spec.name:28s} {str(tuple(result.values.shape)):18s} target="
-              f"{int(result.target[0]) if result.target is not None else '-'}{layer}  "
-              f"{ms:7.1f} ms -> {path}")
+        print(f"  {spec.name:34s} {str(tuple(result.values.shape)):18s}{layer:16s} {ms:8.1f} ms")
+    builtin = [s.name for s in methods() if (s.plugin or "").startswith("attribkit.")
+               and s.family != "perturbation"]
+    grid = compare(model, x, methods=[m for m in builtin if m != "random"],
+                   class_names=list(data.class_names))
+    written.append(save(grid, out / "compare.png"))
+    print(f"\ncomparison grid: {out / 'compare.png'}")
+    print(f"\nshort benchmark ({bench_images} images; `attribkit bench` runs the full table):")
+    run_bench(BenchConfig(out=out / "bench", methods=builtin, n_images=bench_images,
+                          metrics=["pointing_game", "relevance_mass_accuracy", "deletion_auc"]),
+              progress=False, log=lambda s: None)
+    report = (out / "bench" / "report.md").read_text()
+    print("\n".join(line for line in report.splitlines() if line.startswith("|")))
     return written

@@ -57,9 +57,10 @@ def test_explain_reports_attribkit_errors_cleanly(tmp_path, capsys):
 
 
 def test_demo_prints_the_table_and_writes_every_method(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--images", "2", "--bench-images", "8"]) == 0
     out = capsys.readouterr().out
-    assert "saliency" in out and "activation_map" in out
-    assert (tmp_path / "scene.png").exists()
-    assert (tmp_path / "scene_saliency.png").exists()
-    assert (tmp_path / "scene_example.activation_map.png").exists()
+    assert out.splitlines()[0].split()[:3] == ["name", "aliases", "family"]
+    assert "test accuracy" in out and "| gradcam |" in out
+    for name in ("saliency", "gradcam", "example.activation_map", "compare"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000
+    assert (tmp_path / "bench" / "report.md").exists()
