@@ -19,12 +19,12 @@ FORWARD_BATCH_SIZE = 64
 
 def _cam(name: str, *, aliases: tuple[str, ...], needs: tuple[str, ...], reference: str,
          description: str, options: dict | None = None, output: str = "layer",
-         sign: str = "non-negative") -> MethodSpec:
+         sign: str = "non-negative", module: str = KERNELS) -> MethodSpec:
     return MethodSpec(
         name=name,
         aliases=aliases,
         family="cam",
-        factory=f"{KERNELS}:{name}",
+        factory=f"{module}:{name}",
         needs=needs,
         output=output,
         sign=sign,
@@ -70,7 +70,8 @@ SPECS = (
          options={"forward_batch_size": FORWARD_BATCH_SIZE, "ablation_value": 0.0, "relu": True},
          reference="Desai & Ramaswamy 2020, Ablation-CAM: Visual Explanations for Deep "
                    "Convolutional Network via Gradient-free Localization, WACV",
-         description="relative score drop when each channel is ablated"),
+         description="relative score drop when each channel is ablated",
+         module="attribkit.torch.ablation"),
     _cam("eigencam", aliases=("eigen_cam",), needs=("module", "layer"),
          reference="Muhammad & Yeasin 2020, Eigen-CAM: Class Activation Map using Principal "
                    "Components, IJCNN, arXiv:2008.00299",

@@ -36,16 +36,21 @@ A layer module that is called more than once in a forward (a shared ``ReLU``)
 is explained at its **last** call, the same "forward-completion order" rule
 the automatic layer choice uses. Hooks are removed in ``finally``.
 
-Score-CAM and Ablation-CAM run their ``B * C`` masked or ablated forwards in
-batches of ``forward_batch_size`` rows (rows of all images together), on the
-inputs' device, without NumPy.
+Score-CAM runs its ``B * C`` masked forwards in batches of
+``forward_batch_size`` rows (rows of all images together), on the inputs'
+device, without NumPy.
+
+Ablation-CAM, which runs only the part of the model after the layer on its
+ablated copies, lives in :mod:`attribkit.torch.ablation`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -70,13 +75,20 @@ def _describe(layer: nn.Module) -> str:
     return type(layer).__name__
 
 
+class _Untrusted(Exception):
+    """Internal: an expanded Ablation-CAM forward cannot be trusted (see the module
+    docstring); the call falls back to full forwards."""
+
+
 class _LayerHook:
     """Forward hook on the target layer.
 
     Records the output of every call (the last call wins). With ``grad=True``
     it cuts the graph at the layer and turns autograd on for what follows;
     with ``replace`` set it substitutes the output of call number
-    ``replace_call`` (Ablation-CAM).
+    ``replace_call`` (Ablation-CAM) and sets ``replaced``. With ``expand`` the
+    output replaced is a batch-1 ``(1, C, h, w)`` and ``replace`` holds ``K``
+    rows of that shape.
     """
 
     def __init__(self, layer: nn.Module, *, grad: bool = False) -> None:
@@ -86,6 +98,8 @@ class _LayerHook:
         self.acts: torch.Tensor | None = None
         self.replace: torch.Tensor | None = None
         self.replace_call = 0
+        self.expand = False
+        self.replaced = False
 
     def __call__(self, _module: nn.Module, _args: Any, output: Any) -> Any:
         if not isinstance(output, torch.Tensor) or output.ndim != 4:
@@ -98,11 +112,15 @@ class _LayerHook:
         if self.replace is not None:
             if self.calls != self.replace_call:
                 return None
-            if self.replace.shape != output.shape:
+            expected = (1, *self.replace.shape[1:]) if self.expand else tuple(self.replace.shape)
+            if tuple(output.shape) != expected:
+                if self.expand:
+                    raise _Untrusted("unexpected layer output shape")
                 raise LayerError(
                     f"layer {_describe(self.layer)} returned shape {tuple(output.shape)}, expected "
-                    f"{tuple(self.replace.shape)}"
+                    f"{expected}"
                 )
+            self.replaced = True
             return self.replace
         if self.grad:
             torch.set_grad_enabled(True)  # the enclosing no_grad() restores the mode on exit
@@ -353,34 +371,6 @@ def scorecam(model, inputs, target, layer, *, forward_batch_size: int, align_cor
             outputs = model(inputs[image[rows]] * masks)
             masked_scores.append(_target_scores(target, outputs, classes, image[rows]))
         weights = torch.cat(masked_scores).reshape(batch, channels).softmax(dim=1)
-        return weighted_map(acts, weights[:, :, None, None].to(acts.dtype), relu=relu)
-
-
-@torch_kernel(autograd=False)
-def ablationcam(model, inputs, target, layer, *, forward_batch_size: int,
-                ablation_value: float, relu: bool) -> torch.Tensor:
-    """Ablation-CAM (Desai & Ramaswamy 2020): ``alpha_k = (y - y_k) / y`` with ``y_k``
-    the target score when channel ``k`` of the layer is set to ``ablation_value``."""
-    step = _check_batch_size(forward_batch_size)
-    with torch.no_grad():
-        scores, acts, calls = layer_activations(model, inputs, layer)
-        classes = _classes(target, scores)
-        base = _target_scores(target, scores, classes, torch.arange(len(inputs), device=inputs.device))
-        batch, channels = acts.shape[:2]
-        image = torch.arange(batch, device=inputs.device).repeat_interleave(channels)
-        channel = torch.arange(channels, device=inputs.device).repeat(batch)
-        hook = _LayerHook(layer)
-        hook.replace_call = calls
-        ablated_scores = []
-        for start in range(0, batch * channels, step):
-            rows = slice(start, start + step)
-            ablated = acts[image[rows]].clone()
-            ablated[torch.arange(len(ablated), device=inputs.device), channel[rows]] = ablation_value
-            hook.calls, hook.replace = 0, ablated
-            outputs = _run(model, inputs[image[rows]], hook)
-            ablated_scores.append(_target_scores(target, outputs, classes, image[rows]))
-        ablated = torch.cat(ablated_scores).reshape(batch, channels)
-        weights = (base[:, None] - ablated) / base[:, None]
         return weighted_map(acts, weights[:, :, None, None].to(acts.dtype), relu=relu)
 
 
