@@ -136,8 +136,13 @@ def choose_methods(config: BenchConfig) -> list[MethodSpec]:
 
 
 def choose_metrics(config: BenchConfig, subject: Subject) -> list[MetricSpec]:
-    """``--metrics`` or every registered metric whose needs the subject meets."""
-    chosen = [get_metric(m) for m in config.metrics] if config.metrics else metrics()
+    """``--metrics`` or the profile's (quick: attribkit's own; full: every registered
+    metric), keeping those whose needs the subject meets."""
+    if config.metrics:
+        chosen = [get_metric(m) for m in config.metrics]
+    else:
+        chosen = [m for m in metrics()
+                  if config.profile != "quick" or (m.plugin or "").startswith("attribkit.")]
     return [m for m in chosen if "ground_truth" not in m.needs or subject.masks is not None]
 
 

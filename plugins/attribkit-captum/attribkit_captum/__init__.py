@@ -18,9 +18,9 @@ import itertools
 
 from attribkit.errors import DuplicateMethodError, MissingDependencyError
 from attribkit.hookspecs import hookimpl
-from attribkit.registry import MethodSpec
+from attribkit.registry import MethodSpec, MetricSpec
 
-from attribkit_captum.table import BATCH_COUPLED, BY_CLASS, SUPPORTED, UNSUPPORTED, Entry
+from attribkit_captum.table import BATCH_COUPLED, BY_CLASS, METRICS, SUPPORTED, UNSUPPORTED, Entry
 
 __all__ = ["CaptumFactory", "MIN_CAPTUM", "INSTALL_HINT", "coverage", "dropped_aliases",
            "register_methods", "SUPPORTED", "UNSUPPORTED"]
@@ -158,3 +158,11 @@ def coverage():
     Captum lacks).
     """
     return importlib.import_module("attribkit_captum.exports").coverage()
+
+
+@hookimpl
+def register_metrics(register):
+    """Register Captum's ``infidelity`` and ``sensitivity_max`` for the benchmark
+    (static descriptions; Captum is imported when a metric first runs)."""
+    for name, meta in METRICS.items():
+        register(MetricSpec(name=name, **meta))

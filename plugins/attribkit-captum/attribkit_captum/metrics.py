@@ -6,8 +6,9 @@ and return one value per image, a ``(B,)`` tensor; lower is better for both.
 ``target=None`` reuses the classes the attribution explained
 (``attribution.target``), or its callable target.
 
-attribkit has no ``register_metrics`` hook yet; these are plain functions
-until it has (see docs/captum.md for the proposed hook).
+The plugin's ``register_metrics`` hook registers them for ``attribkit bench``
+as ``captum.infidelity`` and ``captum.sensitivity_max`` through the adapters
+:func:`infidelity_metric` and :func:`sensitivity_max_metric`.
 """
 
 from __future__ import annotations
@@ -150,26 +151,34 @@ def sensitivity_max(model: Any, inputs: torch.Tensor, attribution: Attribution,
                                       target=parsed).detach()
 
 
-#: What a ``register_metrics`` hook would register (see docs/captum.md).
-METRICS = {
-    "captum.infidelity": {
-        "factory": "attribkit_captum.metrics:infidelity",
-        "kind": "faithfulness",
-        "higher_is_better": False,
-        "needs": ("forward",),
-        "options": {"n_perturb_samples": 10, "stdev": 0.05, "normalize": False,
-                    "max_examples_per_batch": None, "seed": 0},
-        "reference": "Yeh et al. 2019, On the (In)fidelity and Sensitivity of Explanations, "
-                     "arXiv:1901.09392",
-    },
-    "captum.sensitivity_max": {
-        "factory": "attribkit_captum.metrics:sensitivity_max",
-        "kind": "robustness",
-        "higher_is_better": False,
-        "needs": ("method",),
-        "options": {"perturb_radius": 0.02, "n_perturb_samples": 10, "norm_ord": "fro",
-                    "max_examples_per_batch": None, "seed": 0},
-        "reference": "Yeh et al. 2019, On the (In)fidelity and Sensitivity of Explanations, "
-                     "arXiv:1901.09392",
-    },
-}
+def infidelity_metric(data: Any, **options: Any) -> Any:
+    """:func:`infidelity` on a benchmark :class:`attribkit.bench.evaluate.MetricInput`
+    (its ``(B, H, W)`` relevance spread over the input channels)."""
+    from attribkit.bench.evaluate import MetricResult
+
+    relevance = data.relevance[:, None] / data.inputs.shape[1]
+    return MetricResult(infidelity(data.model if data.model is not None else data.predict,
+                                   data.inputs, relevance, data.targets, **options))
+
+
+def sensitivity_max_metric(data: Any, *, perturb_radius: float = 0.02, n_perturb_samples: int = 10,
+                           norm_ord: str = "fro", max_examples_per_batch: int | None = None,
+                           seed: int | None = 0) -> Any:
+    """:func:`sensitivity_max` on a benchmark input: the method is re-run through
+    ``data.explain`` on the perturbed images."""
+    import_captum()
+    from captum.metrics import sensitivity_max as captum_sensitivity_max
+
+    from attribkit.bench.evaluate import MetricResult
+
+    def explanation(batch: Any, target: Any = None) -> Any:
+        packed = isinstance(batch, (tuple, list))
+        values = data.explain(data.model, batch[0] if packed else batch, target)
+        return (values,) if packed else values
+
+    with seeded(seed, data.inputs.device):
+        scores = captum_sensitivity_max(explanation, data.inputs.detach(), perturb_radius=perturb_radius,
+                                        n_perturb_samples=n_perturb_samples, norm_ord=norm_ord,
+                                        max_examples_per_batch=max_examples_per_batch,
+                                        target=data.targets)
+    return MetricResult(scores.detach())

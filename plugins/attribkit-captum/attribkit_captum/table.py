@@ -270,3 +270,30 @@ UNSUPPORTED: dict[str, str] = {
 
 BY_CLASS: dict[str, Entry] = {e.cls: e for e in SUPPORTED}
 BY_NAME: dict[str, Entry] = {e.method_name: e for e in SUPPORTED}
+
+
+#: What the plugin's ``register_metrics`` hook registers.
+METRICS = {
+    "captum.infidelity": {
+        "factory": "attribkit_captum.metrics:infidelity_metric",
+        "kind": "faithfulness",
+        "higher_is_better": False,
+        "needs": ("forward",),
+        "options": {"n_perturb_samples": 10, "stdev": 0.05, "normalize": False,
+                    "max_examples_per_batch": None, "seed": 0},
+        "reference": "Yeh et al. 2019, On the (In)fidelity and Sensitivity of Explanations, "
+                     "arXiv:1901.09392",
+        "description": "squared error between attribution-predicted and actual score changes",
+    },
+    "captum.sensitivity_max": {
+        "factory": "attribkit_captum.metrics:sensitivity_max_metric",
+        "kind": "robustness",
+        "higher_is_better": False,
+        "needs": ("model", "method"),
+        "options": {"perturb_radius": 0.02, "n_perturb_samples": 10, "norm_ord": "fro",
+                    "max_examples_per_batch": None, "seed": 0},
+        "reference": "Yeh et al. 2019, On the (In)fidelity and Sensitivity of Explanations, "
+                     "arXiv:1901.09392",
+        "description": "largest relative change of the map under small input perturbations",
+    },
+}

@@ -11,7 +11,8 @@ from captum.metrics import sensitivity_max as captum_sensitivity_max
 
 import attribkit as ak
 from attribkit.testing import assert_model_untouched
-from attribkit_captum.metrics import METRICS, attribution_like_inputs, infidelity, sensitivity_max
+from attribkit_captum.metrics import attribution_like_inputs, infidelity, sensitivity_max
+from attribkit_captum.table import METRICS
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:captum")
 
@@ -71,3 +72,22 @@ def test_metric_descriptions_name_importable_functions():
     for name, meta in METRICS.items():
         module, _, attr = meta["factory"].partition(":")
         assert callable(getattr(importlib.import_module(module), attr)), name
+
+
+def test_metrics_are_registered_and_run_in_the_benchmark(model, images):
+    from attribkit.bench.evaluate import MetricInput
+    from attribkit.bench.metrics import pixel_relevance
+
+    assert {"captum.infidelity", "captum.sensitivity_max"} <= {m.name for m in ak.metrics()}
+    assert ak.get_metric("captum.infidelity").plugin == "captum"
+    targets = torch.tensor([0, 1, 2])
+
+    def explain(m, x, t):
+        return pixel_relevance(ak.explain(m, x, t, method="saliency").values, x.shape[-2:])
+
+    data = MetricInput(predict=model, inputs=images, relevance=explain(model, images, targets),
+                       targets=targets, model=model, explain=explain)
+    for name in ("captum.infidelity", "captum.sensitivity_max"):
+        spec = ak.get_metric(name)
+        result = spec.load()(data, **spec.bind_options({"n_perturb_samples": 2}))
+        assert result.scores.shape == (3,) and bool(torch.isfinite(result.scores).all()), name
