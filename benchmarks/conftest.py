@@ -43,10 +43,12 @@ def sync() -> None:
 
 @pytest.fixture
 def run(benchmark):
-    """``run(fn, role)``: time ``fn`` (synchronising CUDA) with warm-up, tagged by role."""
+    """``run(fn, role, impl)``: time ``fn`` (synchronising CUDA) with warm-up, tagged by
+    role (floor / attribkit / peer) and implementation name."""
 
-    def timed(fn, role):
+    def timed(fn, role, impl=None):
         benchmark.extra_info["role"] = role
+        benchmark.extra_info["impl"] = impl or role
 
         def call():
             out = fn()
@@ -75,7 +77,7 @@ def pytest_terminal_summary(terminalreporter, config):
         floor = floors[0].stats
         lines.append(f"  {group}  (floor median {floor.median * 1e3:.1f} ms)")
         for b in sorted(benches, key=lambda b: b.stats.median):
-            label = b.name[b.name.rfind("-") + 1:].rstrip("]")
+            label = b.extra_info.get("impl", b.name)
             lines.append(f"    {label:18s} median {b.stats.median / floor.median:5.2f}x  "
                          f"min {b.stats.min / floor.min:5.2f}x  {b.stats.median * 1e3:9.1f} ms")
     terminalreporter.write_line("\n".join(lines))

@@ -65,7 +65,7 @@ def test_gradient_family(run, benchmark, setup, method, impl):
         peer = peer_calls(method).get(impl)
         if peer is None:
             pytest.skip(f"{impl} not installed")
-        run(lambda: peer(model, x, targets, None), "peer")
+        run(lambda: peer(model, x, targets, None), "peer", impl)
 
 
 @pytest.mark.parametrize("impl", ["floor", "attribkit", "captum", "pytorch-grad-cam", "torchcam"])
@@ -82,4 +82,4 @@ def test_cam_family(run, benchmark, setup, method, impl):
         peer = peer_calls(method).get(impl)
         if peer is None:
             pytest.skip(f"{impl} is not installed or has no {method}")
-        run(lambda: peer(model, x, targets, layer), "peer")
+        run(lambda: peer(model, x, targets, layer), "peer", impl)
