@@ -374,6 +374,24 @@ def scorecam(model, inputs, target, layer, *, forward_batch_size: int, align_cor
         return weighted_map(acts, weights[:, :, None, None].to(acts.dtype), relu=relu)
 
 
+def top_right_singular_vector(x: torch.Tensor) -> torch.Tensor:
+    """First right singular vector of each ``(n, C)`` matrix, ``(B, C)`` (sign arbitrary).
+
+    Computed from the smaller Gram matrix in float64 (``eigh`` of ``x^T x`` when
+    ``n >= C``, else of ``x x^T`` mapped back by ``x^T u``), which is much cheaper
+    than a full SVD when ``n`` and ``C`` differ, and as accurate for the top vector.
+    """
+    x64 = x.double()
+    if x.shape[1] >= x.shape[2]:
+        _, vecs = torch.linalg.eigh(x64.transpose(1, 2) @ x64)
+        v = vecs[..., -1]
+    else:
+        _, vecs = torch.linalg.eigh(x64 @ x64.transpose(1, 2))
+        v = (x64.transpose(1, 2) @ vecs[..., -1:])[..., 0]
+        v = v / v.norm(dim=1, keepdim=True).clamp(min=torch.finfo(torch.float64).tiny)
+    return v.to(x.dtype)
+
+
 def first_component(acts: torch.Tensor) -> torch.Tensor:
     """Projection of each position's (centred) channel vector on the first principal
     direction ``v``, ``(B, 1, h, w)``; ``v`` is oriented so that ``sum_k v_k >= 0``
@@ -381,8 +399,7 @@ def first_component(acts: torch.Tensor) -> torch.Tensor:
     batch, channels, height, width = acts.shape
     x = acts.reshape(batch, channels, height * width).transpose(1, 2)
     x = x - x.mean(dim=1, keepdim=True)
-    _, _, vh = torch.linalg.svd(x, full_matrices=False)
-    v = vh[:, 0, :]
+    v = top_right_singular_vector(x)
     sign = torch.where(v.sum(dim=1, keepdim=True) < 0, -1.0, 1.0).to(v.dtype)
     projection = x @ (v * sign)[:, :, None]
     return projection.reshape(batch, 1, height, width)
