@@ -94,3 +94,13 @@ def test_cli_bench_runs_a_subset(tmp_path, capsys):
     assert "| gradcam |" in out and "pointing_game" in out
     assert main(["metrics"]) == 0
     assert "cascading_randomization" in capsys.readouterr().out
+
+
+def test_bf16_and_channels_last_run_and_report_failing_peers(tmp_path):
+    records = run_bench(BenchConfig(out=tmp_path, methods=["gradcam", "saliency"], metrics=["pointing_game"],
+                                    n_images=8, amp=True, channels_last=True), progress=False,
+                        log=lambda s: None)
+    table = {(r["method"], r["metric"]): r for r in records}
+    assert table[("gradcam", "pointing_game")]["mean"] > 0.5
+    peers = table[("gradcam", "speed")]["peers"]
+    assert all("ratio" in p or "error" in p for p in peers.values())

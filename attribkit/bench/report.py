@@ -69,6 +69,9 @@ def markdown(records: list[dict], title: str = "attribkit benchmark") -> str:
                   "|---|---|---|---|---|"]
         for m, speed in peers:
             for peer, p in speed["peers"].items():
+                if "error" in p:
+                    lines.append(f"| {m} | {speed['ratio']:.2f}× | {peer} | failed: {p['error'][:60]} | |")
+                    continue
                 lines.append(f"| {m} | {speed['ratio']:.2f}× | {peer} | {p['ratio']:.2f}× | "
                              f"{p['ratio'] / speed['ratio']:.2f}× |")
     errors = [r for r in records if "error" in r]

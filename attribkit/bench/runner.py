@@ -212,10 +212,18 @@ def measure_speed(spec: MethodSpec, subject: Subject, config: BenchConfig, setti
              "attribkit": lambda: explain(subject.model, x, t, method=spec.name, batch_size=config.batch_size,
                                           **kwargs)}
     layer_module = layer if isinstance(layer, torch.nn.Module) else None
-    for peer, call in peer_calls(spec.name).items():
-        if layer_module is not None or spec.family == "gradient":
-            calls[peer] = (lambda c: lambda: c(subject.model, x, t, layer_module))(call)
+    peer_errors = {}
     with _autocast(config):
+        for peer, call in peer_calls(spec.name).items():
+            if layer_module is None and spec.family != "gradient":
+                continue
+            bound = (lambda c: lambda: c(subject.model, x, t, layer_module))(call)
+            try:
+                bound()  # a peer that cannot run this setting (e.g. bf16) is reported, not timed
+            except Exception as exc:  # noqa: BLE001
+                peer_errors[peer] = {"error": f"{type(exc).__name__}: {exc}"}
+                continue
+            calls[peer] = bound
         times = interleaved_times(calls, repeats=settings["repeats"], warmup=1, device=device)
         memory = peak_memory_mb(calls["attribkit"], device)
     floor_s = median(times["floor"])
@@ -224,8 +232,9 @@ def measure_speed(spec: MethodSpec, subject: Subject, config: BenchConfig, setti
         "median_ms": ours * 1e3, "floor_ms": floor_s * 1e3, "floor": floor_name,
         "ratio": ours / floor_s, "images_per_s": len(x) / ours, "batch": len(x),
         "peak_memory_mb": memory, "device": str(device),
-        "peers": {name: {"median_ms": median(v) * 1e3, "ratio": median(v) / floor_s}
-                  for name, v in times.items() if name not in ("floor", "attribkit")},
+        "peers": {**{name: {"median_ms": median(v) * 1e3, "ratio": median(v) / floor_s}
+                     for name, v in times.items() if name not in ("floor", "attribkit")},
+                  **peer_errors},
     }
 
 
