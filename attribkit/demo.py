@@ -42,7 +42,7 @@ def run_demo(out: Path, n_images: int = 4, bench_images: int = 32) -> list[Path]
     from attribkit.bench.runner import BenchConfig, run_bench
     from attribkit.bench.synthetic import make_dataset
     from attribkit.cli import format_table, method_rows
-    from attribkit.viz import compare, save, save_heatmap
+    from attribkit.viz import compare, render, save
 
     print(format_table(method_rows(), ["name", "aliases", "family", "needs", "output", "plugin"]))
     out.mkdir(parents=True, exist_ok=True)
@@ -66,7 +66,7 @@ def run_demo(out: Path, n_images: int = 4, bench_images: int = 32) -> list[Path]
             print(f"  {spec.name:34s} skipped: {type(exc).__name__}: {str(exc).splitlines()[0]}")
             continue
         ms = (time.perf_counter() - start) * 1e3
-        path = save_heatmap(out / f"{spec.name}.png", result.numpy()[0], shown[0])
+        path = save(render(result.numpy()[0], shown[0]), out / f"{spec.name}.png")
         written.append(path)
         layer = f" layer={result.layer}" if result.layer else ""
         print(f"  {spec.name:34s} {str(tuple(result.values.shape)):18s}{layer:16s} {ms:8.1f} ms")

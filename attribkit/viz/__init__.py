@@ -9,7 +9,6 @@
 from attribkit.viz.benchplots import curve_auc, plot_curves, plot_metric_table, plot_speed
 from attribkit.viz.grids import compare, compare_models
 from attribkit.viz.figures import save, show, show_panels
-from attribkit.viz.heatmap import heatmap_2d, save_heatmap
 from attribkit.viz.rendering import (
     CMAPS,
     MODES,
@@ -23,7 +22,7 @@ from attribkit.viz.rendering import (
 
 __all__ = [
     "CMAPS", "MODES", "SIGNS", "colorize", "compare", "compare_models", "curve_auc",
-    "heatmap_2d", "normalize_map", "plot_curves", "plot_metric_table", "plot_speed",
-    "reduce_channels", "render", "save", "save_heatmap", "show", "show_panels",
+    "normalize_map", "plot_curves", "plot_metric_table", "plot_speed",
+    "reduce_channels", "render", "save", "show", "show_panels",
     "standardize_rgb",
 ]
