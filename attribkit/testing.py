@@ -1,13 +1,21 @@
-"""Test helpers for attribkit and for plugin authors (needs torch)."""
+"""Test helpers for attribkit and for plugin authors (needs torch).
+
+- :func:`assert_model_untouched`: the model guarantee, as an assertion.
+- :class:`TinyCNN`, :class:`RaiseOnCall`, :func:`as_users_have_it`: models for
+  safety grids (normal run / bad target / a model that raises).
+- :func:`isolated_host`: a plugin host rebuilt from the current environment.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import torch
 from torch import nn
 
+from attribkit.host import reset_host
 from attribkit.torch.guard import ModelState
 
 
@@ -65,3 +73,67 @@ def assert_model_untouched(model: nn.Module) -> Iterator[None]:
         problems = model_differences(before, weights, grads, model)
         if problems:
             raise AssertionError("the model was changed:\n  " + "\n  ".join(problems))
+
+
+class TinyCNN(nn.Module):
+    """conv -> BatchNorm -> ReLU -> conv -> ReLU -> GAP -> Dropout -> linear: small,
+    with layers whose train/eval mode matters, and no ``Flatten`` module (LRP has
+    no rule for it)."""
+
+    def __init__(self, classes: int = 5, widths: tuple[int, int] = (8, 16)) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, widths[0], 3, padding=1), nn.BatchNorm2d(widths[0]), nn.ReLU(),
+            nn.Conv2d(widths[0], widths[1], 3, padding=1), nn.ReLU(),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(0.5)
+        self.fc = nn.Linear(widths[1], classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.drop(self.pool(self.features(x)).flatten(1)))
+
+
+class RaiseOnCall(nn.Module):
+    """Wraps a model and raises ``RuntimeError("boom in forward")`` inside forward,
+    after the inner model (and any hooks on it) ran, from call number ``n`` on.
+    Calls are counted in a list mutated in place, so no module attribute changes."""
+
+    def __init__(self, inner: nn.Module, n: int = 1) -> None:
+        super().__init__()
+        self.inner = inner
+        self.n = n
+        self.calls: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(len(x))
+        out = self.inner(x)
+        if len(self.calls) >= self.n:
+            raise RuntimeError("boom in forward")
+        return out
+
+
+def as_users_have_it(model: nn.Module) -> nn.Module:
+    """Put a :class:`TinyCNN`-shaped model in a state users really have: training
+    mode, the first conv frozen, a stale ``.grad`` on the classifier, a user forward
+    hook and a user backward hook. Returns the model."""
+    model.train()
+    model.features[0].weight.requires_grad_(False)
+    model.fc.weight.grad = torch.ones_like(model.fc.weight)
+    model.features[3].register_forward_hook(lambda m, i, o: None)
+    model.fc.register_full_backward_hook(lambda m, gi, go: None)
+    return model
+
+
+@contextlib.contextmanager
+def isolated_host() -> Iterator[None]:
+    """A plugin host rebuilt (on first use) from the current ``sys.path``, without the
+    strict / disable variables, and forgotten afterwards (use it in an autouse fixture)."""
+    saved = {k: os.environ.pop(k) for k in ("ATTRIBKIT_STRICT_PLUGINS", "ATTRIBKIT_DISABLE_PLUGINS")
+             if k in os.environ}
+    reset_host()
+    try:
+        yield
+    finally:
+        reset_host()
+        os.environ.update(saved)

@@ -5,8 +5,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from attribkit.host import reset_host  # noqa: E402
-from tests.models import TinyCNN  # noqa: E402
+from attribkit.testing import TinyCNN, isolated_host  # noqa: E402
 
 
 # Tiny forwards on a shared 2-core machine are far faster single-threaded.
@@ -14,13 +13,10 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
-def fresh_host(monkeypatch):
+def fresh_host():
     """Each test sees a host built from the current environment and sys.path."""
-    monkeypatch.delenv("ATTRIBKIT_STRICT_PLUGINS", raising=False)
-    monkeypatch.delenv("ATTRIBKIT_DISABLE_PLUGINS", raising=False)
-    reset_host()
-    yield
-    reset_host()
+    with isolated_host():
+        yield
 
 
 @pytest.fixture

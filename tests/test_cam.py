@@ -23,7 +23,7 @@ from torch import nn
 import attribkit as ak
 from attribkit.errors import GradientModeError, InvalidOptionError, LayerError, TargetError
 from attribkit.testing import assert_model_untouched
-from tests.models import Raising
+from attribkit.testing import RaiseOnCall as Raising
 from tests.test_guard import prepared_model
 
 pgc = pytest.importorskip("pytorch_grad_cam")

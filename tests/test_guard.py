@@ -9,19 +9,14 @@ from attribkit.errors import TargetError
 from attribkit.testing import assert_model_untouched
 from attribkit.torch import model_guard
 
-from tests.models import Raising, TinyCNN
+from attribkit.testing import RaiseOnCall as Raising
+from attribkit.testing import TinyCNN, as_users_have_it
 
 
 def prepared_model():
-    """A model in a state users really have: training mode, one frozen layer,
-    a stale .grad, a user forward hook and a user backward hook."""
+    """A TinyCNN as users really have it (see ``attribkit.testing.as_users_have_it``)."""
     torch.manual_seed(0)
-    model = TinyCNN().train()
-    model.features[0].weight.requires_grad_(False)
-    model.fc.weight.grad = torch.ones_like(model.fc.weight)
-    model.features[3].register_forward_hook(lambda m, i, o: None)
-    model.fc.register_full_backward_hook(lambda m, gi, go: None)
-    return model
+    return as_users_have_it(TinyCNN())
 
 
 # Every registered method that runs on a module (built-ins and installed plugins).

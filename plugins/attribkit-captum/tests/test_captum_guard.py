@@ -10,22 +10,16 @@ from conftest import RaiseOnCall, SmallCNN
 
 import attribkit as ak
 from attribkit.errors import InputError, TargetError
-from attribkit.testing import assert_model_untouched
+from attribkit.testing import as_users_have_it, assert_model_untouched
 from attribkit_captum.table import SUPPORTED
 
 ENTRIES = pytest.mark.parametrize("entry", SUPPORTED, ids=lambda e: e.name)
 
 
 def prepared_model():
-    """Training mode, a frozen layer, a stale .grad, a user forward hook and a user
-    backward hook: a model as users really have it."""
+    """The suite's SmallCNN as users really have it (``attribkit.testing.as_users_have_it``)."""
     torch.manual_seed(0)
-    model = SmallCNN().train()
-    model.features[0].weight.requires_grad_(False)
-    model.fc.weight.grad = torch.ones_like(model.fc.weight)
-    model.features[3].register_forward_hook(lambda m, i, o: None)
-    model.fc.register_full_backward_hook(lambda m, gi, go: None)
-    return model
+    return as_users_have_it(SmallCNN())
 
 
 def attributes(model):
