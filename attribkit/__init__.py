@@ -36,6 +36,16 @@ _EXPORTS = {
     "plot_speed": "attribkit.viz.benchplots",
     "plot_curves": "attribkit.viz.benchplots",
     "plot_metric_table": "attribkit.viz.benchplots",
+    # feature visualisation (torch, imported on first use)
+    "feature_maps": "attribkit.features",
+    "FeatureMaps": "attribkit.features",
+    "maximize_activation": "attribkit.features",
+    "Visualization": "attribkit.features",
+    "filter_grid": "attribkit.features",
+    # any model as predict(batch) -> scores, for black-box methods and metrics
+    "as_predict": "attribkit.predict",
+    "evaluate": "attribkit.bench.evaluate",
+    "Predict": "attribkit.predict",
     # images in and out
     "load_image": "attribkit.images",
     "to_input": "attribkit.images",
