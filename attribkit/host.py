@@ -31,6 +31,7 @@ BUILTIN_PLUGINS = (
     "attribkit.families.gradient",
     "attribkit.families.cam",
     "attribkit.families.baseline",
+    "attribkit.families.perturbation",
     "attribkit.bench.builtin_metrics",
 )
 

@@ -8,9 +8,10 @@ runner fills in only what it has.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -171,3 +172,62 @@ def random_logit(data: MetricInput, *, seed: int = 0) -> MetricResult:
     other = (data.targets + shift) % classes
     new = data.explain(data.model, data.inputs, other)
     return MetricResult(M.spearman(new.abs(), data.relevance.abs()))
+
+
+# ------------------------------------------------------------ any model, no runner
+
+def evaluate(model: Any, inputs: Any, relevance: Any, targets: Any = None, *,
+             metrics: Sequence[str] = ("deletion_auc", "insertion_auc"), masks: Any = None,
+             batch_size: int = 256, options: dict[str, dict[str, Any]] | None = None
+             ) -> dict[str, MetricResult]:
+    """Score maps with registered forward-only and localisation metrics on any model.
+
+    Args:
+        model: anything :func:`attribkit.as_predict` takes: a ``torch.nn.Module``,
+            an ``onnxruntime.InferenceSession``, a NumPy callable, a ``Predict``.
+        inputs: ``(B, C, H, W)`` images (tensor or array) in the model's input space.
+        relevance: an :class:`~attribkit.result.Attribution` (its targets are
+            used when ``targets`` is None) or ``(B, ...)`` maps, reduced to
+            ``(B, H, W)`` pixel relevance.
+        targets: the explained classes; default: the attribution's, else the top class.
+        metrics: metric names (``attribkit metrics``) whose needs are ``forward``
+            and/or ``ground_truth``; sanity checks need the model and method:
+            run them with ``attribkit bench``.
+        masks: ``(B, H, W)`` boolean evidence masks for localisation metrics.
+        batch_size: rows per model call.
+        options: per-metric options, ``{"deletion_auc": {"steps": 16}}``.
+
+    Returns ``{metric name: MetricResult}`` (one score per image, plus curves).
+    """
+    from attribkit.api import get_metric
+    from attribkit.errors import InvalidOptionError
+    from attribkit.perturbation.runner import as_batch
+    from attribkit.predict import as_predict
+    from attribkit.result import Attribution
+    from attribkit.torch.guard import model_guard
+
+    predict = as_predict(model, batch_size=batch_size)
+    x = as_batch(inputs, image=True)
+    values = relevance.values if isinstance(relevance, Attribution) else relevance
+    rel = M.pixel_relevance(torch.as_tensor(values).to(x.device), tuple(x.shape[-2:]))
+    if targets is None and isinstance(relevance, Attribution):
+        targets = relevance.target
+    specs = [get_metric(name) for name in metrics]
+    for spec in specs:
+        unmet = set(spec.needs) - {"forward", "ground_truth"}
+        if unmet:
+            raise InvalidOptionError(
+                f"metric {spec.name!r} needs the {' and '.join(sorted(unmet))}; evaluate() scores "
+                "forward-only and localisation metrics (run sanity checks with attribkit bench)")
+        if "ground_truth" in spec.needs and masks is None:
+            raise InvalidOptionError(f"metric {spec.name!r} needs evidence masks: pass masks=")
+    guard = model_guard(predict.module) if predict.module is not None else contextlib.nullcontext()
+    with guard:
+        if targets is None:
+            targets = torch.as_tensor(predict(x)).argmax(1)
+        data = MetricInput(predict=predict, inputs=x, relevance=rel,
+                           targets=torch.as_tensor(targets).long().to(x.device),
+                           masks=None if masks is None else torch.as_tensor(masks).bool().to(x.device),
+                           batch_size=batch_size)
+        return {spec.name: spec.load()(data, **spec.bind_options((options or {}).get(spec.name, {})))
+                for spec in specs}

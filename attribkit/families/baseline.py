@@ -12,7 +12,7 @@ def register_methods(register):
         name="random",
         aliases=("random_baseline",),
         family="other",
-        factory="attribkit.torch.baseline:random_attribution",
+        factory="attribkit.perturbation.baseline:random_attribution",
         needs=("forward",),
         output="pixel",
         sign="non-negative",

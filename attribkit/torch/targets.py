@@ -70,6 +70,17 @@ class ChunkTarget:
         indices = self.indices_for(scores)
         return scores.gather(1, indices[:, None]).squeeze(1)
 
+    def select_rows(self, scores: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """Like :meth:`select` for rows that are copies of images: row ``k`` of
+        ``scores`` belongs to image ``images[k]`` of the batch (class indices must
+        already be known, from :meth:`indices_for` on the unperturbed scores)."""
+        if self.is_callable:
+            return self.select(scores)
+        if self.indices is None:
+            raise TargetError("call indices_for(scores) on the unperturbed batch first")
+        indices = self.indices.to(scores.device)[images.to(scores.device)]
+        return scores.gather(1, indices[:, None]).squeeze(1)
+
     def indices_for(self, scores: torch.Tensor) -> torch.Tensor:
         """The class index per image (argmax for ``None``), range-checked against ``scores``."""
         if self.is_callable:

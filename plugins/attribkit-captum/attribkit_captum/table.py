@@ -136,7 +136,7 @@ SUPPORTED: tuple[Entry, ...] = (
            "perturbations_per_eval": None},
           "Zeiler & Fergus 2014, Visualizing and Understanding CNNs, arXiv:1311.2901",
           "score drop under a sliding occluding patch (window ~1/8 of the image)",
-          aliases=("occlusion",), image=True),
+          image=True),  # "occlusion" is the built-in method
     Entry("ShapleyValueSampling", "shapley_value_sampling", "perturbation", ("forward",),
           "pixel", "signed", {**_MASK, "n_samples": 25, "seed": 0},
           "Castro et al. 2009, Polynomial calculation of the Shapley value based on sampling, "
