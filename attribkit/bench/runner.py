@@ -55,6 +55,11 @@ class BenchConfig:
     n_images: int | None = None
     batch_size: int = 64
     seed: int = 0
+    method_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def options_for(self, spec: MethodSpec) -> dict[str, Any]:
+        """The options given for a method (under its name or an alias)."""
+        return {k: v for label in spec.labels for k, v in self.method_options.get(label, {}).items()}
 
     def settings(self) -> dict[str, Any]:
         if self.profile not in PROFILES:
@@ -200,17 +205,70 @@ def _floor_call(spec: MethodSpec, model: torch.nn.Module, x: torch.Tensor,
     return "forward", forward
 
 
+FLOOR_BATCHES = (16, 64, 256, 1024)
+
+
+def count_forward_rows(model: torch.nn.Module, call: Callable[[], object]) -> int:
+    """How many input rows ``model`` sees during ``call()`` (a forward pre-hook)."""
+    rows = 0
+
+    def count(_module, args):
+        nonlocal rows
+        rows += len(args[0])
+
+    handle = model.register_forward_pre_hook(count)
+    try:
+        call()
+    finally:
+        handle.remove()
+    return rows
+
+
+def best_forward_batch(model: torch.nn.Module, x: torch.Tensor, rows: int,
+                       device: torch.device) -> tuple[int, Callable[[], object]]:
+    """Of the batch sizes in :data:`FLOOR_BATCHES` (up to ``rows``), the one with the
+    lowest forward time per row, and a no-grad forward of that many rows."""
+    candidates = [b for b in FLOOR_BATCHES if b <= rows] or [max(1, rows)]
+    best, best_per_row, best_call = candidates[0], float("inf"), None
+    for b in candidates:
+        batch = x.repeat(-(-b // len(x)), *([1] * (x.ndim - 1)))[:b]
+
+        def forward(batch=batch):
+            with torch.no_grad():
+                return model(batch)
+
+        per_row = min(interleaved_times({"f": forward}, repeats=2, device=device)["f"]) / b
+        if per_row < best_per_row:
+            best, best_per_row, best_call = b, per_row, forward
+    return best, best_call
+
+
 def measure_speed(spec: MethodSpec, subject: Subject, config: BenchConfig, settings: dict,
                   layer: Any) -> dict:
-    """Median time per batch against the method's floor and the peers, interleaved."""
+    """Median time per batch against the method's floor and the peers, interleaved.
+
+    The floor is one forward+backward for gradient methods and one forward for
+    the others, except perturbation methods: their floor is the N forwards they
+    make (counted with a hook), run at the best batch size; a ratio of 1 means
+    the method costs no more than its model evaluations."""
     device = torch.device(config.device)
     x = subject.inputs[:settings["speed_batch"]]
     t = subject.targets[:len(x)]
-    floor_name, floor = _floor_call(spec, subject.model, x, t)
     kwargs = {"layer": layer} if "layer" in spec.needs else {}
-    calls = {"floor": floor,
-             "attribkit": lambda: explain(subject.model, x, t, method=spec.name, batch_size=config.batch_size,
-                                          **kwargs)}
+    kwargs.update(config.options_for(spec))
+
+    def ours():
+        return explain(subject.model, x, t, method=spec.name, batch_size=config.batch_size, **kwargs)
+
+    scale, extra = 1.0, {}
+    if spec.family == "perturbation":
+        rows = count_forward_rows(subject.model, ours)
+        best, floor = best_forward_batch(subject.model, x, rows, device)
+        scale, floor_name = rows / best, f"{rows} forwards"
+        extra = {"forwards": rows, "floor_batch": best}
+    else:
+        floor_name, floor = _floor_call(spec, subject.model, x, t)
+    calls = {"floor": floor, "attribkit": ours}
     layer_module = layer if isinstance(layer, torch.nn.Module) else None
     peer_errors = {}
     with _autocast(config):
@@ -226,12 +284,12 @@ def measure_speed(spec: MethodSpec, subject: Subject, config: BenchConfig, setti
             calls[peer] = bound
         times = interleaved_times(calls, repeats=settings["repeats"], warmup=1, device=device)
         memory = peak_memory_mb(calls["attribkit"], device)
-    floor_s = median(times["floor"])
-    ours = median(times["attribkit"])
+    floor_s = median(times["floor"]) * scale
+    ours_s = median(times["attribkit"])
     return {
-        "median_ms": ours * 1e3, "floor_ms": floor_s * 1e3, "floor": floor_name,
-        "ratio": ours / floor_s, "images_per_s": len(x) / ours, "batch": len(x),
-        "peak_memory_mb": memory, "device": str(device),
+        "median_ms": ours_s * 1e3, "floor_ms": floor_s * 1e3, "floor": floor_name,
+        "ratio": ours_s / floor_s, "images_per_s": len(x) / ours_s, "batch": len(x),
+        "peak_memory_mb": memory, "device": str(device), **extra,
         "peers": {**{name: {"median_ms": median(v) * 1e3, "ratio": median(v) / floor_s}
                      for name, v in times.items() if name not in ("floor", "attribkit")},
                   **peer_errors},
@@ -306,14 +364,15 @@ def _relevance(spec: MethodSpec, subject: Subject, config: BenchConfig,
                layer: Any) -> tuple[torch.Tensor, Callable]:
     size = tuple(subject.inputs.shape[-2:])
     kwargs = {"layer": layer} if "layer" in spec.needs else {}
+    options = config.options_for(spec)
 
     def explain_fn(model: Any, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if "layer" in spec.needs and model is not subject.model:
             from attribkit.torch.layers import layer_name
 
-            kw = {"layer": layer_name(subject.model, layer)}  # the same layer in a copy
+            kw = {"layer": layer_name(subject.model, layer), **options}  # the same layer in a copy
         else:
-            kw = kwargs
+            kw = {**kwargs, **options}
         with _autocast(config):
             values = explain(model, inputs, targets, method=spec.name, batch_size=config.batch_size, **kw).values
         return pixel_relevance(values, size)

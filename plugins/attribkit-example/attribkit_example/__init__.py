@@ -2,7 +2,8 @@
 
 The entry point ``example = "attribkit_example"`` (group ``attribkit``) makes
 attribkit register this module; its ``register_methods`` hook describes the
-methods. The kernels live in :mod:`attribkit_example.kernels` and are imported
+methods. The kernels live in :mod:`attribkit_example.kernels` (a PyTorch layer
+method) and :mod:`attribkit_example.rise` (a black-box method) and are imported
 only when a method is first used, so listing methods never imports torch.
 """
 
@@ -12,6 +13,20 @@ from attribkit.registry import MethodSpec
 
 @hookimpl
 def register_methods(register):
+    register(MethodSpec(
+        name="example.rise",
+        aliases=("rise",),
+        family="perturbation",
+        factory="attribkit_example.rise:rise",
+        needs=("forward",),
+        output="pixel",
+        sign="non-negative",
+        options={"n_masks": 1000, "grid": 8, "p_keep": 0.5, "seed": 0, "probabilities": True,
+                 "baseline": 0.0},
+        reference="Petsiuk, Das & Saenko 2018, RISE: Randomized Input Sampling for Explanation "
+                  "of Black-box Models",
+        description="score-weighted sum of random smooth masks; any predict callable (ONNX too)",
+    ))
     register(MethodSpec(
         name="example.activation_map",
         aliases=("activation_map",),
