@@ -42,6 +42,10 @@ _EXPORTS = {
     "maximize_activation": "attribkit.features",
     "Visualization": "attribkit.features",
     "filter_grid": "attribkit.features",
+    # attribution-guided training (torch, imported on first use)
+    "CAMLoss": "attribkit.training",
+    "RRRLoss": "attribkit.training",
+    "centre_kernel": "attribkit.training",
     # any model as predict(batch) -> scores, for black-box methods and metrics
     "as_predict": "attribkit.predict",
     "evaluate": "attribkit.bench.evaluate",

@@ -1,4 +1,4 @@
-"""Command line: ``attribkit methods|metrics|plugins|explain|bench|demo``."""
+"""Command line: ``attribkit methods|metrics|plugins|explain|bench [feedback]|demo``."""
 
 from __future__ import annotations
 
@@ -109,6 +109,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.experiment == "feedback":
+        return cmd_bench_feedback(args)
     from attribkit.bench.runner import BenchConfig, run_bench
 
     config = BenchConfig(out=Path(args.out), profile=args.profile, model=args.model, weights=args.weights,
@@ -118,6 +120,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     run_bench(config, progress=not args.no_progress)
     print((Path(args.out) / "report.md").read_text())
     print(f"report, results.json, results.jsonl and plots in {args.out}")
+    return 0
+
+
+def cmd_bench_feedback(args: argparse.Namespace) -> int:
+    """``attribkit bench feedback``: plain vs attribution-guided training on the spurious-cue data."""
+    from attribkit.bench.feedback import FeedbackConfig, run_feedback
+
+    ignored = [flag for flag, value in (("--model", args.model != "synthetic"), ("--weights", args.weights),
+                                        ("--data", args.data), ("--methods", args.methods),
+                                        ("--metrics", args.metrics), ("--n-images", args.n_images)) if value]
+    if ignored:
+        raise AttribkitError(f"bench feedback does not take {', '.join(ignored)}")
+    config = FeedbackConfig(out=Path(args.out), profile=args.profile, seeds=args.seeds, seed=args.seed)
+    results = run_feedback(config, log=None if args.no_progress else print)
+    print(results["table"])
+    print(f"table.md, results.json and figures in {args.out}")
     return 0
 
 
@@ -175,8 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for IMAGE_METHOD.png/.npy per image and grid_METHOD.png")
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser("bench", help="speed and faithfulness of every method, with ground truth")
+    p = sub.add_parser("bench", help="speed and faithfulness of every method, with ground truth; "
+                       "`bench feedback`: attribution-guided training on the spurious-cue data")
+    p.add_argument("experiment", nargs="?", choices=("methods", "feedback"), default="methods",
+                   help="methods (default): speed + faithfulness of every method; feedback: train a CNN "
+                        "plain / with RRR / with CAM losses and compare accuracy with the cue broken")
     p.add_argument("--profile", choices=("quick", "full"), default="quick")
+    p.add_argument("--seeds", type=int, help="feedback: seeds per variant (default: the profile's, 5)")
     p.add_argument("--model", default="synthetic",
                    help="synthetic (the trained reference model), torchvision:NAME or package.module:factory")
     p.add_argument("--weights", help="for torchvision models: DEFAULT, a weights name or a state-dict file")
@@ -188,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--n-images", type=int, help="images scored (default: the profile's)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="(feedback: the first of the seeds)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", default="bench-out")
     p.set_defaults(func=cmd_bench)

@@ -36,8 +36,8 @@ def test_occlusion_maps_agree(subject):
     on_onnx = ak.explain(session, x.numpy(), y, method="occlusion", batch_size=128)
     assert on_onnx.meta["backend"] == "onnxruntime" and isinstance(on_onnx.values, np.ndarray)
     scale = on_torch.values.abs().max().item()
-    # float32 on two runtimes: measured difference below 1e-5 of the map's range
-    np.testing.assert_allclose(on_onnx.values, on_torch.values.numpy(), rtol=0, atol=1e-4 * scale)
+    # float32 on two runtimes: measured 3.4e-7 of the map range (16 images)
+    np.testing.assert_allclose(on_onnx.values, on_torch.values.numpy(), rtol=0, atol=1e-5 * scale)
 
 
 def test_rise_maps_agree(subject):
@@ -46,7 +46,7 @@ def test_rise_maps_agree(subject):
     on_torch = ak.explain(model, x, y, method="rise", n_masks=128, batch_size=128)
     on_onnx = ak.explain(session, x, y, method="rise", n_masks=128, batch_size=128)
     scale = on_torch.values.abs().max().item()
-    torch.testing.assert_close(on_onnx.values, on_torch.values, rtol=0, atol=1e-4 * scale)
+    torch.testing.assert_close(on_onnx.values, on_torch.values, rtol=0, atol=1e-5 * scale)
 
 
 def test_deletion_insertion_aucs_agree(subject):
