@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from attribkit.errors import AttribkitError
 
@@ -108,6 +109,24 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_method_options(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["rise.n_masks=500", "occlusion.window=[8,8]"]`` -> ``{"rise": {"n_masks": 500}, ...}``;
+    values are read as JSON, else kept as strings. The method is everything before the
+    last dot of the key (``example.rise.n_masks`` works too)."""
+    options: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        method, dot, name = key.rpartition(".")
+        if not sep or not dot or not method or not name:
+            raise AttribkitError(f"--method-option takes METHOD.OPTION=VALUE, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        options.setdefault(method, {})[name] = tuple(value) if isinstance(value, list) else value
+    return options
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.experiment == "feedback":
         return cmd_bench_feedback(args)
@@ -116,7 +135,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     config = BenchConfig(out=Path(args.out), profile=args.profile, model=args.model, weights=args.weights,
                          data=args.data, methods=args.methods, metrics=args.metrics, device=args.device,
                          amp=args.amp, channels_last=args.channels_last, n_images=args.n_images,
-                         batch_size=args.batch_size, seed=args.seed)
+                         batch_size=args.batch_size, seed=args.seed,
+                         method_options=parse_method_options(args.method_option or []))
     run_bench(config, progress=not args.no_progress)
     print((Path(args.out) / "report.md").read_text())
     print(f"report, results.json, results.jsonl and plots in {args.out}")
@@ -129,7 +149,8 @@ def cmd_bench_feedback(args: argparse.Namespace) -> int:
 
     ignored = [flag for flag, value in (("--model", args.model != "synthetic"), ("--weights", args.weights),
                                         ("--data", args.data), ("--methods", args.methods),
-                                        ("--metrics", args.metrics), ("--n-images", args.n_images)) if value]
+                                        ("--metrics", args.metrics), ("--n-images", args.n_images),
+                                        ("--method-option", args.method_option)) if value]
     if ignored:
         raise AttribkitError(f"bench feedback does not take {', '.join(ignored)}")
     config = FeedbackConfig(out=Path(args.out), profile=args.profile, seeds=args.seeds, seed=args.seed)
@@ -211,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--n-images", type=int, help="images scored (default: the profile's)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--method-option", action="append", metavar="METHOD.OPTION=VALUE",
+                   help="an option for one method, e.g. rise.n_masks=500 (repeatable; JSON values)")
     p.add_argument("--seed", type=int, default=0, help="(feedback: the first of the seeds)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", default="bench-out")

@@ -104,3 +104,26 @@ def test_bf16_and_channels_last_run_and_report_failing_peers(tmp_path):
     assert table[("gradcam", "pointing_game")]["mean"] > 0.5
     peers = table[("gradcam", "speed")]["peers"]
     assert all("ratio" in p or "error" in p for p in peers.values())
+
+
+def test_perturbation_methods_are_timed_against_their_n_forwards(tmp_path):
+    pytest.importorskip("attribkit_example")
+    assert main(["bench", "--methods", "occlusion", "rise", "--metrics", "pointing_game", "--n-images", "4",
+                 "--method-option", "rise.n_masks=20", "--method-option", "occlusion.window=16",
+                 "--no-progress", "--out", str(tmp_path)]) == 0
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    speed = {r["method"]: r for r in records if r["metric"] == "speed"}
+    # one clean forward per image, plus 20 masks / 7 x 7 windows (stride 8 on 64 px) per image
+    assert speed["example.rise"]["forwards"] == 4 + 4 * 20
+    assert speed["occlusion"]["forwards"] == 4 + 4 * 49
+    assert speed["occlusion"]["floor"] == "200 forwards" and speed["occlusion"]["floor_batch"] in (16, 64)
+    assert all(r["ratio"] > 0 for r in speed.values())
+
+
+def test_bad_method_options_fail_before_any_work(tmp_path, capsys):
+    assert main(["bench", "--methods", "occlusion", "--method-option", "occlusion.windows=4",
+                 "--out", str(tmp_path)]) != 0
+    assert "has no option 'windows' (did you mean 'window'?)" in capsys.readouterr().err
+    assert main(["bench", "--method-option", "n_masks=4", "--out", str(tmp_path)]) != 0
+    assert "METHOD.OPTION=VALUE" in capsys.readouterr().err
+    assert not (tmp_path / "results.jsonl").exists()

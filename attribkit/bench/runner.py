@@ -302,6 +302,8 @@ def run_bench(config: BenchConfig, *, progress: bool = True,
     from attribkit.bench.report import write_report
 
     settings = config.settings()
+    for name, options in config.method_options.items():
+        get_method(name).bind_options(options)  # unknown methods / options fail before any work
     subject = load_subject(config, settings["n_images"], log)
     chosen = choose_methods(config)
     scored = choose_metrics(config, subject)
