@@ -121,5 +121,5 @@ def test_bad_options_are_named(options, match):
 def test_bad_inputs_are_named():
     with pytest.raises(ak.InputError, match="needs images"):
         ak.explain(small_model(), torch.randn(3, 8, 8, dtype=torch.float64), method="occlusion")
-    with pytest.raises(ak.InputError, match="floating point"):
+    with pytest.raises(ak.InputError, match="floating-point"):
         ak.explain(small_model(), np.zeros((1, 3, 8, 8), np.int64), method="occlusion")

@@ -14,6 +14,7 @@ from attribkit.errors import InputError
 from attribkit.predict import as_predict
 from attribkit.result import Attribution
 from attribkit.torch.guard import model_guard
+from attribkit.torch.runner import check_batch
 from attribkit.torch.targets import ChunkTarget, parse_target
 
 
@@ -23,13 +24,7 @@ def as_batch(inputs: Any, *, image: bool) -> torch.Tensor:
         inputs = torch.from_numpy(inputs)
     if not isinstance(inputs, torch.Tensor):
         raise InputError(f"inputs must be a torch.Tensor or np.ndarray batch, got {type(inputs).__name__}")
-    if not inputs.is_floating_point():
-        raise InputError(f"inputs must be floating point, got {inputs.dtype}")
-    if inputs.ndim < 2 or inputs.shape[0] == 0:
-        raise InputError(f"inputs must be a non-empty batch (B, ...), got shape {tuple(inputs.shape)}")
-    if image and inputs.ndim != 4:
-        extra = "; add a batch dimension with x[None]" if inputs.ndim == 3 else ""
-        raise InputError(f"this method needs images (B, C, H, W), got shape {tuple(inputs.shape)}{extra}")
+    check_batch(inputs, image=image)
     return inputs
 
 

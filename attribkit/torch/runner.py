@@ -32,13 +32,7 @@ def check_inputs(model: Any, inputs: Any, *, image: bool) -> None:
             f"inputs must be a torch.Tensor batch, got {type(inputs).__name__}; convert with "
             "torch.as_tensor(...)"
         )
-    if not inputs.is_floating_point():
-        raise InputError(f"inputs must be a floating-point tensor, got {inputs.dtype}")
-    if inputs.ndim < 2 or inputs.shape[0] == 0:
-        raise InputError(f"inputs must be a non-empty batch (B, ...), got shape {tuple(inputs.shape)}")
-    if image and inputs.ndim != 4:
-        extra = "; add a batch dimension with x.unsqueeze(0)" if inputs.ndim == 3 else ""
-        raise InputError(f"this method needs images (B, C, H, W), got shape {tuple(inputs.shape)}{extra}")
+    check_batch(inputs, image=image)
     if isinstance(model, nn.Module):
         param = next(model.parameters(), None)
         if param is not None and param.device != inputs.device:
@@ -46,6 +40,17 @@ def check_inputs(model: Any, inputs: Any, *, image: bool) -> None:
                 f"inputs are on {inputs.device} but the model's parameters are on {param.device}; "
                 "move one of them"
             )
+
+
+def check_batch(inputs: torch.Tensor, *, image: bool) -> None:
+    """A floating-point, non-empty ``(B, ...)`` batch; ``(B, C, H, W)`` if ``image``."""
+    if not inputs.is_floating_point():
+        raise InputError(f"inputs must be a floating-point tensor, got {inputs.dtype}")
+    if inputs.ndim < 2 or inputs.shape[0] == 0:
+        raise InputError(f"inputs must be a non-empty batch (B, ...), got shape {tuple(inputs.shape)}")
+    if image and inputs.ndim != 4:
+        extra = "; add a batch dimension with x.unsqueeze(0)" if inputs.ndim == 3 else ""
+        raise InputError(f"this method needs images (B, C, H, W), got shape {tuple(inputs.shape)}{extra}")
 
 
 def check_grad_mode(inputs: torch.Tensor) -> None:
