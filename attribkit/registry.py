@@ -10,14 +10,19 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import importlib.machinery
+import importlib.util
 import numbers
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from attribkit.errors import (
     DuplicateMethodError,
     InvalidOptionError,
+    MissingDependencyError,
+    PluginError,
     SpecError,
     UnknownMethodError,
 )
@@ -35,6 +40,36 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 def normalize_name(name: str) -> str:
     """Lookup key of a method name: case-insensitive, ``-`` and spaces read as ``_``."""
     return re.sub(r"[-\s]+", "_", name.strip().lower())
+
+
+def _is_factory_string(factory: object) -> bool:
+    """Whether ``factory`` reads ``"dotted.module:attribute"``."""
+    if not isinstance(factory, str):
+        return False
+    module, colon, attr = factory.partition(":")
+    return bool(colon) and attr.isidentifier() and all(p.isidentifier() for p in module.split("."))
+
+
+def module_exists(name: str) -> bool:
+    """Whether module ``name`` is imported or can be found on the import path.
+
+    Nothing is imported: a dotted name is looked up one package at a time in
+    the parent package's folders, so no package ``__init__`` on the way runs
+    (``attribkit.torch.cam`` is found without importing torch).
+    """
+    return name in sys.modules or _find_spec(name) is not None
+
+
+def _find_spec(name: str) -> importlib.machinery.ModuleSpec | None:
+    parent, _, _ = name.rpartition(".")
+    if not parent:
+        return importlib.util.find_spec(name)
+    if parent in sys.modules:
+        path = getattr(sys.modules[parent], "__path__", None)
+    else:
+        parent_spec = _find_spec(parent)
+        path = None if parent_spec is None else parent_spec.submodule_search_locations
+    return None if path is None else importlib.machinery.PathFinder.find_spec(name, list(path))
 
 
 class _Spec:
@@ -55,7 +90,7 @@ class _Spec:
                     f"{self.noun} name {label!r} is invalid: use lower-case letters, digits, "
                     "'_' and '.' namespaces, starting with a letter"
                 )
-        if not (callable(self.factory) or (isinstance(self.factory, str) and ":" in self.factory)):
+        if not (callable(self.factory) or _is_factory_string(self.factory)):
             raise SpecError(
                 f"{self.noun} {self.name!r}: factory must be a callable or a 'module:attribute' "
                 f"string, got {self.factory!r}"
@@ -69,20 +104,55 @@ class _Spec:
         """The name followed by the aliases."""
         return (self.name, *self.aliases)
 
+    def check_factory(self) -> None:
+        """Raise :class:`SpecError` when a ``"module:attr"`` factory's module cannot be found.
+
+        The module is located, not imported (see :func:`module_exists`); a
+        missing attribute is only seen by :meth:`load`.
+        """
+        if isinstance(self.factory, str):
+            module_name = self.factory.partition(":")[0]
+            if not module_exists(module_name):
+                raise SpecError(f"{self._origin()}: factory {self.factory!r} names module "
+                                f"{module_name!r}, which cannot be found")
+
     def load(self) -> Callable[..., Any]:
-        """Import (once) and return the implementation."""
+        """Import (once) and return the implementation.
+
+        A ``"module:attr"`` factory whose module is missing or lacks ``attr``
+        raises :class:`PluginError`, one whose module fails to import a
+        dependency :class:`MissingDependencyError`; both name the plugin and
+        the factory.
+        """
         impl = self.__dict__.get("_impl")
         if impl is not None:
             return impl
-        if isinstance(self.factory, str):
-            module_name, _, attr = self.factory.partition(":")
-            impl = getattr(importlib.import_module(module_name), attr)
-        else:
-            impl = self.factory()
+        impl = self._import_factory() if isinstance(self.factory, str) else self.factory()
         if not callable(impl):
             raise SpecError(f"{self.noun} {self.name!r}: factory returned {impl!r}, which is not callable")
         object.__setattr__(self, "_impl", impl)
         return impl
+
+    def _origin(self) -> str:
+        plugin = f" of plugin {self.plugin!r}" if self.plugin else ""
+        return f"{self.noun} {self.name!r}{plugin}"
+
+    def _import_factory(self) -> Any:
+        module_name, _, attr = self.factory.partition(":")
+        where = f"{self._origin()}: factory {self.factory!r}"
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            missing = (exc.name or "") if isinstance(exc, ModuleNotFoundError) else ""
+            if missing and (module_name == missing or module_name.startswith(missing + ".")):
+                raise PluginError(f"{where}: module {module_name!r} cannot be found") from exc
+            raise MissingDependencyError(
+                f"{where}: importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        try:
+            return getattr(module, attr)
+        except AttributeError as exc:
+            raise PluginError(f"{where}: module {module_name!r} has no attribute {attr!r}") from exc
 
     def bind_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Merge user options into the defaults, rejecting unknown names and wrong types."""
