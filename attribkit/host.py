@@ -2,9 +2,12 @@
 
 Built-in families are plugin modules registered exactly like third-party
 plugins. Third-party plugins come from the ``attribkit`` entry-point group and
-are loaded one at a time: a plugin that fails to import, whose hook raises, or
-whose specs are invalid is unregistered, its half-registered methods dropped,
-and the failure recorded; the remaining plugins still load.
+are loaded one at a time: a plugin that fails to import, whose hook raises,
+whose specs are invalid (a ``"module:attr"`` factory whose module cannot be
+found included), or whose name is a built-in's or already taken by another
+plugin is unregistered, its half-registered methods dropped, and the failure
+recorded; the remaining plugins still load. ``SystemExit`` and
+``KeyboardInterrupt`` raised by a plugin are recorded like any other error.
 
 Environment variables:
     ``ATTRIBKIT_STRICT_PLUGINS=1``  turn every plugin failure into a :class:`PluginError`.
@@ -18,6 +21,7 @@ import importlib
 import importlib.metadata
 import os
 import threading
+import traceback
 from typing import Any
 
 import pluggy
@@ -34,14 +38,17 @@ BUILTIN_PLUGINS = (
     "attribkit.families.perturbation",
     "attribkit.bench.builtin_metrics",
 )
+# What a plugin may raise without taking the host down: everything but GeneratorExit.
+_CAUGHT = (Exception, SystemExit, KeyboardInterrupt)
 
 
 @dataclasses.dataclass(frozen=True)
 class PluginInfo:
     """One plugin as seen by the host.
 
-    ``status`` is ``loaded``, ``failed`` or ``disabled``; ``error`` says why a
-    plugin failed.
+    ``status`` is ``loaded``, ``failed`` or ``disabled``. For a failed plugin
+    ``error`` is one line (the exception type and the first line of its
+    message) and ``detail`` the full message with the traceback.
     """
 
     name: str
@@ -52,6 +59,7 @@ class PluginInfo:
     methods: tuple[str, ...] = ()
     error: str = ""
     metrics: tuple[str, ...] = ()
+    detail: str = ""
 
 
 def _flag(name: str) -> bool:
@@ -105,9 +113,13 @@ class Host:
         version = ep.dist.version if ep.dist is not None else "unknown"
         if self._skip(ep.name, dist, version, builtin=False):
             return
+        conflict = self._name_conflict(ep.name, dist, version, builtin=False)
+        if conflict is not None:  # refused before its module is imported
+            self._fail(ep.name, dist, version, conflict, strict=self.strict)
+            return
         try:
             plugin = ep.load()
-        except Exception as exc:  # noqa: BLE001 - any import failure is recorded
+        except _CAUGHT as exc:  # any import failure is recorded, sys.exit() included
             self._fail(ep.name, dist, version, exc, strict=self.strict)
             return
         self.add_plugin(plugin, ep.name, distribution=dist, version=version, builtin=False,
@@ -118,16 +130,21 @@ class Host:
                    strict: bool | None = None) -> PluginInfo:
         """Register ``plugin`` under ``name`` and collect its methods.
 
-        On failure the plugin is unregistered, its methods are removed and a
-        ``failed`` :class:`PluginInfo` is returned (or :class:`PluginError`
-        raised when ``strict``).
+        ``name`` must not be a built-in plugin's (unless ``builtin``) nor one
+        the host has already seen. On failure the plugin is unregistered, its
+        methods are removed and a ``failed`` :class:`PluginInfo` is returned
+        (or :class:`PluginError` raised when ``strict``).
         """
         strict = self.strict if strict is None else strict
+        conflict = self._name_conflict(name, distribution, version, builtin=builtin)
+        if conflict is not None:
+            return self._fail(name, distribution, version, conflict, strict=strict, builtin=builtin)
         registered: dict[str, list[str]] = {"register_methods": [], "register_metrics": []}
 
         def registrar(hook: str, registry: Registry):
             def register(spec: Any) -> None:
                 spec = dataclasses.replace(spec, plugin=name)
+                spec.check_factory()
                 registry.add(spec)
                 registered[hook].append(spec.name)
             return register
@@ -139,11 +156,11 @@ class Host:
                                    ("register_metrics", self.metrics)):
                 caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
                 caller(register=registrar(hook, registry))
-        except Exception as exc:  # noqa: BLE001 - any plugin error is recorded
+        except _CAUGHT as exc:  # any plugin error is recorded, sys.exit() included
             self.registry.remove_plugin(name)
             self.metrics.remove_plugin(name)
-            if self.pm.is_registered(plugin):
-                self.pm.unregister(plugin)
+            if self.pm.get_plugin(name) is plugin:  # not when the same object is registered under another name
+                self.pm.unregister(name=name)
             return self._fail(name, distribution, version, exc, strict=strict, builtin=builtin)
         info = PluginInfo(name, distribution, version, builtin, "loaded",
                           tuple(registered["register_methods"]),
@@ -160,14 +177,31 @@ class Host:
         self.metrics.remove_plugin(name)
         self.plugins = [p for p in self.plugins if p.name != name]
 
+    def _name_conflict(self, name: str, dist: str, version: str, *,
+                       builtin: bool) -> PluginError | None:
+        """Why ``dist`` may not use the plugin name ``name``, or ``None`` when it may.
+
+        Built-in names are reserved; any other name belongs to the first
+        plugin recorded under it (loaded or failed; disabled ones hold none).
+        """
+        if not builtin and name in BUILTIN_PLUGINS:
+            return PluginError(f"plugin name {name!r} of distribution {dist} {version} is reserved "
+                               f"for the built-in plugin of distribution attribkit {_own_version()}")
+        for other in self.plugins:
+            if other.name == name and other.status != "disabled":
+                return PluginError(f"plugin name {name!r} of distribution {dist} {version} is already "
+                                   f"taken by distribution {other.distribution} {other.version}")
+        return None
+
     def _fail(self, name: str, dist: str, version: str, exc: BaseException, *,
               strict: bool, builtin: bool = False) -> PluginInfo:
-        message = f"{type(exc).__name__}: {exc}"
+        summary = _summary(exc)
         if strict:
             raise PluginError(
-                f"plugin {name!r} (distribution {dist} {version}) failed: {message}"
+                f"plugin {name!r} (distribution {dist} {version}) failed: {summary}"
             ) from exc
-        info = PluginInfo(name, dist, version, builtin, "failed", error=message)
+        detail = "".join(traceback.format_exception(exc)).rstrip()
+        info = PluginInfo(name, dist, version, builtin, "failed", error=summary, detail=detail)
         self.plugins.append(info)
         return info
 
@@ -175,6 +209,14 @@ class Host:
     def failures(self) -> list[PluginInfo]:
         """The plugins that failed to load."""
         return [p for p in self.plugins if p.status == "failed"]
+
+
+def _summary(exc: BaseException) -> str:
+    """One line for tables: the exception type and the first non-blank line of its message."""
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: the plugin called sys.exit({exc.code!r})"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 _host: Host | None = None
