@@ -50,7 +50,7 @@ def _is_factory_string(factory: object) -> bool:
     return bool(colon) and attr.isidentifier() and all(p.isidentifier() for p in module.split("."))
 
 
-def module_exists(name: str) -> bool:
+def _module_exists(name: str) -> bool:
     """Whether module ``name`` is imported or can be found on the import path.
 
     Nothing is imported: a dotted name is looked up one package at a time in
@@ -107,12 +107,12 @@ class _Spec:
     def check_factory(self) -> None:
         """Raise :class:`SpecError` when a ``"module:attr"`` factory's module cannot be found.
 
-        The module is located, not imported (see :func:`module_exists`); a
+        The module is located, not imported (see ``_module_exists``); a
         missing attribute is only seen by :meth:`load`.
         """
         if isinstance(self.factory, str):
             module_name = self.factory.partition(":")[0]
-            if not module_exists(module_name):
+            if not _module_exists(module_name):
                 raise SpecError(f"{self._origin()}: factory {self.factory!r} names module "
                                 f"{module_name!r}, which cannot be found")
 
