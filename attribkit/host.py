@@ -159,7 +159,8 @@ class Host:
         except _CAUGHT as exc:  # any plugin error is recorded, sys.exit() included
             self.registry.remove_plugin(name)
             self.metrics.remove_plugin(name)
-            if self.pm.get_plugin(name) is plugin:  # not when the same object is registered under another name
+            # Not ``pm.is_registered(plugin)``: the same object may be registered under another name.
+            if self.pm.get_plugin(name) is plugin:
                 self.pm.unregister(name=name)
             return self._fail(name, distribution, version, exc, strict=strict, builtin=builtin)
         info = PluginInfo(name, distribution, version, builtin, "loaded",
