@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from attribkit.errors import InvalidOptionError
 from attribkit.host import PluginInfo, get_host
 from attribkit.registry import MethodSpec, MetricSpec
 from attribkit.result import Attribution
@@ -58,6 +59,12 @@ def explain(model: Any, inputs: Any, target: Any = None, *, method: str = "salie
     The model is left exactly as it was, also when something raises.
     """
     spec = get_method(method)
+    if layer is not None and "layer" not in spec.needs:
+        raise InvalidOptionError(
+            f"method {spec.name!r} takes no layer (it attributes to the inputs), but layer="
+            f"{layer!r} was given; layer methods: "
+            + ", ".join(s.name for s in methods() if "layer" in s.needs and "." not in s.name)
+        )
     bound = spec.bind_options(options)
     impl = spec.load()
     if noise_tunnel is not None:

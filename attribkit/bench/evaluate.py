@@ -204,12 +204,14 @@ def evaluate(model: Any, inputs: Any, relevance: Any, targets: Any = None, *,
     from attribkit.perturbation.runner import as_batch
     from attribkit.predict import as_predict
     from attribkit.result import Attribution
+    from attribkit.torch.checks import check_finite
     from attribkit.torch.guard import model_guard
 
     predict = as_predict(model, batch_size=batch_size)
-    x = as_batch(inputs, image=True)
+    x = as_batch(inputs, image=True, model=predict.module)
     values = relevance.values if isinstance(relevance, Attribution) else relevance
     rel = M.pixel_relevance(torch.as_tensor(values).to(x.device), tuple(x.shape[-2:]))
+    check_finite(rel, "relevance maps")
     if targets is None and isinstance(relevance, Attribution):
         targets = relevance.target
     specs = [get_metric(name) for name in metrics]
@@ -221,7 +223,8 @@ def evaluate(model: Any, inputs: Any, relevance: Any, targets: Any = None, *,
                 "forward-only and localisation metrics (run sanity checks with attribkit bench)")
         if "ground_truth" in spec.needs and masks is None:
             raise InvalidOptionError(f"metric {spec.name!r} needs evidence masks: pass masks=")
-    guard = model_guard(predict.module) if predict.module is not None else contextlib.nullcontext()
+    guard = (model_guard(predict.module, exclusive=False) if predict.module is not None
+             else contextlib.nullcontext())
     with guard:
         if targets is None:
             targets = torch.as_tensor(predict(x)).argmax(1)

@@ -11,7 +11,7 @@
 Importing this package imports torch (``import attribkit`` does not).
 """
 
-from attribkit.features.capture import FeatureMaps, feature_maps
+from attribkit.features.maps import FeatureMaps, feature_maps
 from attribkit.features.maximize import Visualization, maximize_activation
 from attribkit.features.plots import filter_grid, plot_feature_maps, plot_visualization
 

@@ -58,10 +58,11 @@ from torch import nn
 
 from attribkit.errors import InputError, InvalidOptionError, LayerError, TargetError
 from attribkit.features.adam import Adam
-from attribkit.features.capture import LayerRecorder, as_image_batch
 from attribkit.features.parametrize import PARAMETRIZATIONS
 from attribkit.features.transforms import random_shifts, roll_rows, row_generator
 from attribkit.images import normalize
+from attribkit.torch.capture import LayerCapture, tensor_output
+from attribkit.torch.checks import as_image_batch
 from attribkit.torch.guard import model_guard
 from attribkit.torch.layers import resolve_layer
 
@@ -262,7 +263,7 @@ def maximize_activation(
     def to_model(x: torch.Tensor) -> torch.Tensor:
         return normalize(x, in_mean, in_std) if normalized else x
 
-    with model_guard(model), torch.enable_grad():
+    with model_guard(model, exclusive=False), torch.enable_grad():
         probe = to_model(torch.full((1, *shape), 0.5, device=device))
         score_fn, targets, where = _objective(model, objective, layer, channels, classes, probe)
         if starts is not None:
@@ -342,14 +343,15 @@ def _objective(model: nn.Module, objective: str, layer: Any, channels: Indices |
         return class_score, targets, None
 
     module, name = resolve_layer(model, layer, probe)
-    recorder = LayerRecorder(model, module, name)
-    with recorder.attached(), torch.no_grad():
-        acts, _ = recorder.run(probe)
+    capture = LayerCapture(module, repr(name), mode="graph", check=tensor_output(name))
+    with capture, torch.no_grad():
+        capture.run(model, probe)
+    acts = capture.output
     if acts.ndim < 2:
         raise LayerError(f"layer {name!r} has output shape {tuple(acts.shape)}; activation "
                          "maximisation needs (B, C, ...) outputs")
     n_channels = acts.shape[1]
-    recorder.stop_after = recorder.calls
+    capture.stop_after = capture.calls
     if objective == "norm":
         targets = None
     else:
@@ -357,8 +359,9 @@ def _objective(model: nn.Module, objective: str, layer: Any, channels: Indices |
         targets = _indices(requested, "channel", n_channels, f"layer {name!r}")
 
     def layer_score(z: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        with recorder.attached():
-            a, _ = recorder.run(z)
+        with capture:
+            capture.run(model, z)
+        a = capture.output
         a = a.reshape(a.shape[0], a.shape[1], -1)
         if objective == "norm":
             return (a ** 2).flatten(1).mean(1)

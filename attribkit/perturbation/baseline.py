@@ -12,8 +12,6 @@ def random_attribution(predict, inputs, target, *, seed: int) -> torch.Tensor:
     """``U(0, 1)`` per pixel, ``(B, 1, H, W)`` for images. Each image's generator
     is seeded from ``seed`` and a fingerprint of the image's values, so a map
     depends on the image and the seed, not on the batch it came in."""
-    if not target.is_callable:
-        target.indices_for(predict(inputs))  # the class the baseline stands in for
     shape = (1, *inputs.shape[2:]) if inputs.ndim == 4 else tuple(inputs.shape[1:])
     maps = []
     for image in inputs:

@@ -63,11 +63,7 @@ def occlusion(predict, inputs, target, *, window: Any, stride: Any, baseline: fl
     size = tuple(inputs.shape[-2:])
     window, stride = window_grid(size, window, stride)
     masks = window_masks(size, window, stride)
-    scores = predict(inputs)
-    if not target.is_callable:
-        target.indices_for(scores)
-    base = target.select(scores)
-    drops = base[:, None] - masked_scores(predict, inputs, masks, target, baseline=baseline)
+    drops = target.clean_scores[:, None] - masked_scores(predict, inputs, masks, target, baseline=baseline)
     rows = len(window_starts(size[0], window[0], stride[0]))
     grid = drops.view(len(inputs), 1, rows, -1).to(inputs.dtype)
     ones = torch.ones(1, 1, *window, dtype=inputs.dtype, device=inputs.device)

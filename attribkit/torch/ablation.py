@@ -50,19 +50,48 @@ import torch
 from torch import nn
 
 from attribkit.errors import LayerError
-from attribkit.torch.cam import (
-    _check_batch_size,
-    _classes,
-    _describe,
-    _LayerHook,
-    _run,
-    _target_scores,
-    _Untrusted,
-    layer_activations,
-    weighted_map,
-)
+from attribkit.torch.cam import _check_batch_size, _describe, layer_activations, spatial_output, weighted_map
+from attribkit.torch.capture import LayerCapture, forward_hooks
 from attribkit.torch.runner import torch_kernel
 from attribkit.torch.targets import ChunkTarget
+
+
+class _Untrusted(Exception):
+    """An expanded forward cannot be trusted (see the module docstring); the call
+    falls back to full forwards."""
+
+
+class _Substitute:
+    """The ``replace`` of a :class:`LayerCapture`: at the layer's call number ``call``
+    its output becomes ``rows``. With ``expand`` the output replaced is a batch-1
+    ``(1, C, h, w)`` and ``rows`` holds ``K`` rows of that shape."""
+
+    def __init__(self, layer: nn.Module, call: int, *, expand: bool) -> None:
+        self.layer, self.call, self.expand = layer, call, expand
+        self.rows: torch.Tensor | None = None
+        self.replaced = False
+
+    def __call__(self, output: torch.Tensor, call: int) -> torch.Tensor | None:
+        if call != self.call:
+            return None
+        expected = (1, *self.rows.shape[1:]) if self.expand else tuple(self.rows.shape)
+        if tuple(output.shape) != expected:
+            if self.expand:
+                raise _Untrusted("unexpected layer output shape")
+            raise LayerError(f"layer {_describe(self.layer)} returned shape {tuple(output.shape)}, "
+                             f"expected {expected}")
+        self.replaced = True
+        return self.rows
+
+
+def _substituted_forward(model: nn.Module, inputs: torch.Tensor, layer: nn.Module,
+                         substitute: _Substitute, rows: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """One no-grad forward with the layer's output replaced by ``rows``: ``(outputs, calls)``."""
+    substitute.rows, substitute.replaced = rows, False
+    with LayerCapture(layer, _describe(layer), check=spatial_output(layer),
+                      replace=substitute) as capture, torch.no_grad():
+        outputs = capture.run(model, inputs)
+    return outputs, capture.calls
 
 
 def _check_tolerance(dtype: torch.dtype, device: torch.device) -> float:
@@ -135,15 +164,10 @@ class _Replay:
                 seen[module] = (caller, output.detach().clone())
                 nested.setdefault(caller, []).append(module)
 
-        handles = []
-        try:
-            for module in self.model.modules():
-                handles.append(module.register_forward_pre_hook(before, prepend=True))
-                handles.append(module.register_forward_hook(after, prepend=True))
+        modules = list(self.model.modules())
+        with forward_hooks([(m, before) for m in modules], pre=True, prepend=True), \
+                forward_hooks([(m, after) for m in modules], prepend=True):
             yield
-        finally:
-            for handle in handles:
-                handle.remove()
         once = {m for m, n in calls.items() if n == 1 and m in seen}
         self.outputs = {m: out for m, (caller, out) in seen.items()
                         if m in once and caller not in once}
@@ -166,8 +190,7 @@ class _Replay:
 
 def ablation_scores_expanded(model: nn.Module, inputs: torch.Tensor, layer: nn.Module,
                              acts: torch.Tensor, calls: int, scores: torch.Tensor,
-                             base: torch.Tensor, target: ChunkTarget,
-                             classes: torch.Tensor | None, *, step: int,
+                             base: torch.Tensor, target: ChunkTarget, *, step: int,
                              value: float) -> torch.Tensor | None:
     """Ablated target scores ``(B, C)``, image by image: each forward takes one image
     and replaces the layer's output by an un-ablated check row and up to ``step - 1``
@@ -178,23 +201,21 @@ def ablation_scores_expanded(model: nn.Module, inputs: torch.Tensor, layer: nn.M
     if step < 2 or not isinstance(scores, torch.Tensor) or scores.ndim == 0:
         return None
     batch, channels = acts.shape[:2]
-    hook = _LayerHook(layer)
-    hook.replace_call, hook.expand = calls, True
+    substitute = _Substitute(layer, calls, expand=True)
     tol = _check_tolerance(base.dtype, base.device)
 
     def run(i: int, rows: torch.Tensor, context: Any) -> torch.Tensor | None:
         """Target scores of the rows, or ``None`` if this forward cannot be trusted."""
-        hook.calls, hook.replaced, hook.replace = 0, False, rows
         try:
             with context:
-                outputs = _run(model, inputs[i:i + 1], hook)
+                outputs, seen = _substituted_forward(model, inputs[i:i + 1], layer, substitute, rows)
         except Exception:  # noqa: BLE001 - a genuine error recurs in the full path
             return None
-        if (not hook.replaced or hook.calls != calls or not isinstance(outputs, torch.Tensor)
+        if (not substitute.replaced or seen != calls or not isinstance(outputs, torch.Tensor)
                 or outputs.ndim == 0 or outputs.shape[0] != len(rows)):
             return None
         image = torch.full((len(rows),), i, dtype=torch.long, device=inputs.device)
-        return _target_scores(target, outputs, classes, image)
+        return target.select_rows(outputs, image)
 
     def image_scores(i: int, replay: _Replay | None) -> torch.Tensor | None:
         """Image ``i``'s ``C`` ablated scores, or ``None``; the check rows of all its
@@ -228,8 +249,7 @@ def ablation_scores_expanded(model: nn.Module, inputs: torch.Tensor, layer: nn.M
 
 
 def ablation_scores_full(model: nn.Module, inputs: torch.Tensor, layer: nn.Module,
-                         acts: torch.Tensor, calls: int, target: ChunkTarget,
-                         classes: torch.Tensor | None, *, step: int,
+                         acts: torch.Tensor, calls: int, target: ChunkTarget, *, step: int,
                          value: float) -> torch.Tensor:
     """Ablated target scores ``(B, C)`` from ``B * C`` forwards of the whole model, in
     batches of ``step`` rows of all images together, the layer's output replaced at its
@@ -237,22 +257,20 @@ def ablation_scores_full(model: nn.Module, inputs: torch.Tensor, layer: nn.Modul
     batch, channels = acts.shape[:2]
     image = torch.arange(batch, device=inputs.device).repeat_interleave(channels)
     channel = torch.arange(channels, device=inputs.device).repeat(batch)
-    hook = _LayerHook(layer)
-    hook.replace_call = calls
+    substitute = _Substitute(layer, calls, expand=False)
     ablated_scores = []
     for start in range(0, batch * channels, step):
         rows = slice(start, start + step)
         ablated = acts[image[rows]].clone()
         ablated[torch.arange(len(ablated), device=inputs.device), channel[rows]] = value
-        hook.calls, hook.replaced, hook.replace = 0, False, ablated
-        outputs = _run(model, inputs[image[rows]], hook)
-        if not hook.replaced or hook.calls != calls:
+        outputs, seen = _substituted_forward(model, inputs[image[rows]], layer, substitute, ablated)
+        if not substitute.replaced or seen != calls:
             raise LayerError(
-                f"layer {_describe(layer)} ran {hook.calls} time(s) in an ablated forward but "
+                f"layer {_describe(layer)} ran {seen} time(s) in an ablated forward but "
                 f"{calls} in the first; Ablation-CAM needs a forward that calls the layer the "
                 "same number of times for every batch"
             )
-        ablated_scores.append(_target_scores(target, outputs, classes, image[rows]))
+        ablated_scores.append(target.select_rows(outputs, image[rows]))
     return torch.cat(ablated_scores).reshape(batch, channels)
 
 
@@ -268,12 +286,11 @@ def ablationcam(model, inputs, target, layer, *, forward_batch_size: int,
     step = _check_batch_size(forward_batch_size)
     with torch.no_grad():
         scores, acts, calls = layer_activations(model, inputs, layer)
-        classes = _classes(target, scores)
-        base = _target_scores(target, scores, classes, torch.arange(len(inputs), device=inputs.device))
+        base = target.select(scores)
         ablated = ablation_scores_expanded(model, inputs, layer, acts, calls, scores, base, target,
-                                           classes, step=step, value=ablation_value)
+                                           step=step, value=ablation_value)
         if ablated is None:
-            ablated = ablation_scores_full(model, inputs, layer, acts, calls, target, classes,
+            ablated = ablation_scores_full(model, inputs, layer, acts, calls, target,
                                            step=step, value=ablation_value)
         weights = (base[:, None] - ablated) / base[:, None]
         return weighted_map(acts, weights[:, :, None, None].to(acts.dtype), relu=relu)

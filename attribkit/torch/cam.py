@@ -46,11 +46,9 @@ ablated copies, lives in :mod:`attribkit.torch.ablation`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import numbers
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -58,6 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attribkit.errors import InvalidOptionError, LayerError
+from attribkit.torch.capture import LayerCapture, describe_output, forward_hooks
 from attribkit.torch.runner import torch_kernel
 from attribkit.torch.targets import ChunkTarget
 
@@ -75,80 +74,17 @@ def _describe(layer: nn.Module) -> str:
     return type(layer).__name__
 
 
-class _Untrusted(Exception):
-    """Internal: an expanded Ablation-CAM forward cannot be trusted (see the module
-    docstring); the call falls back to full forwards."""
-
-
-class _LayerHook:
-    """Forward hook on the target layer.
-
-    Records the output of every call (the last call wins). With ``grad=True``
-    it cuts the graph at the layer and turns autograd on for what follows;
-    with ``replace`` set it substitutes the output of call number
-    ``replace_call`` (Ablation-CAM) and sets ``replaced``. With ``expand`` the
-    output replaced is a batch-1 ``(1, C, h, w)`` and ``replace`` holds ``K``
-    rows of that shape.
-    """
-
-    def __init__(self, layer: nn.Module, *, grad: bool = False) -> None:
-        self.layer = layer
-        self.grad = grad
-        self.calls = 0
-        self.acts: torch.Tensor | None = None
-        self.replace: torch.Tensor | None = None
-        self.replace_call = 0
-        self.expand = False
-        self.replaced = False
-
-    def __call__(self, _module: nn.Module, _args: Any, output: Any) -> Any:
+def spatial_output(layer: nn.Module) -> Callable[[Any], None]:
+    """A :class:`~attribkit.torch.capture.LayerCapture` check: the layer's output
+    must be a ``(B, C, h, w)`` tensor."""
+    def check(output: Any) -> None:
         if not isinstance(output, torch.Tensor) or output.ndim != 4:
-            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
             raise LayerError(
                 f"CAM methods need a layer whose output is a (B, C, h, w) tensor; layer "
-                f"{_describe(self.layer)} returned {shape}. Pick a convolutional layer or block"
+                f"{_describe(layer)} returned {describe_output(output)}. Pick a convolutional "
+                "layer or block"
             )
-        self.calls += 1
-        if self.replace is not None:
-            if self.calls != self.replace_call:
-                return None
-            expected = (1, *self.replace.shape[1:]) if self.expand else tuple(self.replace.shape)
-            if tuple(output.shape) != expected:
-                if self.expand:
-                    raise _Untrusted("unexpected layer output shape")
-                raise LayerError(
-                    f"layer {_describe(self.layer)} returned shape {tuple(output.shape)}, expected "
-                    f"{expected}"
-                )
-            self.replaced = True
-            return self.replace
-        if self.grad:
-            torch.set_grad_enabled(True)  # the enclosing no_grad() restores the mode on exit
-            self.acts = output.detach().requires_grad_(True)
-            return self.acts.clone()  # downstream in-place ops must not touch the leaf
-        self.acts = output.detach().clone()
-        return None
-
-
-def _run(model: nn.Module, inputs: torch.Tensor, hook: _LayerHook) -> torch.Tensor:
-    handle = hook.layer.register_forward_hook(hook)
-    try:
-        with torch.no_grad():
-            return model(inputs)
-    finally:
-        handle.remove()
-
-
-def _forward(model: nn.Module, inputs: torch.Tensor, layer: nn.Module, *,
-             grad: bool) -> tuple[torch.Tensor, _LayerHook]:
-    hook = _LayerHook(layer, grad=grad)
-    scores = _run(model, inputs, hook)
-    if hook.calls == 0:
-        raise LayerError(
-            f"layer {_describe(layer)} was not called by the model's forward; pick a layer the "
-            "forward pass goes through"
-        )
-    return scores, hook
+    return check
 
 
 def layer_activations(model: nn.Module, inputs: torch.Tensor,
@@ -156,8 +92,10 @@ def layer_activations(model: nn.Module, inputs: torch.Tensor,
     """One forward without autograd: ``(scores, acts, calls)``, ``acts`` being the
     layer's output at its last call (a private copy) and ``calls`` how often the
     layer ran."""
-    scores, hook = _forward(model, inputs, layer, grad=False)
-    return scores, hook.acts, hook.calls
+    with LayerCapture(layer, _describe(layer), check=spatial_output(layer)) as capture, \
+            torch.no_grad():
+        scores = capture.run(model, inputs)
+    return scores, capture.output, capture.calls
 
 
 def layer_gradients(model: nn.Module, inputs: torch.Tensor, target: ChunkTarget,
@@ -167,17 +105,20 @@ def layer_gradients(model: nn.Module, inputs: torch.Tensor, target: ChunkTarget,
     Only the part of the model after the layer is differentiated (see the module
     docstring); nothing is written to ``.grad``.
     """
-    scores, hook = _forward(model, inputs, layer, grad=True)
+    with LayerCapture(layer, _describe(layer), mode="leaf", check=spatial_output(layer)) as capture:
+        with torch.no_grad():
+            scores = capture.run(model, inputs)
+    acts = capture.output
     score = target.select(scores)
     grads = None
     if score.requires_grad:
-        (grads,) = torch.autograd.grad(score.sum(), hook.acts, allow_unused=True)
+        (grads,) = torch.autograd.grad(score.sum(), acts, allow_unused=True)
     if grads is None:
         raise LayerError(
             f"the target score does not depend on the output of layer {_describe(layer)}; "
             "pick a layer on the path to the output"
         )
-    return hook.acts.detach(), grads
+    return acts.detach(), grads
 
 
 def weighted_map(acts: torch.Tensor, weights: torch.Tensor, *, relu: bool) -> torch.Tensor:
@@ -190,18 +131,6 @@ def _check_batch_size(value: Any) -> int:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
         raise InvalidOptionError(f"forward_batch_size must be a positive integer, got {value!r}")
     return int(value)
-
-
-def _target_scores(target: ChunkTarget, outputs: torch.Tensor,
-                   classes: torch.Tensor | None, image: torch.Tensor) -> torch.Tensor:
-    """Target score of each row of a perturbed batch; row ``r`` belongs to image ``image[r]``."""
-    if classes is None:  # a callable target acts row by row
-        return target.select(outputs)
-    return outputs.gather(1, classes[image][:, None]).squeeze(1)
-
-
-def _classes(target: ChunkTarget, scores: torch.Tensor) -> torch.Tensor | None:
-    return None if target.is_callable else target.indices_for(scores)
 
 
 # ------------------------------------------------------------------ gradient CAMs
@@ -258,7 +187,7 @@ def gradient_cam(weighting: Weighting, name: str, doc: str) -> Callable:
 
     kernel.__name__ = kernel.__qualname__ = name
     kernel.__doc__ = doc
-    return torch_kernel(kernel)
+    return torch_kernel(kernel, thread_safe=True)
 
 
 gradcam = gradient_cam(gradcam_weights, "gradcam", """Grad-CAM (Selvaraju et al. 2017,
@@ -291,22 +220,16 @@ def classifier_after(model: nn.Module, inputs: torch.Tensor,
     be a GAP + linear head (its input is the spatial mean of the activations and its
     output is the model's output)."""
     calls: list[_LinearCall] = []
-    hook = _LayerHook(layer)
+    capture = LayerCapture(layer, _describe(layer), check=spatial_output(layer))
 
     def record(module: nn.Module, args: Any, output: Any) -> None:
         if args and isinstance(args[0], torch.Tensor) and isinstance(output, torch.Tensor):
-            calls.append(_LinearCall(module, hook.calls > 0, args[0], output))
+            calls.append(_LinearCall(module, capture.calls > 0, args[0], output))
 
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    handles = [m.register_forward_hook(record) for m in linears]
-    try:
-        scores = _run(model, inputs, hook)
-    finally:
-        for handle in handles:
-            handle.remove()
-    if hook.calls == 0:
-        raise LayerError(f"layer {_describe(layer)} was not called by the model's forward")
-    acts = hook.acts
+    with capture, forward_hooks([(m, record) for m in linears]), torch.no_grad():
+        scores = capture.run(model, inputs)
+    acts = capture.output
     channels = acts.shape[1]
     head = ("CAM (Zhou et al. 2016) needs a model that ends in global average pooling + "
             "nn.Linear after the explained layer")
@@ -334,20 +257,19 @@ def classifier_after(model: nn.Module, inputs: torch.Tensor,
     return scores, acts, fc.module
 
 
-@torch_kernel(autograd=False)
+@torch_kernel(autograd=False, thread_safe=True)
 def cam(model, inputs, target, layer, *, relu: bool) -> torch.Tensor:
     """CAM (Zhou et al. 2016, arXiv:1512.04150): ``ReLU(sum_k w_ck A_k)`` with ``w_c``
     the classifier row of class ``c`` of a GAP + linear head (no bias)."""
-    scores, acts, fc = classifier_after(model, inputs, layer)
-    classes = target.indices_for(scores)
-    weights = fc.weight.detach()[classes].to(acts.dtype)
+    _, acts, fc = classifier_after(model, inputs, layer)
+    weights = fc.weight.detach()[target.classes].to(acts.dtype)
     return weighted_map(acts, weights[:, :, None, None], relu=relu)
 
 
 # ------------------------------------------------------------------ gradient-free CAMs
 
 
-@torch_kernel(autograd=False)
+@torch_kernel(autograd=False, thread_safe=True)
 def scorecam(model, inputs, target, layer, *, forward_batch_size: int, align_corners: bool,
              relu: bool) -> torch.Tensor:
     """Score-CAM (Wang et al. 2020, arXiv:1910.01279): each activation map, upsampled
@@ -355,8 +277,7 @@ def scorecam(model, inputs, target, layer, *, forward_batch_size: int, align_cor
     the target scores of the ``C`` masked inputs."""
     step = _check_batch_size(forward_batch_size)
     with torch.no_grad():
-        scores, acts, _ = layer_activations(model, inputs, layer)
-        classes = _classes(target, scores)
+        _, acts, _ = layer_activations(model, inputs, layer)
         batch, channels = acts.shape[:2]
         flat = acts.reshape(batch * channels, 1, *acts.shape[2:])
         image = torch.arange(batch, device=inputs.device).repeat_interleave(channels)
@@ -369,7 +290,7 @@ def scorecam(model, inputs, target, layer, *, forward_batch_size: int, align_cor
             high = up.amax(dim=(2, 3), keepdim=True)
             masks = (up - low) / (high - low + SCORECAM_EPS)
             outputs = model(inputs[image[rows]] * masks)
-            masked_scores.append(_target_scores(target, outputs, classes, image[rows]))
+            masked_scores.append(target.select_rows(outputs, image[rows]))
         weights = torch.cat(masked_scores).reshape(batch, channels).softmax(dim=1)
         return weighted_map(acts, weights[:, :, None, None].to(acts.dtype), relu=relu)
 
@@ -405,13 +326,12 @@ def first_component(acts: torch.Tensor) -> torch.Tensor:
     return projection.reshape(batch, 1, height, width)
 
 
-@torch_kernel(autograd=False)
+@torch_kernel(autograd=False, thread_safe=True)
 def eigencam(model, inputs, target, layer, *, relu: bool) -> torch.Tensor:
     """Eigen-CAM (Muhammad & Yeasin 2020, arXiv:2008.00299): the activations projected
     on their first principal component (class-agnostic)."""
     with torch.no_grad():
-        scores, acts, _ = layer_activations(model, inputs, layer)
-        _classes(target, scores)  # validate and record the class, though unused
+        _, acts, _ = layer_activations(model, inputs, layer)
         projection = first_component(acts)
         return projection.clamp(min=0) if relu else projection
 
@@ -419,7 +339,7 @@ def eigencam(model, inputs, target, layer, *, relu: bool) -> torch.Tensor:
 # ------------------------------------------------------------------ Guided Grad-CAM
 
 
-@torch_kernel
+@torch_kernel(thread_safe=True)
 def guided_gradcam(model, inputs, target, layer, *, interpolate_mode: str) -> torch.Tensor:
     """Guided Grad-CAM (Selvaraju et al. 2017): guided backpropagation times the
     Grad-CAM map upsampled to the input size, ``(B, C, H, W)``."""

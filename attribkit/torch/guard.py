@@ -1,15 +1,31 @@
-"""Leave the user's model exactly as it was.
+"""Leave the user's model exactly as it was, also when threads share it.
 
 :func:`model_guard` is the one guard every torch kernel runs under: it puts
 the model in eval mode and, on the way out (normal return or exception),
 removes every hook added meanwhile and restores each module's train/eval
 flag and each parameter's ``requires_grad`` and ``.grad``.
+
+Threads
+-------
+Calls on one model from several threads share one guard per model: the first
+call to enter records the model's state and switches it to eval mode, the
+last one to leave restores it (a per-call restore would race: a call that
+started while another had already switched to eval would "restore" eval).
+Calls that only use thread-keyed hooks (:mod:`attribkit.torch.capture`) and
+leave the modules alone enter in *shared* mode and run concurrently;
+``exclusive=True`` (the default, for code that registers ordinary hooks or
+sets attributes on modules, such as Captum's methods) waits until no other
+thread is inside the guard of that model, and keeps the others out until it
+leaves. A thread already inside the guard re-enters it freely; a nested
+exclusive request on a thread that holds shared access first gives it up, so
+two such threads cannot deadlock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -97,17 +113,94 @@ class ModelState:
                 p.grad = grad
 
 
+class _SharedGuard:
+    """The guard state of one model while any thread is inside :func:`model_guard`:
+    a readers-writer lock (``readers`` hold shared access, ``writer`` exclusive),
+    each thread's nesting depth, and the state recorded by the first to enter."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition(_registry_lock)
+        self.readers: set[int] = set()
+        self.writer: int | None = None
+        self.waiting_writers = 0
+        self.depth: dict[int, int] = {}
+        self.users = 0  # threads inside or waiting to enter
+        self.state: ModelState | None = None
+
+    def acquire(self, me: int, exclusive: bool) -> str:
+        """Take shared or exclusive access for thread ``me``; returns what to undo."""
+        if self.writer == me:
+            return "none"
+        if exclusive:
+            upgraded = me in self.readers
+            self.readers.discard(me)
+            self.waiting_writers += 1
+            try:
+                self.cond.wait_for(lambda: self.writer is None and not self.readers)
+            finally:
+                self.waiting_writers -= 1
+            self.writer = me
+            return "upgraded" if upgraded else "exclusive"
+        if me in self.readers:
+            return "none"
+        self.cond.wait_for(lambda: self.writer is None and not self.waiting_writers)
+        self.readers.add(me)
+        return "shared"
+
+    def release(self, me: int, taken: str) -> None:
+        if taken in ("exclusive", "upgraded"):
+            self.writer = None
+        if taken == "upgraded":
+            self.readers.add(me)
+        elif taken == "shared":
+            self.readers.discard(me)
+        self.cond.notify_all()
+
+
+_registry_lock = threading.RLock()
+_guards: dict[int, _SharedGuard] = {}  # id(model) -> guard, only while some thread is inside
+
+
 @contextlib.contextmanager
-def model_guard(model: Any, *, eval_mode: bool = True) -> Iterator[ModelState]:
+def model_guard(model: Any, *, exclusive: bool = True) -> Iterator[None]:
     """Run the body with ``model`` in eval mode; restore everything afterwards.
 
-    The state is restored in ``finally``, so hooks never outlive a call even
-    when the model or the kernel raises.
+    The state is restored in ``finally`` by the last thread to leave (see the
+    module docstring), so hooks never outlive a call even when the model or the
+    kernel raises. ``exclusive=False`` is for code whose hooks are thread-keyed
+    and which changes nothing on the modules: such calls run concurrently.
     """
-    state = ModelState.capture(model)
-    try:
-        if eval_mode and isinstance(model, nn.Module):
+    if not isinstance(model, nn.Module):
+        yield
+        return
+    me = threading.get_ident()
+    with _registry_lock:
+        guard = _guards.setdefault(id(model), _SharedGuard())
+        guard.users += 1
+        try:
+            taken = guard.acquire(me, exclusive)
+        except BaseException:
+            _leave(model, guard)
+            raise
+        if not guard.depth:
+            guard.state = ModelState.capture(model)
             model.eval()
-        yield state
+        guard.depth[me] = guard.depth.get(me, 0) + 1
+    try:
+        yield
     finally:
-        state.restore()
+        with _registry_lock:
+            guard.depth[me] -= 1
+            if not guard.depth[me]:
+                del guard.depth[me]
+            if not guard.depth:
+                state, guard.state = guard.state, None
+                state.restore()
+            guard.release(me, taken)
+            _leave(model, guard)
+
+
+def _leave(model: nn.Module, guard: _SharedGuard) -> None:
+    guard.users -= 1
+    if not guard.users:
+        del _guards[id(model)]

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from attribkit.errors import LayerError
+from attribkit.torch.capture import forward_hooks
 
 
 def layer_name(model: nn.Module, layer: nn.Module) -> str:
@@ -26,8 +27,8 @@ def find_spatial_layer(model: nn.Module, probe: torch.Tensor) -> str:
     """Name of the last module, in forward-completion order, whose output is a
     ``(B, C, H, W)`` tensor with ``H * W > 1`` (TorchCAM's rule, found on the actual input).
 
-    Runs one forward pass of ``probe`` without gradients; the probe hooks are
-    removed before returning.
+    Runs one forward pass of ``probe`` without gradients; the probe hooks
+    (thread-keyed, :mod:`attribkit.torch.capture`) are removed before returning.
     """
     finished: list[str] = []
 
@@ -37,13 +38,9 @@ def find_spatial_layer(model: nn.Module, probe: torch.Tensor) -> str:
                 finished.append(name)
         return hook
 
-    handles = [m.register_forward_hook(record(name)) for name, m in model.named_modules() if name]
-    try:
-        with torch.no_grad():
-            model(probe)
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooks = [(m, record(name)) for name, m in model.named_modules() if name]
+    with forward_hooks(hooks), torch.no_grad():
+        model(probe)
     if not finished:
         raise LayerError(
             f"no layer of {type(model).__name__} has a spatial (B, C, H, W) output for inputs "

@@ -23,7 +23,7 @@ import torch
 from attribkit.errors import InvalidOptionError
 from attribkit.result import Attribution
 from attribkit.torch.guard import model_guard
-from attribkit.torch.runner import check_inputs
+from attribkit.torch.checks import prepare_inputs
 from attribkit.torch.targets import ChunkTarget, parse_target
 
 KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
@@ -81,7 +81,7 @@ def clean_targets(model: Callable, inputs: torch.Tensor, target: Any) -> Any:
     """The target every noisy copy explains: the clean top class for ``None``."""
     parsed = parse_target(target, len(inputs))
     if parsed is None:
-        with model_guard(model), torch.no_grad():
+        with model_guard(model, exclusive=False), torch.no_grad():
             return ChunkTarget(None).indices_for(model(inputs)).cpu()
     return parsed
 
@@ -90,7 +90,7 @@ def run_noise_tunnel(impl: Callable[..., Attribution], tunnel: NoiseTunnel, mode
                      inputs: torch.Tensor, *, method: str, target: Any, layer: Any,
                      batch_size: int | None, options: dict[str, Any]) -> Attribution:
     """Explain ``n`` noisy copies of every image in one batched call and aggregate."""
-    check_inputs(model, inputs, image=False)
+    inputs = prepare_inputs(model, inputs, image=False)
     targets = clean_targets(model, inputs, target)
     if isinstance(targets, torch.Tensor):
         expanded = targets.repeat_interleave(tunnel.n_samples)

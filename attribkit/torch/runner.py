@@ -2,13 +2,17 @@
 
 A kernel is a plain function ``kernel(model, inputs, target, [layer,] **options)
 -> values`` that explains one chunk of the batch. :func:`torch_kernel` wraps it
-with everything every method needs, written once: input checks, autograd-mode
-checks, the model guard, layer resolution, chunking by ``batch_size`` and the
+with everything every method needs, written once: input checks
+(:mod:`attribkit.torch.checks`), autograd-mode checks, the model guard, layer
+resolution, chunking by ``batch_size``, the target's class indices (resolved
+from the first forward the kernel runs on the chunk, see
+:class:`~attribkit.torch.targets.ChunkTarget`) and the
 :class:`~attribkit.result.Attribution` result.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import numbers
@@ -18,49 +22,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from attribkit.errors import GradientModeError, InputError, InvalidOptionError
+from attribkit.errors import InvalidOptionError
 from attribkit.result import Attribution
+from attribkit.torch.capture import forward_hook
+from attribkit.torch.checks import check_grad_mode, input_shape_noted, prepare_inputs
 from attribkit.torch.guard import model_guard
 from attribkit.torch.layers import resolve_layer
-from attribkit.torch.targets import chunk, parse_target
-
-
-def check_inputs(model: Any, inputs: Any, *, image: bool) -> None:
-    """Reject inputs that cannot be explained, naming the problem."""
-    if not isinstance(inputs, torch.Tensor):
-        raise InputError(
-            f"inputs must be a torch.Tensor batch, got {type(inputs).__name__}; convert with "
-            "torch.as_tensor(...)"
-        )
-    check_batch(inputs, image=image)
-    if isinstance(model, nn.Module):
-        param = next(model.parameters(), None)
-        if param is not None and param.device != inputs.device:
-            raise InputError(
-                f"inputs are on {inputs.device} but the model's parameters are on {param.device}; "
-                "move one of them"
-            )
-
-
-def check_batch(inputs: torch.Tensor, *, image: bool) -> None:
-    """A floating-point, non-empty ``(B, ...)`` batch; ``(B, C, H, W)`` if ``image``."""
-    if not inputs.is_floating_point():
-        raise InputError(f"inputs must be a floating-point tensor, got {inputs.dtype}")
-    if inputs.ndim < 2 or inputs.shape[0] == 0:
-        raise InputError(f"inputs must be a non-empty batch (B, ...), got shape {tuple(inputs.shape)}")
-    if image and inputs.ndim != 4:
-        extra = "; add a batch dimension with x.unsqueeze(0)" if inputs.ndim == 3 else ""
-        raise InputError(f"this method needs images (B, C, H, W), got shape {tuple(inputs.shape)}{extra}")
-
-
-def check_grad_mode(inputs: torch.Tensor) -> None:
-    """Gradients are impossible under ``torch.inference_mode``: say so clearly."""
-    if torch.is_inference_mode_enabled() or inputs.is_inference():
-        raise GradientModeError(
-            "attribution needs autograd, which torch.inference_mode() disables (and tensors made "
-            "under it cannot be differentiated); call explain outside inference_mode. "
-            "torch.no_grad() is fine: attribkit re-enables gradients itself"
-        )
+from attribkit.torch.targets import ChunkTarget, chunk, parse_target
 
 
 def chunks(batch: int, batch_size: int | None) -> list[tuple[int, int]]:
@@ -72,16 +40,37 @@ def chunks(batch: int, batch_size: int | None) -> list[tuple[int, int]]:
     return [(i, min(i + batch_size, batch)) for i in range(0, batch, batch_size)]
 
 
+def run_chunk(kernel: Callable, model: Any, inputs: torch.Tensor, target: ChunkTarget,
+              **kwargs: Any) -> torch.Tensor:
+    """``kernel(model, inputs, target, **kwargs)``, with the target's classes resolved
+    from the first forward of ``model`` on ``inputs`` (observed by a thread-keyed hook
+    on the root module), or by one extra forward if the kernel never ran one."""
+    def observe(_module: nn.Module, args: tuple, output: Any) -> None:
+        if args:
+            target.observe(args[0], output, inputs)
+
+    with forward_hook(model, observe) if isinstance(model, nn.Module) else contextlib.nullcontext():
+        values = kernel(model, inputs, target, **kwargs)
+    if not target.resolved:
+        with torch.no_grad():
+            target.indices_for(model(inputs))
+    return values.detach()
+
+
 def torch_kernel(kernel: Callable | None = None, *, image: bool = False,
-                 autograd: bool = True) -> Callable:
+                 autograd: bool = True, thread_safe: bool = False) -> Callable:
     """Decorate a per-chunk kernel; the kernel takes a ``layer`` argument iff it needs one.
 
     ``image=True`` requires ``(B, C, H, W)`` inputs (always true for layer kernels);
     ``autograd=False`` marks forward-only kernels, which also run under
-    ``torch.inference_mode``.
+    ``torch.inference_mode``. ``thread_safe=True`` declares that the kernel only
+    looks inside the model through :mod:`attribkit.torch.capture` and changes
+    nothing on it, so calls on one model from several threads may run at once;
+    otherwise they take turns (see :func:`~attribkit.torch.guard.model_guard`).
     """
     if kernel is None:
-        return functools.partial(torch_kernel, image=image, autograd=autograd)
+        return functools.partial(torch_kernel, image=image, autograd=autograd,
+                                 thread_safe=thread_safe)
     needs_layer = "layer" in inspect.signature(kernel).parameters
 
     @functools.wraps(kernel)
@@ -89,12 +78,13 @@ def torch_kernel(kernel: Callable | None = None, *, image: bool = False,
             layer: nn.Module | str | None = None, batch_size: int | None = None,
             options: dict[str, Any] | None = None) -> Attribution:
         options = dict(options or {})
-        check_inputs(model, inputs, image=image or needs_layer)
+        inputs = prepare_inputs(model, inputs, image=image or needs_layer)
         if autograd:
             check_grad_mode(inputs)
         parsed = parse_target(target, len(inputs))
         ranges = chunks(len(inputs), batch_size)
-        with model_guard(model), torch.enable_grad():
+        with model_guard(model, exclusive=not thread_safe), torch.enable_grad(), \
+                input_shape_noted(inputs):
             extra: dict[str, Any] = {}
             name = None
             if needs_layer:
@@ -102,7 +92,8 @@ def torch_kernel(kernel: Callable | None = None, *, image: bool = False,
             values, indices = [], []
             for start, stop in ranges:
                 chunk_target = chunk(parsed, start, stop)
-                values.append(kernel(model, inputs[start:stop], chunk_target, **extra, **options).detach())
+                values.append(run_chunk(kernel, model, inputs[start:stop], chunk_target,
+                                        **extra, **options))
                 indices.append(chunk_target.indices)
         return Attribution(
             values=torch.cat(values) if len(values) > 1 else values[0],
@@ -115,4 +106,5 @@ def torch_kernel(kernel: Callable | None = None, *, image: bool = False,
         )
 
     run.kernel = kernel
+    run.thread_safe = thread_safe
     return run

@@ -46,43 +46,77 @@ def parse_target(target: TargetLike, batch: int) -> torch.Tensor | Callable | No
 
 
 class ChunkTarget:
-    """The target of one chunk of the batch; kernels call :meth:`select` on the scores."""
+    """The target of one chunk of the batch.
+
+    The class indices are resolved once per chunk, from the scores of the
+    unperturbed chunk: the kernel decorators do it when the model first runs on
+    the chunk's own inputs (or, if a kernel never did, with one extra forward),
+    and :meth:`select` does it on first use. Kernels then call :meth:`select` on
+    the chunk's scores and :meth:`select_rows` on the scores of perturbed copies;
+    :attr:`indices` is what the result reports. Forward-only kernels also get
+    :attr:`clean_scores`, the ``(B,)`` target scores of the unperturbed chunk.
+    """
 
     def __init__(self, parsed: torch.Tensor | Callable | None) -> None:
         self.parsed = parsed
         self.indices: torch.Tensor | None = None
+        self.clean_scores: torch.Tensor | None = None
 
     @property
     def is_callable(self) -> bool:
         return callable(self.parsed) and not isinstance(self.parsed, torch.Tensor)
 
+    @property
+    def resolved(self) -> bool:
+        """Whether :meth:`select_rows` can run (a callable needs no resolution)."""
+        return self.is_callable or self.indices is not None
+
+    @property
+    def classes(self) -> torch.Tensor:
+        """The resolved class index per image, for methods that need classes
+        (``TargetError`` for a callable target)."""
+        if self.is_callable:
+            raise TargetError("this method needs a class index per image, and a callable target has "
+                              "no class indices; pass an int or one int per image")
+        if self.indices is None:
+            raise TargetError("internal error: the classes were used before they were resolved on "
+                              "the unperturbed batch")
+        return self.indices
+
     def select(self, scores: torch.Tensor) -> torch.Tensor:
         """One scalar per image: ``scores[i, target[i]]``, or ``target(scores)``."""
         if self.is_callable:
-            out = self.parsed(scores)
-            if not isinstance(out, torch.Tensor) or tuple(out.shape) != (scores.shape[0],):
-                shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                raise TargetError(
-                    f"the target callable must return a ({scores.shape[0]},) tensor, one "
-                    f"scalar per image; it returned {shape}"
-                )
-            return out
-        indices = self.indices_for(scores)
-        return scores.gather(1, indices[:, None]).squeeze(1)
+            return self._call(scores)
+        indices = self.indices_for(scores) if self.indices is None else self.indices
+        if scores.ndim != 2 or len(scores) != len(indices):
+            raise TargetError(f"scores of shape {tuple(scores.shape)} do not hold one row per image "
+                              f"of the {len(indices)} being explained")
+        return scores.gather(1, indices.to(scores.device)[:, None]).squeeze(1)
 
     def select_rows(self, scores: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        """Like :meth:`select` for rows that are copies of images: row ``k`` of
-        ``scores`` belongs to image ``images[k]`` of the batch (class indices must
-        already be known, from :meth:`indices_for` on the unperturbed scores)."""
+        """Like :meth:`select` for rows that are perturbed copies of images: row ``k``
+        of ``scores`` belongs to image ``images[k]`` of the chunk."""
         if self.is_callable:
-            return self.select(scores)
+            return self._call(scores)
         if self.indices is None:
-            raise TargetError("call indices_for(scores) on the unperturbed batch first")
+            raise TargetError("internal error: select_rows() before the classes were resolved "
+                              "on the unperturbed batch")
         indices = self.indices.to(scores.device)[images.to(scores.device)]
         return scores.gather(1, indices[:, None]).squeeze(1)
 
+    def _call(self, scores: torch.Tensor) -> torch.Tensor:
+        out = self.parsed(scores)
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (scores.shape[0],):
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise TargetError(
+                f"the target callable must return a ({scores.shape[0]},) tensor, one "
+                f"scalar per image; it returned {shape}"
+            )
+        return out
+
     def indices_for(self, scores: torch.Tensor) -> torch.Tensor:
-        """The class index per image (argmax for ``None``), range-checked against ``scores``."""
+        """Resolve the class index per image (argmax for ``None``) from the unperturbed
+        ``scores``, range-checked, and keep it in :attr:`indices`."""
         if self.is_callable:
             raise TargetError("a callable target has no class indices")
         if scores.ndim != 2:
@@ -104,6 +138,14 @@ class ChunkTarget:
                 )
         self.indices = indices
         return indices
+
+    def observe(self, inputs: Any, scores: Any, chunk: torch.Tensor) -> None:
+        """Resolve from a forward the kernel ran, if it ran on the chunk itself
+        (the same storage and shape: ``chunk.detach()`` counts) and nothing is resolved yet."""
+        if self.resolved or not isinstance(inputs, torch.Tensor) or not isinstance(scores, torch.Tensor):
+            return
+        if inputs.shape == chunk.shape and inputs.data_ptr() == chunk.data_ptr():
+            self.indices_for(scores)
 
 
 def chunk(parsed: torch.Tensor | Callable | None, start: int, stop: int) -> ChunkTarget:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from attribkit.errors import InputError, InvalidOptionError
+from attribkit.torch.capture import LayerCapture, forward_hook
 
 __all__ = ["LossOutput", "centre_kernel"]
 
@@ -73,23 +74,37 @@ def _spatial_mask(mask: Any, batch: int, size: tuple[int, int], name: str, devic
 
 class _Recorder:
     """The hooks of one ``watch()`` block: the root model's input and output,
-    and (for CAMLoss) the layer's output of the last forward."""
+    and (for CAMLoss) the layer's output of the last forward, through
+    :mod:`attribkit.torch.capture` (hooks that act only for the thread that
+    opened the block and are removed when it closes)."""
 
     def __init__(self) -> None:
         self.inputs: torch.Tensor | None = None
         self.logits: torch.Tensor | None = None
-        self.acts: torch.Tensor | None = None
-        self.acts_hooked = False
-        self.handles: list[Any] = []
+        self.capture: LayerCapture | None = None
+        self.stack = contextlib.ExitStack()
+
+    @property
+    def acts(self) -> torch.Tensor | None:
+        """The recorded layer's output in the last forward (``None`` if none)."""
+        return None if self.capture is None else self.capture.output
+
+    def hook(self, module: nn.Module, hook: Any, *, pre: bool = False) -> None:
+        """Add a forward (pre-)hook for the rest of the block."""
+        self.stack.enter_context(forward_hook(module, hook, pre=pre))
+
+    def attach(self, capture: LayerCapture) -> None:
+        """Record a layer for the rest of the block."""
+        self.capture = self.stack.enter_context(capture)
 
     def clear(self) -> None:
-        self.inputs = self.logits = self.acts = None
+        self.inputs = self.logits = None
+        if self.capture is not None:
+            self.capture.reset()
 
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.handles.clear()
-        self.clear()
+    def close(self) -> None:
+        self.stack.close()
+        self.inputs = self.logits = self.capture = None
 
 
 class _WatchingLoss(nn.Module):
@@ -143,12 +158,12 @@ class _WatchingLoss(nn.Module):
 
         self._recorder = recorder
         try:
-            recorder.handles.append(self.model.register_forward_pre_hook(pre_hook))
-            recorder.handles.append(self.model.register_forward_hook(post_hook))
+            recorder.hook(self.model, pre_hook, pre=True)
+            recorder.hook(self.model, post_hook)
             self._install(recorder)
             yield self
         finally:
-            recorder.remove()
+            recorder.close()
             self._recorder = None
 
     def _recorded(self) -> _Recorder:

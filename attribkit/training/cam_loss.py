@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from attribkit.errors import GradientModeError, InputError, InvalidOptionError, LayerError, TargetError
+from attribkit.torch.cam import gradcam_weights, spatial_output, weighted_map
+from attribkit.torch.capture import LayerCapture
 from attribkit.torch.guard import model_guard
 from attribkit.torch.layers import resolve_layer
 from attribkit.training.base import (LossOutput, _Recorder, _WatchingLoss, _reduce,
@@ -131,22 +133,16 @@ class CAMLoss(_WatchingLoss):
     def _resolve(self, x: torch.Tensor) -> None:
         """Auto-pick the layer with a probe forward of one image (eval mode, no grad;
         the model's modes and hooks are restored by the guard)."""
-        with model_guard(self.model), torch.no_grad():
+        with model_guard(self.model, exclusive=False), torch.no_grad():
             module, self.layer_name = resolve_layer(self.model, None, x[:1].detach())
         self._set_layer(module)
 
     def _install(self, recorder: _Recorder) -> None:
-        def layer_hook(_module: nn.Module, _args: tuple, output: Any) -> Any:
-            if not isinstance(output, torch.Tensor) or output.ndim != 4:
-                raise LayerError(f"CAMLoss: layer {self.layer_name!r} must output a (B, C, h, w) tensor, got "
-                                 f"{type(output).__name__}"
-                                 f"{tuple(output.shape) if isinstance(output, torch.Tensor) else ''}")
-            recorder.acts = output  # the last call of the layer wins
-            # downstream gets a copy, so an in-place op after the layer cannot alter A
-            return output.clone() if output.requires_grad else output
-
         def attach(layer: nn.Module) -> None:
-            recorder.handles.append(layer.register_forward_hook(layer_hook))
+            # "graph" mode: A keeps its graph (the penalty is differentiated w.r.t. the
+            # parameters); downstream gets a copy, so in-place ops after the layer cannot alter A
+            recorder.attach(LayerCapture(layer, repr(self.layer_name), mode="graph",
+                                         check=spatial_output(layer)))
 
         if self._layer is not None:
             attach(self._layer)
@@ -162,13 +158,12 @@ class CAMLoss(_WatchingLoss):
                     self._resolve(args[0])
                 finally:
                     self._probing = False
-            if self._layer is not None and not recorder.acts_hooked:
-                recorder.acts_hooked = True
+            if self._layer is not None and recorder.capture is None:
                 attach(self._layer)
 
         # model_guard inside _resolve drops hooks added after its capture only, so the
         # watch hooks (added before) survive, and the layer hook is added after it.
-        recorder.handles.append(self.model.register_forward_pre_hook(resolve_pre_hook))
+        recorder.hook(self.model, resolve_pre_hook, pre=True)
 
     # ------------------------------------------------------------------ maths
     def _weights(self, size: tuple[int, int], batch: int, allowed: Any,
@@ -195,16 +190,15 @@ class CAMLoss(_WatchingLoss):
                                      f"{acts.shape[1]} (layer {self.layer_name!r}); pass classifier= or use "
                                      "method='gradcam'")
                 fc = linears[-1]
-            w = fc.weight[labels].to(acts.dtype)  # (B, C)
-            return torch.einsum("bc,bchw->bhw", w, acts)
+            weights = fc.weight[labels].to(acts.dtype)[:, :, None, None]  # (B, C, 1, 1)
+            return weighted_map(acts, weights, relu=False)[:, 0]
         if acts.grad_fn is None and not acts.requires_grad:
             raise GradientModeError("CAMLoss: the layer's activations carry no autograd graph (the forward "
                                     "ran under torch.no_grad() or the layers before it are frozen and "
                                     "the input needs no grad)")
         score = logits.gather(1, labels[:, None]).sum()
         (grads,) = torch.autograd.grad(score, acts, create_graph=True)
-        alpha = grads.mean(dim=(2, 3), keepdim=True)
-        return (alpha * acts).sum(1)
+        return weighted_map(acts, gradcam_weights(acts, grads), relu=False)[:, 0]
 
     def _labels(self, labels: Any, logits: torch.Tensor) -> torch.Tensor:
         labels = torch.as_tensor(labels, device=logits.device)

@@ -55,8 +55,6 @@ def rise(predict, inputs, target, *, n_masks: int, grid: int, p_keep: float, see
         raise InvalidOptionError(f"n_masks and grid must be >= 1, got n_masks={n_masks}, grid={grid}")
     if not 0 < p_keep <= 1:
         raise InvalidOptionError(f"p_keep must be in (0, 1], got {p_keep}")
-    if not target.is_callable:
-        target.indices_for(predict(inputs))
     transform = (lambda s: s.to(torch.promote_types(s.dtype, torch.float32)).softmax(1)) \
         if probabilities and not target.is_callable else None
     masks = rise_masks(n_masks, tuple(inputs.shape[-2:]), grid=grid, p_keep=p_keep, seed=seed)
