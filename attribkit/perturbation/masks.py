@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 
 from attribkit.errors import InputError
+from attribkit.progress import progress
 from attribkit.torch.targets import ChunkTarget
 
 DEFAULT_ROWS = 256
@@ -44,12 +45,14 @@ def masked_scores(predict: Callable[[torch.Tensor], torch.Tensor], inputs: torch
     base = base.expand_as(inputs) if base.ndim else base
     rows = rows or getattr(predict, "batch_size", None) or DEFAULT_ROWS
     out = []
-    for start in range(0, b * n, rows):
-        k = torch.arange(start, min(start + rows, b * n), device=inputs.device)
-        image, mask = k // n, masks[k % n]
-        fill = base[image] if base.ndim else base
-        scores = predict(inputs[image] * mask + fill * (1 - mask))
-        if transform is not None:
-            scores = transform(scores)
-        out.append(target.select_rows(scores, image))
+    with progress(b * n, "perturbed images", unit="image") as bar:
+        for start in range(0, b * n, rows):
+            k = torch.arange(start, min(start + rows, b * n), device=inputs.device)
+            image, mask = k // n, masks[k % n]
+            fill = base[image] if base.ndim else base
+            scores = predict(inputs[image] * mask + fill * (1 - mask))
+            if transform is not None:
+                scores = transform(scores)
+            out.append(target.select_rows(scores, image))
+            bar.update(len(k))
     return torch.cat(out).view(b, n)

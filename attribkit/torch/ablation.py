@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 from attribkit.errors import LayerError
+from attribkit.progress import progress
 from attribkit.torch.cam import _check_batch_size, _describe, layer_activations, spatial_output, weighted_map
 from attribkit.torch.capture import LayerCapture, forward_hooks
 from attribkit.torch.runner import torch_kernel
@@ -237,14 +238,16 @@ def ablation_scores_expanded(model: nn.Module, inputs: torch.Tensor, layer: nn.M
 
     replaying = calls == 1
     per_image = []
-    for i in range(batch):
-        ablated = image_scores(i, _Replay(model, layer, acts[i:i + 1])) if replaying else None
-        if ablated is None:  # (again) without replay, and replay no more
-            replaying = False
-            ablated = image_scores(i, None)
-        if ablated is None:
-            return None
-        per_image.append(ablated)
+    with progress(batch, "ablationcam", unit="image") as bar:
+        for i in range(batch):
+            ablated = image_scores(i, _Replay(model, layer, acts[i:i + 1])) if replaying else None
+            if ablated is None:  # (again) without replay, and replay no more
+                replaying = False
+                ablated = image_scores(i, None)
+            if ablated is None:
+                return None
+            per_image.append(ablated)
+            bar.update(1)
     return torch.stack(per_image)
 
 
@@ -259,18 +262,20 @@ def ablation_scores_full(model: nn.Module, inputs: torch.Tensor, layer: nn.Modul
     channel = torch.arange(channels, device=inputs.device).repeat(batch)
     substitute = _Substitute(layer, calls, expand=False)
     ablated_scores = []
-    for start in range(0, batch * channels, step):
-        rows = slice(start, start + step)
-        ablated = acts[image[rows]].clone()
-        ablated[torch.arange(len(ablated), device=inputs.device), channel[rows]] = value
-        outputs, seen = _substituted_forward(model, inputs[image[rows]], layer, substitute, ablated)
-        if not substitute.replaced or seen != calls:
-            raise LayerError(
-                f"layer {_describe(layer)} ran {seen} time(s) in an ablated forward but "
-                f"{calls} in the first; Ablation-CAM needs a forward that calls the layer the "
-                "same number of times for every batch"
-            )
-        ablated_scores.append(target.select_rows(outputs, image[rows]))
+    with progress(batch * channels, "ablationcam", unit="row") as bar:
+        for start in range(0, batch * channels, step):
+            rows = slice(start, start + step)
+            ablated = acts[image[rows]].clone()
+            ablated[torch.arange(len(ablated), device=inputs.device), channel[rows]] = value
+            outputs, seen = _substituted_forward(model, inputs[image[rows]], layer, substitute, ablated)
+            if not substitute.replaced or seen != calls:
+                raise LayerError(
+                    f"layer {_describe(layer)} ran {seen} time(s) in an ablated forward but "
+                    f"{calls} in the first; Ablation-CAM needs a forward that calls the layer the "
+                    "same number of times for every batch"
+                )
+            ablated_scores.append(target.select_rows(outputs, image[rows]))
+            bar.update(len(ablated))
     return torch.cat(ablated_scores).reshape(batch, channels)
 
 

@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attribkit.errors import InvalidOptionError, LayerError
+from attribkit.progress import progress
 from attribkit.torch.capture import LayerCapture, describe_output, forward_hooks
 from attribkit.torch.runner import torch_kernel
 from attribkit.torch.targets import ChunkTarget
@@ -282,15 +283,17 @@ def scorecam(model, inputs, target, layer, *, forward_batch_size: int, align_cor
         flat = acts.reshape(batch * channels, 1, *acts.shape[2:])
         image = torch.arange(batch, device=inputs.device).repeat_interleave(channels)
         masked_scores = []
-        for start in range(0, batch * channels, step):
-            rows = slice(start, start + step)
-            up = F.interpolate(flat[rows], size=inputs.shape[-2:], mode="bilinear",
-                               align_corners=align_corners)
-            low = up.amin(dim=(2, 3), keepdim=True)
-            high = up.amax(dim=(2, 3), keepdim=True)
-            masks = (up - low) / (high - low + SCORECAM_EPS)
-            outputs = model(inputs[image[rows]] * masks)
-            masked_scores.append(target.select_rows(outputs, image[rows]))
+        with progress(batch * channels, "scorecam", unit="image") as bar:
+            for start in range(0, batch * channels, step):
+                rows = slice(start, start + step)
+                up = F.interpolate(flat[rows], size=inputs.shape[-2:], mode="bilinear",
+                                   align_corners=align_corners)
+                low = up.amin(dim=(2, 3), keepdim=True)
+                high = up.amax(dim=(2, 3), keepdim=True)
+                masks = (up - low) / (high - low + SCORECAM_EPS)
+                outputs = model(inputs[image[rows]] * masks)
+                masked_scores.append(target.select_rows(outputs, image[rows]))
+                bar.update(len(outputs))
         weights = torch.cat(masked_scores).reshape(batch, channels).softmax(dim=1)
         return weighted_map(acts, weights[:, :, None, None].to(acts.dtype), relu=relu)
 

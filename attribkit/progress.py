@@ -1,0 +1,27 @@
+"""Progress bars for calls that may take more than a few seconds.
+
+Score-CAM, Ablation-CAM and the perturbation methods run many forwards (a ViT
+layer with 768 channels costs Score-CAM ``768 * B`` of them). :func:`progress`
+gives them a tqdm bar on stderr that appears only once the work has taken
+:data:`DELAY_S` seconds, so quick calls print nothing. The environment
+variable ``ATTRIBKIT_PROGRESS`` overrides it: ``0`` / ``off`` never shows a
+bar, ``always`` shows it at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+DELAY_S = 2.0
+
+
+def progress(total: int, desc: str, *, unit: str = "forward") -> Any:
+    """A ``tqdm`` bar over ``total`` steps (use as a context manager, call ``update(n)``)."""
+    from tqdm.auto import tqdm
+
+    setting = os.environ.get("ATTRIBKIT_PROGRESS", "").strip().lower()
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True,
+                delay=0.0 if setting == "always" else DELAY_S,
+                disable=setting in ("0", "off", "false", "no"))
