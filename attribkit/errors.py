@@ -51,3 +51,13 @@ class PluginError(AttribkitError, RuntimeError):
 
 class MissingDependencyError(AttribkitError, ImportError):
     """An optional dependency needed by a method or feature is not installed."""
+
+
+class ModelLoadError(AttribkitError, ValueError):
+    """A model spec or its weights cannot be used: an unknown model, weights that are
+    neither a known name nor a file, a file that is not a plain state dict, or a state
+    dict that does not fit the model."""
+
+
+class DownloadError(AttribkitError, ConnectionError):
+    """Pretrained weights could not be downloaded (no network, or the server refused)."""
