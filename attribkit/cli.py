@@ -11,35 +11,49 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from attribkit.errors import AttribkitError
+from attribkit import __version__
+from attribkit.errors import AttribkitError, InputError
+from attribkit.tables import (
+    METHOD_COLUMNS,
+    METRIC_COLUMNS,
+    format_fields,
+    format_table,
+    method_row,
+    method_rows,
+    metric_rows,
+)
 
-
-def format_table(rows: list[dict], columns: Sequence[str]) -> str:
-    """Plain fixed-width table of ``rows`` (dicts) restricted to ``columns``."""
-    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip(),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
-    return "\n".join(lines)
-
-
-def method_rows() -> list[dict]:
-    from attribkit.api import methods
-
-    return [{
-        "name": s.name, "aliases": ",".join(s.aliases), "family": s.family,
-        "needs": ",".join(s.needs), "output": s.output, "sign": s.sign,
-        "plugin": s.plugin, "options": dict(s.options), "reference": s.reference,
-    } for s in methods()]
+BUILTIN_SOURCES = ("torchvision", "timm", "synthetic")
+MODEL_HELP = ("torchvision:NAME, timm:NAME or PKG.MOD:FACTORY; PKG.MOD:FACTORY imports PKG.MOD (the current "
+              "folder first, as python -m does) and calls FACTORY(): that runs the module's code, so "
+              "name only code you trust")
+WEIGHTS_HELP = ("DEFAULT (the pretrained weights, downloaded once into torch's or huggingface's cache), a "
+                "torchvision weights name such as IMAGENET1K_V1, or a state-dict file (read with "
+                "torch.load(weights_only=True), so it cannot run code); default: random weights")
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
+    if args.name:
+        return show_method(args.name, as_json=args.json)
     rows = method_rows()
     if args.json:
         print(json.dumps(rows, indent=2, default=repr))
     else:
-        print(format_table(rows, ["name", "aliases", "family", "needs", "output", "sign", "plugin"]))
+        print(format_table(rows, METHOD_COLUMNS))
+    return 0
+
+
+def show_method(name: str, as_json: bool) -> int:
+    """``attribkit methods NAME``: every field of one method (name or alias)."""
+    from attribkit.api import get_method
+
+    row = method_row(get_method(name))
+    if as_json:
+        print(json.dumps(row, indent=2, default=repr))
+        return 0
+    fields = ("name", "aliases", "family", "needs", "output", "sign", "options", "reference",
+              "description", "plugin")
+    print(format_fields({key: row[key] for key in fields}))
     return 0
 
 
@@ -56,42 +70,51 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_model(spec: str, weights: str | None):
-    """``torchvision:NAME`` or ``package.module:factory``; weights ``DEFAULT``/a name/a state-dict file."""
-    import importlib
+def factories_from_cwd(model: str) -> None:
+    """Let ``--model pkg.mod:factory`` find ``pkg.mod`` in the current folder, as ``python -m`` does
+    (the ``attribkit`` script's own folder is on ``sys.path`` instead)."""
+    if model.partition(":")[0] not in BUILTIN_SOURCES and "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
+
+def read_images(paths: Sequence[str], size: int, resize_only: bool) -> Any:
+    """The image files as one normalised ``(B, 3, size, size)`` batch: centre-cropped as
+    ImageNet models are evaluated, or (``resize_only``) the whole image squashed to the size."""
     import torch
+    from torchvision.transforms import functional as TF
 
-    source, _, name = spec.partition(":")
-    if not name:
-        raise AttribkitError(f"--model must look like torchvision:resnet18 or package.module:factory, got {spec!r}")
-    weights_file = weights if weights and Path(weights).is_file() else None
-    if source == "torchvision":
-        import torchvision
+    from attribkit.images import load_image, to_input
 
-        model = torchvision.models.get_model(name, weights=None if weights_file else weights)
-    else:
-        model = getattr(importlib.import_module(source), name)()
-    if weights_file:
-        state = torch.load(weights_file, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    elif weights is None:
-        print(f"note: {spec} has random weights (pass --weights DEFAULT or a state-dict file)",
-              file=sys.stderr)
-    return model.eval()
+    pictures = []
+    for path in paths:
+        try:
+            pictures.append(load_image(path))
+        except OSError as exc:  # PIL cannot identify the file, or cannot read it
+            raise InputError(f"cannot read image {path}: {exc}") from None
+    if not resize_only:
+        print(f"note: images are resized (shorter side {round(size * 256 / 224)} px) and centre-cropped "
+              f"to {size}x{size}; --resize-only keeps the whole image", file=sys.stderr)
+        return to_input(pictures, size)
+    squashed = [TF.resize(torch.from_numpy(p).permute(2, 0, 1), [size, size], antialias=True)
+                for p in pictures]
+    return to_input(squashed, None)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    missing = [p for p in args.images if not Path(p).is_file()]
+    if missing:
+        raise InputError(f"no such image file: {', '.join(missing)}")
     import numpy as np
-    import torch
 
     from attribkit.api import explain
-    from attribkit.images import IMAGENET_MEAN, IMAGENET_STD, load_image, to_display, to_input
+    from attribkit.images import IMAGENET_MEAN, IMAGENET_STD, class_label, to_display
+    from attribkit.models import open_model
     from attribkit.viz import render, save, show
 
-    model = load_model(args.model, args.weights)
-    batch = torch.cat([to_input(load_image(p), args.size) for p in args.images])
-    result = explain(model, batch, target=args.target, method=args.method,
+    factories_from_cwd(args.model)
+    loaded = open_model(args.model, args.weights)
+    batch = read_images(args.images, args.size, args.resize_only)
+    result = explain(loaded.model, batch, target=args.target, method=args.method,
                      layer=args.layer, batch_size=args.batch_size)
     shown = to_display(batch, IMAGENET_MEAN, IMAGENET_STD)  # to_input's normalisation
     out = Path(args.out)
@@ -101,10 +124,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
         stem = f"{Path(path).stem}_{result.method}"
         save(render(values[i], shown[i], mode=args.mode, sign=args.sign), out / f"{stem}.png")
         np.save(out / f"{stem}.npy", values[i])
-        target = "" if result.target is None else f" target={int(result.target[i])}"
+        target = ""
+        if result.target is not None:
+            index = int(result.target[i])
+            name = f" ({class_label(index, loaded.class_names)})" if loaded.class_names else ""
+            target = f" target={index}{name}"
         print(f"{path}: {out / stem}.png{target}")
     modes = list(dict.fromkeys(["original_image", "heat_map", args.mode]))
-    grid = save(show(result, shown, mode=modes, sign=args.sign), out / f"grid_{result.method}.png")
+    grid = save(show(result, shown, mode=modes, sign=args.sign, class_names=loaded.class_names),
+                out / f"grid_{result.method}.png")
     print(f"grid: {grid}")
     return 0
 
@@ -132,6 +160,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return cmd_bench_feedback(args)
     from attribkit.bench.runner import BenchConfig, run_bench
 
+    factories_from_cwd(args.model)
     config = BenchConfig(out=Path(args.out), profile=args.profile, model=args.model, weights=args.weights,
                          data=args.data, methods=args.methods, metrics=args.metrics, device=args.device,
                          amp=args.amp, channels_last=args.channels_last, n_images=args.n_images,
@@ -161,15 +190,11 @@ def cmd_bench_feedback(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from attribkit.api import metrics
-
-    rows = [{"name": s.name, "kind": s.kind, "better": "higher" if s.higher_is_better else "lower",
-             "needs": ",".join(s.needs), "plugin": s.plugin, "options": dict(s.options),
-             "reference": s.reference} for s in metrics()]
+    rows = metric_rows()
     if args.json:
         print(json.dumps(rows, indent=2, default=repr))
     else:
-        print(format_table(rows, ["name", "kind", "better", "needs", "plugin"]))
+        print(format_table(rows, METRIC_COLUMNS))
     return 0
 
 
@@ -181,10 +206,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``attribkit`` argument parser: one sub-command per ``cmd_*`` function."""
     parser = argparse.ArgumentParser(prog="attribkit", description="What a neural network looks at.")
+    parser.add_argument("--version", action="version", version=f"attribkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("methods", help="list registered attribution methods")
+    p = sub.add_parser("methods", help="list registered attribution methods, or show one in full")
+    p.add_argument("name", nargs="?", help="a method name or alias: show all its fields and options")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_methods)
 
@@ -198,12 +226,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="explain images and write heat maps")
     p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--model", required=True, help="torchvision:NAME or package.module:factory")
-    p.add_argument("--weights", help="DEFAULT, a torchvision weights name, or a state-dict file")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--weights", help=WEIGHTS_HELP)
     p.add_argument("--method", default="saliency")
     p.add_argument("--target", type=int, help="class index (default: each image's top class)")
     p.add_argument("--layer", help="layer for layer methods (default: auto)")
-    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--size", type=int, default=224,
+                   help="model input side (default 224): each image is resized (shorter side SIZE*256/224) "
+                        "and centre-cropped to SIZExSIZE, as ImageNet models are evaluated")
+    p.add_argument("--resize-only", action="store_true",
+                   help="squash the whole image to SIZExSIZE instead of cropping its centre")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--mode", default="blended_heat_map",
                    choices=("heat_map", "blended_heat_map", "masked_image", "alpha_scaling"),
@@ -222,8 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=("quick", "full"), default="quick")
     p.add_argument("--seeds", type=int, help="feedback: seeds per variant (default: the profile's, 5)")
     p.add_argument("--model", default="synthetic",
-                   help="synthetic (the trained reference model), torchvision:NAME or package.module:factory")
-    p.add_argument("--weights", help="for torchvision models: DEFAULT, a weights name or a state-dict file")
+                   help="synthetic (the trained reference model, the default) or " + MODEL_HELP)
+    p.add_argument("--weights", help=WEIGHTS_HELP)
     p.add_argument("--data", help="folder of images for a non-synthetic model (no ground truth)")
     p.add_argument("--methods", nargs="+", help="default: the profile's methods")
     p.add_argument("--metrics", nargs="+", help="default: every registered metric that applies")
@@ -248,12 +280,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; errors a user can fix are one line on stderr (exit 2),
+    Ctrl-C is ``attribkit: interrupted`` (or the interrupt's message), exit 130."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except AttribkitError as exc:
         print(f"attribkit: error: {exc}", file=sys.stderr)
         return 2
+    except FileNotFoundError as exc:  # a path the user gave
+        where = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)
+        print(f"attribkit: error: {where}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print(f"attribkit: {str(exc) or 'interrupted'}", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `attribkit methods | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

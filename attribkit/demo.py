@@ -3,17 +3,30 @@
 1. the methods table;
 2. the reference model (a small CNN trained on the synthetic ground-truth
    images, cached after the first run) explained by every method on a few
-   test images: one PNG per method and a comparison grid;
+   test images: one PNG per method (every image beside its map, enlarged to
+   at least 192 px and titled) and a comparison grid;
 3. a short benchmark of attribkit's own methods on those images: localisation
    against the known evidence, deletion, and speed relative to the floor.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from attribkit.images import as_batch
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from attribkit.result import Attribution
+
+MIN_SIDE = 192  # pixels per image in the per-method PNGs
 
 
 def make_scene(size: int = 224, seed: int = 0) -> np.ndarray:
@@ -31,6 +44,20 @@ def make_scene(size: int = 224, seed: int = 0) -> np.ndarray:
     return img.astype(np.float32)
 
 
+def method_figure(result: Attribution, images: np.ndarray, class_names: Sequence[str],
+                  min_side: int = MIN_SIDE) -> Figure:
+    """One method's maps of every image (``(B, H, W, 3)``), each beside its image, enlarged by
+    nearest neighbour to at least ``min_side`` pixels; :func:`~attribkit.viz.show` titles it with
+    the method and layer and labels each row with the explained class's name."""
+    from attribkit.viz import show
+
+    scale = -(-min_side // images.shape[1])  # ceil
+    values = as_batch(result.upsampled(images.shape[1:3]), batched=True)
+    big = dataclasses.replace(result, values=values.repeat(scale, -2).repeat(scale, -1))
+    return show(big, images.repeat(scale, 1).repeat(scale, 2), mode=["original_image", "blended_heat_map"],
+                class_names=class_names)
+
+
 def run_demo(out: Path, n_images: int = 4, bench_images: int = 32) -> list[Path]:
     """Print the methods table, explain test images of the reference model with every
     method (perturbation methods excepted: see ``attribkit explain``), save PNGs, and
@@ -41,8 +68,8 @@ def run_demo(out: Path, n_images: int = 4, bench_images: int = 32) -> list[Path]
     from attribkit.bench.reference import TrainConfig, reference_model
     from attribkit.bench.runner import BenchConfig, run_bench
     from attribkit.bench.synthetic import make_dataset
-    from attribkit.cli import format_table, method_rows
-    from attribkit.viz import compare, render, save
+    from attribkit.tables import format_table, method_rows
+    from attribkit.viz import compare, save
 
     print(format_table(method_rows(), ["name", "aliases", "family", "needs", "output", "plugin"]))
     out.mkdir(parents=True, exist_ok=True)
@@ -66,8 +93,7 @@ def run_demo(out: Path, n_images: int = 4, bench_images: int = 32) -> list[Path]
             print(f"  {spec.name:34s} skipped: {type(exc).__name__}: {str(exc).splitlines()[0]}")
             continue
         ms = (time.perf_counter() - start) * 1e3
-        path = save(render(result.numpy()[0], shown[0]), out / f"{spec.name}.png")
-        written.append(path)
+        written.append(save(method_figure(result, shown, data.class_names), out / f"{spec.name}.png"))
         layer = f" layer={result.layer}" if result.layer else ""
         print(f"  {spec.name:34s} {str(tuple(result.values.shape)):18s}{layer:16s} {ms:8.1f} ms")
     builtin = [s.name for s in methods() if (s.plugin or "").startswith("attribkit.")

@@ -103,7 +103,7 @@ def load_subject(config: BenchConfig, n_images: int, log: Callable[[str], None] 
         masks = torch.from_numpy(data.masks)
         names = data.class_names
     else:
-        from attribkit.cli import load_model
+        from attribkit.models import load_model
 
         model = load_model(config.model, config.weights)
         if config.data:
