@@ -228,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--weights", help=WEIGHTS_HELP)
-    p.add_argument("--method", default="saliency")
+    p.add_argument("--method", default="saliency",
+                   help="an attribution method (default: saliency; `attribkit methods` lists them)")
     p.add_argument("--target", type=int, help="class index (default: each image's top class)")
     p.add_argument("--layer", help="layer for layer methods (default: auto)")
     p.add_argument("--size", type=int, default=224,

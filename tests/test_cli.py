@@ -1,9 +1,7 @@
-import ast
 import json
 import sys
 import urllib.error
 from importlib.metadata import version
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +9,7 @@ import torch
 from matplotlib.image import imread, imsave
 
 import attribkit
-import attribkit.cli as cli
+from attribkit import cli
 from attribkit.cli import main, read_images
 from attribkit.demo import MIN_SIDE, make_scene
 from attribkit.images import denormalize
@@ -66,20 +64,6 @@ def test_version(capsys):
     assert exited.value.code == 0
     assert capsys.readouterr().out == f"attribkit {attribkit.__version__}\n"
     assert version("attribkit") == attribkit.__version__
-
-
-def test_nothing_in_the_package_imports_the_cli():
-    package = Path(attribkit.__file__).parent
-    importers = []
-    for path in package.rglob("*.py"):
-        if path.name == "__main__.py":
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            if "attribkit.cli" in names:
-                importers.append(str(path.relative_to(package)))
-    assert importers == []
 
 
 def test_explain_writes_a_heatmap_and_the_values(tmp_path, capsys):

@@ -93,8 +93,8 @@ def test_torchvision_random_weights_say_so():
     notes = []
     loaded = open_model(TORCHVISION_SMALL, log=notes.append)
     assert loaded.weights == "random" and loaded.class_names is None
-    assert notes == [f"note: {TORCHVISION_SMALL} has random weights; pass weights DEFAULT for the "
-                     "pretrained ones, or a state-dict file"]
+    assert notes == [(f"note: {TORCHVISION_SMALL} has random weights; pass weights DEFAULT for the "
+                      "pretrained ones, or a state-dict file")]
 
 
 @pytest.mark.parametrize("weights", ["DEFAULT", "IMAGENET1K_V1", "MobileNet_V3_Small_Weights.IMAGENET1K_V1"])
