@@ -236,8 +236,13 @@ def test_timm_missing_says_how_to_install(monkeypatch):
         load_model("timm:resnet10t")
 
 
-def test_importing_models_and_the_cli_does_not_import_torch():
+def test_importing_models_and_the_cli_and_version_do_not_import_torch():
     code = ("import sys, attribkit.models, attribkit.tables, attribkit.cli\n"
+            "try:\n"
+            "    attribkit.cli.main(['--version'])\n"
+            "except SystemExit:\n"
+            "    pass\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("attribkit ")
