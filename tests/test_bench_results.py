@@ -1,0 +1,108 @@
+"""The bench results file survives crashes: torn, unterminated and damaged lines."""
+
+import json
+import os
+import warnings
+
+import pytest
+
+from attribkit.bench.runner import (
+    BenchConfig,
+    ResultsFileWarning,
+    ResultStore,
+    run_bench,
+)
+
+TINY = "attribkit.testing:TinyCNN"
+
+
+def row(method, metric="speed", run="r"):
+    return json.dumps({"run": run, "method": method, "metric": metric, "mean": 0.5})
+
+
+def rows_of(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def tiny_bench(out, methods=("random",), **kwargs):
+    config = BenchConfig(out=out, model=TINY, methods=list(methods), metrics=["deletion_auc"], n_images=4,
+                         **kwargs)
+    return run_bench(config, progress=False, log=lambda s: None)
+
+
+def test_a_torn_last_line_is_dropped_with_a_warning_and_cut_before_the_next_append(tmp_path):
+    path = tmp_path / "results.jsonl"
+    torn = row("gradcam")[:30]
+    path.write_text(row("saliency") + "\n" + row("random") + "\n" + torn)
+    with pytest.warns(ResultsFileWarning) as caught:
+        store = ResultStore(path, "r")
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith(f"{path}: line 3 is torn ({torn!r})"), message
+    assert "dropped" in message
+    assert set(store.records) == {("saliency", "speed"), ("random", "speed")}
+    store.add({"method": "gradcam", "metric": "speed", "mean": 0.7})
+    assert [(r["method"], r.get("mean")) for r in rows_of(path)] == [
+        ("saliency", 0.5), ("random", 0.5), ("gradcam", 0.7)]
+
+
+def test_a_last_line_without_its_newline_is_kept_and_never_glued(tmp_path):
+    path = tmp_path / "results.jsonl"
+    path.write_text(row("saliency") + "\n" + row("random"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        store = ResultStore(path, "r")
+    assert set(store.records) == {("saliency", "speed"), ("random", "speed")}
+    store.add({"method": "gradcam", "metric": "speed"})
+    store.add({"method": "cam", "metric": "speed"})
+    assert [r["method"] for r in rows_of(path)] == ["saliency", "random", "gradcam", "cam"]
+    assert set(ResultStore(path, "r").records) == {(m, "speed") for m in ("saliency", "random", "gradcam", "cam")}
+
+
+@pytest.mark.parametrize("damaged", [row("gradcam")[:25] + "\x00\x00", "[1, 2]", '{"mean": 1}'])
+def test_a_damaged_line_in_the_middle_is_skipped_with_a_warning_naming_it(tmp_path, damaged):
+    path = tmp_path / "results.jsonl"
+    path.write_text("\n".join([row("saliency"), damaged, row("random", run="other"), row("cam")]) + "\n")
+    with pytest.warns(ResultsFileWarning, match=r"results\.jsonl: line 2 is not a result record \(") as caught:
+        store = ResultStore(path, "r")
+    assert len(caught) == 1 and repr(damaged) in str(caught[0].message)
+    assert set(store.records) == {("saliency", "speed"), ("cam", "speed")}
+    store.add({"method": "gradcam", "metric": "speed"})
+    lines = path.read_text().splitlines()
+    assert lines[1] == damaged and json.loads(lines[-1])["method"] == "gradcam"
+
+
+def test_each_row_is_one_write_on_an_append_only_descriptor(tmp_path, monkeypatch):
+    path = tmp_path / "results.jsonl"
+    path.write_text(row("saliency"))  # no newline: the new row's write carries it
+    store = ResultStore(path, "r")
+    calls = []
+    real_open, real_write = os.open, os.write
+
+    def spy_open(file, flags, *args):
+        fd = real_open(file, flags, *args)
+        calls.append(("open", flags & os.O_APPEND, fd))
+        return fd
+
+    def spy_write(fd, data):
+        calls.append(("write", bytes(data), fd))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "open", spy_open)
+    monkeypatch.setattr(os, "write", spy_write)
+    store.add({"method": "random", "metric": "speed"})
+    monkeypatch.undo()
+    (opened, flag, fd), (wrote, data, write_fd) = calls
+    assert (opened, wrote, write_fd) == ("open", "write", fd) and flag
+    assert data == b"\n" + json.dumps({"run": "r", "method": "random", "metric": "speed"}).encode() + b"\n"
+
+
+def test_resume_recomputes_only_the_torn_row(tmp_path):
+    tiny_bench(tmp_path)
+    path = tmp_path / "results.jsonl"
+    first, second = path.read_text().splitlines()
+    path.write_text(first + "\n" + second[:40])
+    with pytest.warns(ResultsFileWarning, match="line 2 is torn"):
+        records = tiny_bench(tmp_path)
+    assert path.read_text().splitlines()[0] == first
+    assert [(r["method"], r["metric"]) for r in rows_of(path)] == [("random", "deletion_auc"), ("random", "speed")]
+    assert {(r["method"], r["metric"]) for r in records} == {("random", "deletion_auc"), ("random", "speed")}
