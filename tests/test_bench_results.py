@@ -1,4 +1,5 @@
-"""The bench results file survives crashes: torn, unterminated and damaged lines."""
+"""The bench results file survives crashes, and warnings raised while a method runs
+go into its records and the report instead of the terminal."""
 
 import json
 import os
@@ -6,12 +7,16 @@ import warnings
 
 import pytest
 
+from attribkit.api import get_method
 from attribkit.bench.runner import (
     BenchConfig,
     ResultsFileWarning,
     ResultStore,
     run_bench,
 )
+from attribkit.hookspecs import hookimpl
+from attribkit.host import get_host
+from attribkit.registry import MethodSpec
 
 TINY = "attribkit.testing:TinyCNN"
 
@@ -106,3 +111,46 @@ def test_resume_recomputes_only_the_torn_row(tmp_path):
     assert path.read_text().splitlines()[0] == first
     assert [(r["method"], r["metric"]) for r in rows_of(path)] == [("random", "deletion_auc"), ("random", "speed")]
     assert {(r["method"], r["metric"]) for r in records} == {("random", "deletion_auc"), ("random", "speed")}
+
+
+class DataWarningPlugin:
+    """``fake.warns``: the random map, after warning about the user's data."""
+
+    @hookimpl
+    def register_methods(self, register):
+        def warns_then_random(model, inputs, **kwargs):
+            warnings.warn("inputs look like 0..255 pixel values; normalise them first", UserWarning)
+            return get_method("random").load()(model, inputs, **kwargs)
+
+        register(MethodSpec(name="fake.warns", family="other", factory=lambda: warns_then_random,
+                            needs=("forward",), options={"seed": 0}))
+
+
+def test_warnings_while_methods_run_go_to_records_and_report_not_the_terminal(tmp_path, capfd):
+    get_host().add_plugin(DataWarningPlugin(), "fake")
+    with warnings.catch_warnings(record=True) as leaked:
+        warnings.simplefilter("always")
+        records = tiny_bench(tmp_path, methods=("fake.warns", "saliency"))
+    data_warning = "UserWarning: inputs look like 0..255 pixel values; normalise them first"
+    fake = {r["metric"]: r["warnings"] for r in records if r["method"] == "fake.warns"}
+    assert len(fake["deletion_auc"]) == 1 and fake["deletion_auc"][0].startswith(data_warning)
+    assert fake["speed"][0].startswith(data_warning)  # the timed calls warn again
+    speed = next(r for r in records if r["method"] == "saliency" and r["metric"] == "speed")
+    if "ratio" in speed["peers"].get("captum", {}):  # Captum's Saliency warns that it set requires_grad
+        assert any(w.startswith("UserWarning: Input Tensor 0 did not already require gradients")
+                   and "(captum/" in w for w in speed["warnings"]), speed["warnings"]
+    assert [str(w.message) for w in leaked] == []
+    assert "Warning" not in capfd.readouterr().err
+    report = (tmp_path / "report.md").read_text()
+    assert "## Warnings" in report and "| fake.warns | 1 |" in report
+    assert f"- fake.warns: {data_warning}" in report
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert any(data_warning in w for r in saved for w in r.get("warnings", ()))
+
+
+def test_a_warnings_filter_of_error_still_applies_inside_methods(tmp_path):
+    get_host().add_plugin(DataWarningPlugin(), "fake")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        records = tiny_bench(tmp_path, methods=("fake.warns",))
+    assert all(r["error"].startswith("UserWarning: inputs look like") for r in records)

@@ -28,9 +28,19 @@ def _best(values: dict[str, float], higher: bool) -> set[str]:
     return {k for k, v in finite.items() if v == target}
 
 
+def warnings_by_method(records: list[dict]) -> dict[str, list[str]]:
+    """The distinct warnings each method's records hold (methods without any left out)."""
+    found: dict[str, dict[str, None]] = {}
+    for r in records:
+        for text in r.get("warnings", ()):
+            found.setdefault(r["method"], {})[text] = None
+    return {m: list(texts) for m, texts in found.items()}
+
+
 def markdown(records: list[dict], title: str = "attribkit benchmark") -> str:
     """Methods x metrics (mean ± s.e.m., best in bold; arrows give the better direction),
-    then speed: median time per batch relative to the method's floor and to peers."""
+    then speed: median time per batch relative to the method's floor and to peers, errors,
+    and the warnings raised while the methods ran."""
     methods, metrics, cells = metric_table(records)
     lines = [f"# {title}", ""]
     header = ["method"]
@@ -77,6 +87,17 @@ def markdown(records: list[dict], title: str = "attribkit benchmark") -> str:
     errors = [r for r in records if "error" in r]
     if errors:
         lines += ["", "## Errors", ""] + [f"- {r['method']} / {r['metric']}: {r['error']}" for r in errors]
+    warned = warnings_by_method(records)
+    if warned:
+        methods_of: dict[str, list[str]] = {}
+        for m, texts in warned.items():
+            for text in texts:
+                methods_of.setdefault(text, []).append(m)
+        lines += ["", "## Warnings", "",
+                  "Raised while the methods ran (not printed then; each record in results.json lists its own).", "",
+                  "| method | warnings |", "|---|---|"]
+        lines += [f"| {m} | {len(texts)} |" for m, texts in warned.items()]
+        lines += [""] + [f"- {', '.join(ms)}: {text}" for text, ms in methods_of.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -4,7 +4,8 @@ For each method: its maps on ``n_images`` images, every applicable registered
 metric, and its speed relative to its floor (measured interleaved with the
 floor in the same run) and to peer libraries. Every (method, metric) result is
 appended to ``results.jsonl`` as soon as it is known; re-running the same
-command skips what is already there.
+command skips what is already there. Warnings raised while a method runs are
+kept in its records (``"warnings"``) and counted in the report, not printed.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +246,44 @@ def _excerpt(line: bytes, size: int = 60) -> str:
     return repr(text) if len(text) <= size else f"{text[:size]!r}... {len(line)} bytes"
 
 
+MAX_WARNINGS = 10  # distinct warnings kept per record
+
+
+@contextlib.contextmanager
+def _recording_warnings() -> Iterator[list[str]]:
+    """Record the warnings raised in the body instead of showing them; the list it
+    yields is filled on exit with up to :data:`MAX_WARNINGS` distinct short texts
+    ``"Category: message (package/module.py:line)"``. The active filters still apply
+    (``-W error`` makes them errors, ``ignore`` drops them)."""
+    found: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            yield found
+        finally:
+            found.extend(_distinct(
+                f"{w.category.__name__}: {_shorten(str(w.message))} ({_where(w.filename, w.lineno)})"
+                for w in caught))
+
+
+def _distinct(texts: Iterable[str]) -> list[str]:
+    """``texts`` without repeats, at most :data:`MAX_WARNINGS` of them."""
+    return list(dict.fromkeys(texts))[:MAX_WARNINGS]
+
+
+def _shorten(text: str, size: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= size else text[:size - 3] + "..."
+
+
+def _where(filename: str, lineno: int) -> str:
+    """``filename`` relative to the ``sys.path`` entry holding it (``captum/attr/x.py:12``)."""
+    path = Path(filename)
+    roots = [Path(p) for p in sys.path if p and path.is_relative_to(p)]
+    if roots:
+        path = path.relative_to(max(roots, key=lambda r: len(r.parts)))
+    return f"{path.as_posix()}:{lineno}"
+
+
 def _autocast(config: BenchConfig):
     if not config.amp:
         return contextlib.nullcontext()
@@ -380,31 +420,45 @@ def run_bench(config: BenchConfig, *, progress: bool = True,
     tasks = [(m.name, k) for m in chosen for k in ["speed", *[s.name for s in scored]]]
     bar = _progress(len(tasks), progress)
     for spec in chosen:
-        todo = [k for k in ["speed", *[s.name for s in scored]] if (spec.name, k) not in store]
-        bar.update(len(["speed", *scored]) - len(todo))
-        if not todo:
-            continue
-        bar.set_description(spec.name)
-        try:
-            relevance, explain_fn = _relevance(spec, subject, config, layer)
-        except Exception as exc:  # noqa: BLE001 - a method that cannot run on this model
-            for key in todo:
-                store.add({"method": spec.name, "metric": key, "error": f"{type(exc).__name__}: {exc}"})
-            bar.update(len(todo))
-            continue
-        for metric in scored:
-            if metric.name in todo:
-                store.add(_score(metric, spec, subject, relevance, explain_fn, config, settings))
-                bar.update(1)
-        if "speed" in todo:
-            store.add({"method": spec.name, "metric": "speed",
-                       **measure_speed(spec, subject, config, settings, layer)})
-            bar.update(1)
+        _bench_method(spec, subject, config, settings, layer, scored, store, bar)
     bar.close()
     records = [r for (m, _k), r in store.records.items() if m in {s.name for s in chosen}]
     write_report(records, Path(config.out), config=config, subject=subject,
                  metric_specs={s.name: s for s in scored})
     return records
+
+
+def _bench_method(spec: MethodSpec, subject: Subject, config: BenchConfig, settings: dict, layer: Any,
+                  scored: list[MetricSpec], store: ResultStore, bar: Any) -> None:
+    """Compute and store the results of ``spec`` that ``store`` lacks. Each record keeps
+    the warnings raised while it was computed (the maps' warnings go into every metric's)."""
+    todo = [k for k in ["speed", *[s.name for s in scored]] if (spec.name, k) not in store]
+    bar.update(1 + len(scored) - len(todo))
+    if not todo:
+        return
+    bar.set_description(spec.name)
+    error = None
+    with _recording_warnings() as shared:
+        try:
+            relevance, explain_fn = _relevance(spec, subject, config, layer)
+        except Exception as exc:  # noqa: BLE001 - a method that cannot run on this model
+            error = f"{type(exc).__name__}: {exc}"
+    if error is not None:
+        for key in todo:
+            store.add({"method": spec.name, "metric": key, "error": error, "warnings": shared})
+        bar.update(len(todo))
+        return
+    for metric in scored:
+        if metric.name in todo:
+            with _recording_warnings() as own:
+                record = _score(metric, spec, subject, relevance, explain_fn, config, settings)
+            store.add({**record, "warnings": _distinct([*shared, *own])})
+            bar.update(1)
+    if "speed" in todo:
+        with _recording_warnings() as own:
+            record = measure_speed(spec, subject, config, settings, layer)
+        store.add({"method": spec.name, "metric": "speed", **record, "warnings": own})
+        bar.update(1)
 
 
 def _default_layer(subject: Subject) -> Any:
