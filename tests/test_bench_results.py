@@ -1,11 +1,16 @@
-"""The bench results file survives crashes, and warnings raised while a method runs
-go into its records and the report instead of the terminal."""
+"""The bench results file survives crashes and Ctrl-C, and warnings raised while a
+method runs go into its records and the report instead of the terminal."""
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 import warnings
 
 import pytest
+import torch
 
 from attribkit.api import get_method
 from attribkit.bench.runner import (
@@ -17,6 +22,7 @@ from attribkit.bench.runner import (
 from attribkit.hookspecs import hookimpl
 from attribkit.host import get_host
 from attribkit.registry import MethodSpec
+from attribkit.testing import TinyCNN
 
 TINY = "attribkit.testing:TinyCNN"
 
@@ -154,3 +160,43 @@ def test_a_warnings_filter_of_error_still_applies_inside_methods(tmp_path):
         warnings.simplefilter("error", UserWarning)
         records = tiny_bench(tmp_path, methods=("fake.warns",))
     assert all(r["error"].startswith("UserWarning: inputs look like") for r in records)
+
+
+def test_ctrl_c_keeps_the_results_writes_a_partial_report_and_the_rerun_resumes(tmp_path):
+    weights = tmp_path / "tiny.pt"
+    torch.save(TinyCNN().state_dict(), weights)
+    out = tmp_path / "out"
+    methods = ["random", "saliency", "gradcam", "input_x_gradient"]
+    cmd = [sys.executable, "-m", "attribkit", "bench", "--model", TINY, "--weights", str(weights),
+           "--methods", *methods, "--metrics", "deletion_auc", "--n-images", "4", "--no-progress",
+           "--out", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    # a caught SIGINT is reset for the child, an ignored one (a shell's background job) would stay ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + 240
+    while not (results.exists() and results.read_bytes().endswith(b"\n")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no result within 240 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and len(stderr.splitlines()) == 1, stderr
+    stored = results.read_text().splitlines()
+    assert 1 <= len(stored) < 2 * len(methods)
+    assert stderr.strip() == (f"attribkit: interrupted: partial report ({len(stored)} of {2 * len(methods)} "
+                              f"results) in {out / 'report.md'}; run the same command again to resume")
+    assert "Partial: interrupted after" in (out / "report.md").read_text()
+
+    rerun = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    lines = results.read_text().splitlines()
+    assert lines[:len(stored)] == stored
+    keys = [(json.loads(line)["method"], json.loads(line)["metric"]) for line in lines]
+    assert len(keys) == len(set(keys)) == 2 * len(methods)  # nothing computed twice, nothing left out
+    assert "Partial" not in (out / "report.md").read_text()

@@ -37,12 +37,12 @@ def warnings_by_method(records: list[dict]) -> dict[str, list[str]]:
     return {m: list(texts) for m, texts in found.items()}
 
 
-def markdown(records: list[dict], title: str = "attribkit benchmark") -> str:
+def markdown(records: list[dict], title: str = "attribkit benchmark", note: str | None = None) -> str:
     """Methods x metrics (mean ± s.e.m., best in bold; arrows give the better direction),
     then speed: median time per batch relative to the method's floor and to peers, errors,
-    and the warnings raised while the methods ran."""
+    and the warnings raised while the methods ran. ``note`` goes under the title."""
     methods, metrics, cells = metric_table(records)
-    lines = [f"# {title}", ""]
+    lines = [f"# {title}", ""] + ([note, ""] if note else [])
     header = ["method"]
     for name in metrics:
         higher = next((c[name].get("higher_is_better", True) for c in cells.values() if name in c), True)
@@ -102,8 +102,9 @@ def markdown(records: list[dict], title: str = "attribkit benchmark") -> str:
 
 
 def write_report(records: list[dict], out: Path, *, config: Any = None, subject: Any = None,
-                 metric_specs: dict | None = None) -> dict[str, Path]:
-    """Write ``report.md``, ``results.json`` and the PNG plots into ``out``."""
+                 metric_specs: dict | None = None, note: str | None = None) -> dict[str, Path]:
+    """Write ``report.md`` (with ``note`` under its title), ``results.json`` and the PNG
+    plots into ``out``."""
     from attribkit.viz import plot_curves, plot_metric_table, plot_speed, save
 
     out.mkdir(parents=True, exist_ok=True)
@@ -111,7 +112,7 @@ def write_report(records: list[dict], out: Path, *, config: Any = None, subject:
     if config is not None:
         title += f": {config.model}, profile {config.profile}, {config.device}"
     written = {"report": out / "report.md", "json": out / "results.json"}
-    written["report"].write_text(markdown(records, title))
+    written["report"].write_text(markdown(records, title, note))
     written["json"].write_text(json.dumps(records, indent=1))
     methods, metrics, cells = metric_table(records)
     ratios = {m: cells[m]["speed"]["ratio"] for m in methods if "ratio" in cells[m].get("speed", {})}

@@ -406,7 +406,11 @@ def measure_speed(spec: MethodSpec, subject: Subject, config: BenchConfig, setti
 
 def run_bench(config: BenchConfig, *, progress: bool = True,
               log: Callable[[str], None] = print) -> list[dict]:
-    """Run (or resume) a benchmark; returns this run's records and writes the report."""
+    """Run (or resume) a benchmark; returns this run's records and writes the report.
+
+    On Ctrl-C (``KeyboardInterrupt``) the results so far stay in ``results.jsonl``,
+    a partial report is written from them, and a ``KeyboardInterrupt`` is raised
+    whose message says where that report is and how to resume."""
     from attribkit.bench.report import write_report
 
     settings = config.settings()
@@ -415,16 +419,35 @@ def run_bench(config: BenchConfig, *, progress: bool = True,
     subject = load_subject(config, settings["n_images"], log)
     chosen = choose_methods(config)
     scored = choose_metrics(config, subject)
-    store = ResultStore(Path(config.out) / "results.jsonl", config.run_key())
+    out = Path(config.out)
+    store = ResultStore(out / "results.jsonl", config.run_key())
     layer = _default_layer(subject)
-    tasks = [(m.name, k) for m in chosen for k in ["speed", *[s.name for s in scored]]]
+    tasks = {(m.name, k) for m in chosen for k in ["speed", *[s.name for s in scored]]}
     bar = _progress(len(tasks), progress)
-    for spec in chosen:
-        _bench_method(spec, subject, config, settings, layer, scored, store, bar)
+
+    def records_in(store: ResultStore) -> list[dict]:
+        return [r for (m, _k), r in store.records.items() if m in {s.name for s in chosen}]
+
+    def write(records: list[dict], note: str | None = None) -> Path:
+        return write_report(records, out, config=config, subject=subject,
+                            metric_specs={s.name: s for s in scored}, note=note)["report"]
+
+    try:
+        for spec in chosen:
+            _bench_method(spec, subject, config, settings, layer, scored, store, bar)
+    except KeyboardInterrupt as exc:
+        bar.close()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResultsFileWarning)  # shown when the run started
+            done = ResultStore(store.path, store.run)  # what reached the file
+        n = len(tasks & done.records.keys())
+        path = write(records_in(done), f"Partial: interrupted after {n} of {len(tasks)} results; "
+                                       "run the same command again to resume.")
+        raise KeyboardInterrupt(f"interrupted: partial report ({n} of {len(tasks)} results) in {path}; "
+                                "run the same command again to resume") from exc
     bar.close()
-    records = [r for (m, _k), r in store.records.items() if m in {s.name for s in chosen}]
-    write_report(records, Path(config.out), config=config, subject=subject,
-                 metric_specs={s.name: s for s in scored})
+    records = records_in(store)
+    write(records)
     return records
 
 
