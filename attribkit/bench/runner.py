@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -384,7 +385,7 @@ def measure_speed(spec: MethodSpec, subject: Subject, config: BenchConfig, setti
         for peer, call in peer_calls(spec.name).items():
             if layer_module is None and spec.family != "gradient":
                 continue
-            bound = (lambda c: lambda: c(subject.model, x, t, layer_module))(call)
+            bound = functools.partial(call, subject.model, x, t, layer_module)
             try:
                 bound()  # a peer that cannot run this setting (e.g. bf16) is reported, not timed
             except Exception as exc:  # noqa: BLE001
