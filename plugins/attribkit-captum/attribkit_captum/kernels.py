@@ -16,7 +16,9 @@ the batch (``batch_size=``) it
 All of it runs inside :func:`attribkit.torch.torch_kernel` (model guard, input
 checks, layer resolution, chunking, the ``Attribution``), plus a guard for the
 attributes Captum sets on modules (LRP's ``rule``, DeepLift's saved tensors),
-which are removed (or put back) even when the model raises.
+which are removed (or put back) even when the model raises. The DeepLift
+family explains a private copy of the model with one nonlinearity module per
+call (:mod:`attribkit_captum.callsites`): the user's model is only read.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from torch import nn
 
 from attribkit.errors import InputError, LayerError, MissingDependencyError
 from attribkit.torch import torch_kernel
+from attribkit.torch.guard import model_guard
 from attribkit.torch.targets import ChunkTarget
-from attribkit_captum import defaults
+from attribkit_captum import callsites, defaults
 from attribkit_captum.guards import module_attributes_kept, quiet, seeded
 from attribkit_captum.table import INIT_OPTIONS, Entry
 
@@ -173,7 +176,11 @@ def construct(entry: Entry, cls: type, forward: Any, layer: nn.Module | None,
 
 def run(entry: Entry, cls: type, model: Any, inputs: torch.Tensor, target: ChunkTarget,
         layer: nn.Module | None, options: dict[str, Any]) -> torch.Tensor:
-    """Explain one chunk with Captum's ``cls``: the body of every adapter kernel."""
+    """Explain one chunk with Captum's ``cls``: the body of every adapter kernel.
+
+    For the DeepLift family ``model`` is the private copy :func:`build` made: the
+    probe forward counts the nonlinearities' calls and reused ones are split there.
+    """
     opts = dict(options)
     batch_size = opts.pop("_batch_size", None)
     seed = opts.pop("seed", None)
@@ -194,8 +201,13 @@ def run(entry: Entry, cls: type, model: Any, inputs: torch.Tensor, target: Chunk
             f"at least 2 images per chunk, got {len(x)} (batch_size and the batch size set this)"
         )
     to_input = bool(opts.get("attribute_to_layer_input", False))
-    indices, layer_shape = probe(model, x, target, layer if "layer_mask" in opts else None,
-                                 to_input)
+    measured = layer if "layer_mask" in opts else None
+    if entry.cls in callsites.DEEPLIFT_FAMILY:
+        with callsites.call_counts(model) as counts:
+            indices, layer_shape = probe(model, x, target, measured, to_input)
+        callsites.split_reused(model, counts, layer, entry.method_name)
+    else:
+        indices, layer_shape = probe(model, x, target, measured, to_input)
 
     if target.is_callable or entry.cls in SELECT_IN_FORWARD:
         forward: Any = TargetHead(model, target, indices)
@@ -277,6 +289,10 @@ def build(entry: Entry):
     def impl(model, inputs, *, method: str, target: Any = None, layer: Any = None,
              batch_size: int | None = None, options: dict[str, Any] | None = None):
         options = dict(options or {})
+        if entry.cls in callsites.DEEPLIFT_FAMILY and isinstance(model, nn.Module):
+            with model_guard(model, exclusive=False):  # no exclusive call is changing it
+                twin = callsites.private_copy(model, entry.method_name)
+            model, layer = twin, callsites.counterpart(model, twin, layer)
         result = chunked(model, inputs, method=method, target=target, layer=layer,
                          batch_size=batch_size, options={**options, "_batch_size": batch_size})
         result.meta["options"] = options
