@@ -104,9 +104,8 @@ def baseline_distribution(image: torch.Tensor, spec: Any) -> torch.Tensor:
 
 
 def grid_mask(height: int, width: int, grid: int, device: torch.device) -> torch.Tensor:
-    """``(1, 1, H, W)`` feature ids ``0..n-1`` of a ``grid x grid`` grid of cells."""
-    if not isinstance(grid, numbers.Integral) or isinstance(grid, bool) or grid < 1:
-        raise InvalidOptionError(f"grid must be a positive integer, got {grid!r}")
+    """``(1, 1, H, W)`` feature ids ``0..n-1`` of a ``grid x grid`` grid of cells (``grid >= 1``,
+    fewer cells where the image is smaller)."""
     rows_n, cols_n = min(int(grid), height), min(int(grid), width)
     rows = torch.arange(height, device=device) * rows_n // height
     cols = torch.arange(width, device=device) * cols_n // width
@@ -121,17 +120,15 @@ def feature_mask(inputs: torch.Tensor, mask: Any, grid: int) -> Any:
 
 
 def layer_mask(shape: Sequence[int], mask: Any, group: str, device: torch.device) -> Any:
-    """The given layer mask, else one feature per position / channel (``None``: per neuron)."""
+    """The given layer mask, else one feature per position / channel (``None``: per neuron).
+
+    ``group`` is ``"position"``, ``"channel"`` or ``"neuron"``; the first two need a
+    layer output with channels (``len(shape) >= 2``), as :mod:`attribkit_captum.rules` checks.
+    """
     if mask is not None:
         return mask.to(device) if isinstance(mask, torch.Tensor) else mask
     if group == "neuron":
         return None
-    if group not in ("position", "channel"):
-        raise InvalidOptionError(
-            f"group must be 'position', 'channel' or 'neuron', got {group!r}"
-        )
-    if len(shape) < 2:
-        raise InvalidOptionError(f"the layer output {tuple(shape)} has no channels to group")
     if group == "channel" or len(shape) == 2:
         ids = torch.arange(shape[1], device=device)
         return ids.view(1, shape[1], *([1] * (len(shape) - 2)))
@@ -139,28 +136,27 @@ def layer_mask(shape: Sequence[int], mask: Any, group: str, device: torch.device
     return torch.arange(positions, device=device).view(1, 1, *shape[2:])
 
 
-def _triple(value: Any, channels: int, name: str) -> tuple[int, ...]:
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+def _triple(value: Any, channels: int) -> tuple[int, ...]:
+    if isinstance(value, numbers.Integral):
         return (channels, int(value), int(value))
     value = tuple(int(v) for v in value)
-    if len(value) == 2:
-        return (channels, *value)
-    if len(value) == 3:
-        return value
-    raise InvalidOptionError(f"Occlusion {name} must be an int, (h, w) or (C, h, w), got {value!r}")
+    return value if len(value) == 3 else (channels, *value)
 
 
 def occlusion_window(inputs: torch.Tensor, window: Any, strides: Any
                      ) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """``(sliding_window_shapes, strides)`` for Occlusion on ``(B, C, H, W)`` inputs."""
+    """``(sliding_window_shapes, strides)`` for Occlusion on ``(B, C, H, W)`` inputs.
+
+    Each is ``None`` (the default), an int, ``(h, w)`` or ``(C, h, w)``.
+    """
     channels, height, width = inputs.shape[1:]
     if window is None:
         k = max(1, min(height, width) // 8)
         window = (channels, k, k)
     else:
-        window = _triple(window, channels, "window")
+        window = _triple(window, channels)
     if strides is None:
         strides = (window[0], max(1, window[1] // 2), max(1, window[2] // 2))
     else:
-        strides = _triple(strides, window[0], "strides")
+        strides = _triple(strides, window[0])
     return window, strides

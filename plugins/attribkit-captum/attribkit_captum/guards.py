@@ -1,20 +1,21 @@
 """Guards around a Captum call (torch only, no Captum import): module attributes,
-random-number generators, Captum's informational warnings."""
+random-number generators, Captum's informational warnings, Captum's assertions."""
 
 from __future__ import annotations
 
 import contextlib
 import numbers
 import random
+import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from attribkit.errors import InvalidOptionError
+from attribkit.errors import InputError, InvalidOptionError
 
 # Captum's informational warnings about what it does on every call.
 QUIET = (
@@ -83,3 +84,41 @@ def quiet() -> Iterator[None]:
         for message in QUIET:
             warnings.filterwarnings("ignore", message=message)
         yield
+
+
+def _raised_in_captum(exc: BaseException) -> bool:
+    """Whether the innermost frame of ``exc``'s traceback is Captum's code."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "")
+    return module == "captum" or module.startswith("captum.")
+
+
+def captum_error(method: str, options: Iterable[str], exc: AssertionError
+                 ) -> InvalidOptionError | InputError:
+    """The attribkit error for an ``AssertionError`` Captum raised: ``InvalidOptionError``
+    if Captum's message names one of ``options``, ``InputError`` otherwise; both name
+    the method and quote Captum's message."""
+    message = str(exc).strip() or "(no message)"
+    named = [o for o in options if re.search(rf"\b{re.escape(o)}\b", message)]
+    if named:
+        return InvalidOptionError(
+            f"{method}: Captum rejected option {', '.join(map(repr, named))}: {message}"
+        )
+    return InputError(f"{method}: Captum rejected the call: {message}")
+
+
+@contextlib.contextmanager
+def captum_assertions(method: str, options: Iterable[str]) -> Iterator[None]:
+    """Turn an ``AssertionError`` raised inside Captum into :func:`captum_error`'s
+    attribkit error (chained with ``from``); an assertion of the user's model
+    (raised in its own code) propagates unchanged."""
+    try:
+        yield
+    except AssertionError as exc:
+        if not _raised_in_captum(exc):
+            raise
+        raise captum_error(method, options, exc) from exc

@@ -3,15 +3,18 @@
 :func:`build` turns a table entry into a method implementation. Per chunk of
 the batch (``batch_size=``) it
 
-1. runs one forward without gradients to resolve the target (``None``: the top
+1. checks the options against :mod:`attribkit_captum.rules` (what Captum would
+   reject), before any work and again once the chunk and the layer are known;
+2. runs one forward without gradients to resolve the target (``None``: the top
    class; ints are range-checked, raising ``TargetError``), and to measure the
    layer for the default layer masks;
-2. hands Captum the model (or, for a callable target, a small module returning
+3. hands Captum the model (or, for a callable target, a small module returning
    ``target(scores)``), the resolved layer and the per-image class indices;
-3. fills in the defaults of :mod:`attribkit_captum.defaults` and maps
+4. fills in the defaults of :mod:`attribkit_captum.defaults` and maps
    attribkit's ``batch_size`` onto ``internal_batch_size`` /
    ``perturbations_per_eval`` when those are left at ``None``;
-4. calls ``Captum(...).attribute(...)`` with everything else unchanged.
+5. calls ``Captum(...).attribute(...)`` with everything else unchanged; an
+   ``AssertionError`` from inside Captum becomes an attribkit error.
 
 All of it runs inside :func:`attribkit.torch.torch_kernel` (model guard, input
 checks, layer resolution, chunking, the ``Attribution``), plus a guard for the
@@ -35,8 +38,8 @@ from attribkit.errors import InputError, LayerError, MissingDependencyError
 from attribkit.torch import torch_kernel
 from attribkit.torch.guard import model_guard
 from attribkit.torch.targets import ChunkTarget
-from attribkit_captum import callsites, defaults
-from attribkit_captum.guards import module_attributes_kept, quiet, seeded
+from attribkit_captum import callsites, defaults, rules
+from attribkit_captum.guards import captum_assertions, module_attributes_kept, quiet, seeded
 from attribkit_captum.table import INIT_OPTIONS, Entry
 
 SHAP_BASELINES = ("DeepLiftShap", "GradientShap", "LayerDeepLiftShap", "LayerGradientShap")
@@ -195,6 +198,7 @@ def run(entry: Entry, cls: type, model: Any, inputs: torch.Tensor, target: Chunk
             f"got {type(model).__name__}"
         )
     x = inputs.detach()
+    rules.validate(entry, options, "inputs", inputs=x)
     if entry.cls in PERMUTATION and len(x) < 2:
         raise InputError(
             f"captum.{entry.name} permutes features across the images of a chunk, so it needs "
@@ -208,6 +212,8 @@ def run(entry: Entry, cls: type, model: Any, inputs: torch.Tensor, target: Chunk
         callsites.split_reused(model, counts, layer, entry.method_name)
     else:
         indices, layer_shape = probe(model, x, target, measured, to_input)
+    if layer_shape is not None:
+        rules.validate(entry, options, "layer", layer_shape=layer_shape)
 
     if target.is_callable or entry.cls in SELECT_IN_FORWARD:
         forward: Any = TargetHead(model, target, indices)
@@ -234,7 +240,9 @@ def run(entry: Entry, cls: type, model: Any, inputs: torch.Tensor, target: Chunk
 
     if entry.cls == "LayerLRP":
         layer = lrp_layer(model, layer, to_input)
-    explainer = construct(entry, cls, forward, layer, init)
+    rejected = functools.partial(captum_assertions, entry.method_name, entry.options)
+    with rejected():
+        explainer = construct(entry, cls, forward, layer, init)
 
     def call(xs: torch.Tensor, tgt: Any, baselines: Any, row: int | None = None
              ) -> torch.Tensor:
@@ -246,7 +254,8 @@ def run(entry: Entry, cls: type, model: Any, inputs: torch.Tensor, target: Chunk
             kwargs["baselines"] = baselines
         if entry.target:
             kwargs["target"] = tgt
-        return single(explainer.attribute(xs, **kwargs), entry)
+        with rejected():
+            return single(explainer.attribute(xs, **kwargs), entry)
 
     if not entry.per_image:
         with seeded(seed, x.device):
@@ -289,6 +298,7 @@ def build(entry: Entry):
     def impl(model, inputs, *, method: str, target: Any = None, layer: Any = None,
              batch_size: int | None = None, options: dict[str, Any] | None = None):
         options = dict(options or {})
+        rules.validate(entry, options, "options")
         if entry.cls in callsites.DEEPLIFT_FAMILY and isinstance(model, nn.Module):
             with model_guard(model, exclusive=False):  # no exclusive call is changing it
                 twin = callsites.private_copy(model, entry.method_name)
