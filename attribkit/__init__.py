@@ -58,11 +58,14 @@ _EXPORTS = {
     "to_display": "attribkit.images",
     "imagenet": "attribkit.images",
     "ClassIndex": "attribkit.images",
+    # models by name: torchvision:NAME, timm:NAME, package.module:factory, with weights
+    "load_model": "attribkit.models",
+    "open_model": "attribkit.models",
 }
 _EXPORTS.update({name: "attribkit.errors" for name in (
     "AttribkitError", "UnknownMethodError", "InvalidOptionError", "InputError",
     "TargetError", "LayerError", "GradientModeError", "PluginError",
-    "MissingDependencyError", "DuplicateMethodError", "SpecError",
+    "MissingDependencyError", "DuplicateMethodError", "SpecError", "ModelLoadError", "DownloadError",
 )})
 
 __all__ = sorted(_EXPORTS)

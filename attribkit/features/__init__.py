@@ -13,7 +13,8 @@ Importing this package imports torch (``import attribkit`` does not).
 
 from attribkit.features.maps import FeatureMaps, feature_maps
 from attribkit.features.maximize import Visualization, maximize_activation
-from attribkit.features.plots import filter_grid, plot_feature_maps, plot_visualization
+from attribkit.features.filters import filter_grid
+from attribkit.features.plots import plot_feature_maps, plot_visualization
 
 __all__ = [
     "FeatureMaps", "Visualization", "feature_maps", "filter_grid", "maximize_activation",
