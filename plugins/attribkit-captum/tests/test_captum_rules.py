@@ -80,10 +80,16 @@ REJECTED = [
 ]
 
 
+def shown(value):
+    """Tensors by shape, in lists too (readable test ids)."""
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    return [shown(v) for v in value] if isinstance(value, list) else value
+
+
 def case_id(case):
     method, options, _ = case
-    shown = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else v for k, v in options.items()}
-    return f"{method.removeprefix('captum.')}-{shown}"
+    return f"{method.removeprefix('captum.')}-{ {k: shown(v) for k, v in options.items()} }"
 
 
 @pytest.mark.parametrize("method, options, option", REJECTED, ids=map(case_id, REJECTED))
