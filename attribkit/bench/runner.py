@@ -319,18 +319,17 @@ FLOOR_BATCHES = (16, 64, 256, 1024)
 
 
 def count_forward_rows(model: torch.nn.Module, call: Callable[[], object]) -> int:
-    """How many input rows ``model`` sees during ``call()`` (a forward pre-hook)."""
+    """How many input rows ``model`` sees during ``call()`` (a thread-keyed forward pre-hook)."""
+    from attribkit.torch.capture import forward_hook
+
     rows = 0
 
     def count(_module, args):
         nonlocal rows
         rows += len(args[0])
 
-    handle = model.register_forward_pre_hook(count)
-    try:
+    with forward_hook(model, count, pre=True):
         call()
-    finally:
-        handle.remove()
     return rows
 
 
