@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import itertools
 from collections.abc import Iterator
 from typing import Any
@@ -40,6 +41,7 @@ from attribkit.errors import InputError, LayerError
 DEEPLIFT_FAMILY = frozenset({"DeepLift", "DeepLiftShap", "LayerDeepLift", "LayerDeepLiftShap"})
 
 
+@functools.cache
 def hooked_types() -> tuple[type[nn.Module], ...]:
     """The module types Captum's DeepLift hooks (exact types, as Captum compares them)."""
     from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
