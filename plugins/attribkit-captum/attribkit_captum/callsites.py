@@ -36,6 +36,7 @@ from typing import Any
 from torch import nn
 
 from attribkit.errors import InputError, LayerError
+from attribkit.torch.capture import forward_hooks
 
 #: The Captum classes that need a private copy of the model.
 DEEPLIFT_FAMILY = frozenset({"DeepLift", "DeepLiftShap", "LayerDeepLift", "LayerDeepLiftShap"})
@@ -136,12 +137,8 @@ def call_counts(model: nn.Module) -> Iterator[dict[nn.Module, int]]:
     def count(module: nn.Module, _args: Any, _output: Any) -> None:
         counts[module] = counts.get(module, 0) + 1
 
-    handles = [m.register_forward_hook(count) for m in model.modules() if _hooked(m)]
-    try:
+    with forward_hooks([(m, count) for m in model.modules() if _hooked(m)]):
         yield counts
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def split_reused(model: nn.Module, counts: dict[nn.Module, int], layer: nn.Module | None,

@@ -36,6 +36,7 @@ from torch import nn
 
 from attribkit.errors import InputError, LayerError, MissingDependencyError
 from attribkit.torch import torch_kernel
+from attribkit.torch.capture import forward_hooks
 from attribkit.torch.guard import model_guard
 from attribkit.torch.targets import ChunkTarget
 from attribkit_captum import callsites, defaults, rules
@@ -85,19 +86,15 @@ def probe(model: Any, inputs: torch.Tensor, target: ChunkTarget, layer: nn.Modul
     """One forward without gradients: the class indices (``None`` for a callable
     target, whose output shape is checked) and the layer's output (or input) shape."""
     shapes: list[tuple[int, ...]] = []
-    handle = None
-    if layer is not None:
-        def record(_module: nn.Module, inp: Any, out: Any) -> None:
-            value = inp if to_layer_input else out
-            value = value[0] if isinstance(value, (tuple, list)) else value
-            shapes.append(tuple(value.shape))
-        handle = layer.register_forward_hook(record)
-    try:
-        with torch.no_grad():
-            scores = model(inputs)
-    finally:
-        if handle is not None:
-            handle.remove()
+
+    def record(_module: nn.Module, inp: Any, out: Any) -> None:
+        value = inp if to_layer_input else out
+        value = value[0] if isinstance(value, (tuple, list)) else value
+        shapes.append(tuple(value.shape))
+
+    hooks = [(layer, record)] if layer is not None else []
+    with forward_hooks(hooks), torch.no_grad():
+        scores = model(inputs)
     if target.is_callable:
         target.select(scores)
         indices = None
