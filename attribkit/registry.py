@@ -270,6 +270,8 @@ def _check_option_type(noun: str, name: str, key: str, default: Any, value: Any)
         return
     if isinstance(default, bool):
         ok = isinstance(value, bool)
+    elif isinstance(default, numbers.Integral):  # a count, a size, a seed: 2.5 steps is a mistake
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     elif isinstance(default, numbers.Real):
         ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     elif isinstance(default, str):
