@@ -23,6 +23,7 @@ A plugin package may import attribkit and itself; attribkit imports no plugin.
 from __future__ import annotations
 
 import ast
+import itertools
 from collections import deque
 from pathlib import Path
 
@@ -179,7 +180,7 @@ def cycles(graph: Graph) -> list[list[str]]:
 def describe(graph: Graph, cycle: list[str]) -> str:
     """``a -> b -> a`` followed by the import line of each edge."""
     lines = [" -> ".join(cycle)]
-    lines += [f"    {graph[a][b]}" for a, b in zip(cycle, cycle[1:])]
+    lines += [f"    {graph[a][b]}" for a, b in itertools.pairwise(cycle)]
     return "\n".join(lines)
 
 
