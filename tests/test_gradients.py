@@ -11,16 +11,13 @@ import torchvision
 from torch import nn
 
 import attribkit as ak
+from attribkit.bench.peers import LIBRARIES, PEERS, peer
 from attribkit.torch.noise import NoiseTunnel, noisy_copies
 
-captum_attr = pytest.importorskip("captum.attr")
+pytest.importorskip(LIBRARIES["captum"])
 
-CAPTUM = {
-    "saliency": (captum_attr.Saliency, {"abs": True}),
-    "guided_backprop": (captum_attr.GuidedBackprop, {}),
-    "deconvnet": (captum_attr.Deconvolution, {}),
-    "input_x_gradient": (captum_attr.InputXGradient, {}),
-}
+BUILT_IN = [s.name for s in ak.methods(family="gradient") if s.plugin == "attribkit.families.gradient"]
+WITH_CAPTUM = [m for m in BUILT_IN if any(p.method == m and p.library == "captum" for p in PEERS)]
 
 
 @pytest.fixture(scope="module", params=["resnet18", "vgg11"])
@@ -29,14 +26,13 @@ def tv_model(request):
     return torchvision.models.get_model(request.param, num_classes=10).double().eval()
 
 
-@pytest.mark.parametrize("method", sorted(CAPTUM))
+@pytest.mark.parametrize("method", WITH_CAPTUM)
 def test_equals_captum_on_torchvision_models(tv_model, method):
     torch.manual_seed(1)
     x = torch.randn(3, 3, 32, 32, dtype=torch.float64)
     targets = [1, 5, 7]
-    cls, kwargs = CAPTUM[method]
     ours = ak.explain(tv_model, x, targets, method=method).values
-    reference = cls(tv_model).attribute(x, target=targets, **kwargs)
+    reference = peer(method, "captum").call(tv_model, x, targets)
     assert reference.abs().max() > 0
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-8)
 
@@ -94,16 +90,13 @@ def densenet():
                                        num_classes=10).double().eval()
 
 
-@pytest.mark.parametrize("method, rule, captum_cls", [
-    ("guided_backprop", "guided", captum_attr.GuidedBackprop),
-    ("deconvnet", "deconvnet", captum_attr.Deconvolution),
-])
-def test_densenet_functional_relu_is_covered(densenet, method, rule, captum_cls):
+@pytest.mark.parametrize("method, rule", [("guided_backprop", "guided"), ("deconvnet", "deconvnet")])
+def test_densenet_functional_relu_is_covered(densenet, method, rule):
     torch.manual_seed(2)
     x = torch.randn(3, 3, 32, 32, dtype=torch.float64)
     targets = [0, 4, 9]
     ours = ak.explain(densenet, x, targets, method=method).values
-    captum = captum_cls(densenet).attribute(x, target=targets)
+    captum = peer(method, "captum").call(densenet, x, targets)
     all_relus = with_reference_relus(densenet, rule, functional_too=True)
     modules_only = with_reference_relus(densenet, rule, functional_too=False)
     expected = torch.autograd.grad(all_relus(x.requires_grad_())[range(3), targets].sum(), x)[0]
@@ -188,8 +181,7 @@ def live_tensors():
         return sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor))
 
 
-@pytest.mark.parametrize("method", ["saliency", "guided_backprop", "deconvnet", "input_x_gradient",
-                                    "smoothgrad"])
+@pytest.mark.parametrize("method", BUILT_IN)
 def test_repeated_calls_do_not_grow_memory(tiny_cnn, images, method):
     ak.explain(tiny_cnn, images, method=method)
     before = live_tensors()

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import attribkit as ak
+from attribkit.bench.peers import LIBRARIES, peer
 from attribkit.perturbation import masked_scores
 from attribkit.testing import RaiseOnCall, TinyCNN, as_users_have_it, assert_model_untouched
 from attribkit.torch.targets import ChunkTarget
@@ -21,13 +22,13 @@ def small_model(dtype=torch.float64):
 @pytest.mark.parametrize("window, stride", [((4, 3), (2, 2)), ((3, 3), (3, 3)), ((5, 4), (4, 3)),
                                             ((13, 11), (1, 1)), ((1, 1), (1, 1))])
 def test_occlusion_equals_captum(window, stride):
-    captum_attr = pytest.importorskip("captum.attr")
+    pytest.importorskip(LIBRARIES["captum"])
     m = small_model()
     x = torch.randn(3, 3, 13, 11, dtype=torch.float64)
     targets = [1, 2, 3]
     ours = ak.explain(m, x, targets, method="occlusion", window=window, stride=stride, baseline=0.5)
-    theirs = captum_attr.Occlusion(m).attribute(x, sliding_window_shapes=(3, *window),
-                                                strides=(3, *stride), baselines=0.5, target=targets)
+    theirs = peer("occlusion", "captum").call(m, x, targets, sliding_window_shapes=(3, *window),
+                                              strides=(3, *stride), baselines=0.5)
     assert ours.values.shape == (3, 1, 13, 11)
     assert torch.equal(theirs, theirs[:, :1].expand_as(theirs))  # a (C, h, w) window: channels agree
     # Captum hands back float32 (rounding ~1e-9 here); measured at most 7e-9 apart
@@ -39,10 +40,10 @@ def test_occlusion_default_window_and_top_class():
     m = small_model()
     x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
     r = ak.explain(m, x, method="occlusion")
-    captum_attr = pytest.importorskip("captum.attr")
+    pytest.importorskip(LIBRARIES["captum"])
     top = m(x).argmax(1)
-    theirs = captum_attr.Occlusion(m).attribute(x, sliding_window_shapes=(3, 2, 2), strides=(3, 1, 1),
-                                                target=top)
+    theirs = peer("occlusion", "captum").call(m, x, top, sliding_window_shapes=(3, 2, 2),
+                                              strides=(3, 1, 1))
     torch.testing.assert_close(r.values, theirs[:, :1].double(), rtol=0, atol=1e-7)
     assert r.target.tolist() == top.tolist() and r.meta["backend"] == "torch"
 
