@@ -4,8 +4,8 @@ Environment: ``ATTRIBKIT_BENCH_DEVICE`` (default ``cuda`` if available, else
 ``cpu``), ``ATTRIBKIT_BENCH_BATCH`` (default 64 on CUDA, 4 on CPU),
 ``ATTRIBKIT_BENCH_SIZE`` (input side, default 224), ``ATTRIBKIT_BENCH_MODELS``
 (comma-separated torchvision names, default ``resnet18,resnet50``),
-``ATTRIBKIT_BENCH_ALL=1`` to include Score-CAM and Ablation-CAM (one forward
-per channel: minutes on a CPU).
+``ATTRIBKIT_BENCH_ALL=1`` to include the methods that run one forward per
+channel or noisy sample (Score-CAM, Ablation-CAM, SmoothGrad: minutes on a CPU).
 
 After the run, a table gives each benchmark's median relative to its group's
 floor (the entry whose ``extra_info["role"]`` is ``floor``), all measured in

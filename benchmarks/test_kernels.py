@@ -1,5 +1,6 @@
-"""Each attribkit kernel against its cost floor and against the same method in
-Captum, pytorch-grad-cam and TorchCAM (when installed), in the same run.
+"""Each of attribkit's own gradient and CAM methods (read from the registry) against
+its cost floor and against the same method in Captum, pytorch-grad-cam and TorchCAM
+(the installed peers of ``attribkit.bench.peers``), in the same run.
 
 Floors: forward + backward to the input for the gradient family; one forward
 without gradients for the CAM family. ``pytest benchmarks --benchmark-only``;
@@ -16,18 +17,24 @@ import attribkit as ak
 from attribkit.bench.peers import peer_calls
 from benchmarks.conftest import bench_batch, bench_device, bench_models, bench_size
 
-GRADIENT_METHODS = ["saliency", "guided_backprop", "deconvnet", "input_x_gradient"]
-CAM_METHODS = ["cam", "gradcam", "gradcam_pp", "hirescam", "xgradcam", "layercam", "eigencam",
-               "scorecam", "ablationcam"]
-SLOW = {"scorecam", "ablationcam"}
 LAYER = "layer4"
+# options of the methods that run one forward (and backward) per channel or noisy sample
+SLOW_OPTIONS = {"forward_batch_size", "n_samples"}
 
 
-def registered(methods):
-    chosen = [m for m in methods if m in {s.name for s in ak.methods()}]
-    if os.environ.get("ATTRIBKIT_BENCH_ALL") != "1":
-        chosen = [m for m in chosen if m not in SLOW]
-    return chosen
+def built_in(family, **required):
+    """The names of attribkit's own methods of ``family`` whose spec has the ``required``
+    attribute values; the slow ones only with ``ATTRIBKIT_BENCH_ALL=1``."""
+    every = os.environ.get("ATTRIBKIT_BENCH_ALL") == "1"
+    return [s.name for s in ak.methods(family=family)
+            if s.plugin == f"attribkit.families.{family}"
+            and all(getattr(s, key) == value for key, value in required.items())
+            and (every or not SLOW_OPTIONS & set(s.options))]
+
+
+def with_peers(methods):
+    """``(method, impl)``: the floor, attribkit, then each installed peer of the method."""
+    return [(m, impl) for m in methods for impl in ("floor", "attribkit", *peer_calls(m))]
 
 
 @pytest.fixture(scope="module", params=bench_models())
@@ -52,8 +59,7 @@ def forward(model, x):
 
 # ---------------------------------------------------------------- the suites
 
-@pytest.mark.parametrize("impl", ["floor", "attribkit", "captum"])
-@pytest.mark.parametrize("method", GRADIENT_METHODS)
+@pytest.mark.parametrize("method, impl", with_peers(built_in("gradient")))
 def test_gradient_family(run, benchmark, setup, method, impl):
     name, model, x, targets = setup
     benchmark.group = f"{name}-{method}"
@@ -62,14 +68,12 @@ def test_gradient_family(run, benchmark, setup, method, impl):
     elif impl == "attribkit":
         run(lambda: ak.explain(model, x, targets, method=method), "attribkit")
     else:
-        peer = peer_calls(method).get(impl)
-        if peer is None:
-            pytest.skip(f"{impl} not installed")
+        peer = peer_calls(method)[impl]
         run(lambda: peer(model, x, targets, None), "peer", impl)
 
 
-@pytest.mark.parametrize("impl", ["floor", "attribkit", "captum", "pytorch-grad-cam", "torchcam"])
-@pytest.mark.parametrize("method", registered(CAM_METHODS))
+# layer maps only: Guided Grad-CAM's pixel map needs the gradient-family floor
+@pytest.mark.parametrize("method, impl", with_peers(built_in("cam", output="layer")))
 def test_cam_family(run, benchmark, setup, method, impl):
     name, model, x, targets = setup
     benchmark.group = f"{name}-{method}"
@@ -79,7 +83,5 @@ def test_cam_family(run, benchmark, setup, method, impl):
     elif impl == "attribkit":
         run(lambda: ak.explain(model, x, targets, method=method, layer=layer), "attribkit")
     else:
-        peer = peer_calls(method).get(impl)
-        if peer is None:
-            pytest.skip(f"{impl} is not installed or has no {method}")
+        peer = peer_calls(method)[impl]
         run(lambda: peer(model, x, targets, layer), "peer", impl)
