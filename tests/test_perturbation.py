@@ -67,7 +67,8 @@ def test_any_model_kind_gives_the_same_map():
     ref = ak.explain(m, x, [0, 1, 2], method="occlusion", window=3, stride=2)
 
     def numpy_model(batch):
-        assert isinstance(batch, np.ndarray)
+        assert isinstance(batch, np.ndarray) and batch.dtype == np.float32
+        assert batch.flags.c_contiguous
         return m(torch.from_numpy(batch)).detach().numpy()
 
     on_numpy = ak.explain(numpy_model, x.numpy(), [0, 1, 2], method="occlusion", window=3, stride=2,
