@@ -69,13 +69,26 @@ _EXPORTS.update({name: "attribkit.errors" for name in (
 )})
 
 __all__ = sorted(_EXPORTS)
+# what the lazily imported parts run on; a missing one is a MissingDependencyError
+_OPTIONAL_ENGINES = ("torch", "torchvision", "matplotlib")
 
 
 def __getattr__(name: str) -> Any:
     module_name = _EXPORTS.get(name)
     if module_name is None:
         raise AttributeError(f"module 'attribkit' has no attribute {name!r}")
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name not in _OPTIONAL_ENGINES:
+            raise
+        from attribkit.errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            f"attribkit.{name} needs {exc.name}, which is not installed: pip install {exc.name} "
+            "(for PyTorch, the CPU wheel is enough: pip install torch --index-url "
+            "https://download.pytorch.org/whl/cpu)"
+        ) from exc
     value = module if name == "errors" else getattr(module, name)
     globals()[name] = value
     return value

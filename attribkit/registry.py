@@ -34,6 +34,10 @@ NEEDS = ("autograd", "layer", "module", "forward")
 OUTPUTS = ("pixel", "layer")
 SIGNS = ("signed", "non-negative")
 
+#: import name -> the distribution to pip install, where they differ
+PIP_NAMES = {"sklearn": "scikit-learn", "skimage": "scikit-image", "cv2": "opencv-python",
+             "PIL": "pillow", "pytorch_grad_cam": "grad-cam"}
+
 _NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 
 
@@ -146,8 +150,10 @@ class _Spec:
             missing = (exc.name or "") if isinstance(exc, ModuleNotFoundError) else ""
             if missing and (module_name == missing or module_name.startswith(missing + ".")):
                 raise PluginError(f"{where}: module {module_name!r} cannot be found") from exc
+            package = missing.partition(".")[0]
+            hint = f"; install it: pip install {PIP_NAMES.get(package, package)}" if missing else ""
             raise MissingDependencyError(
-                f"{where}: importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+                f"{where}: importing {module_name!r} failed: {type(exc).__name__}: {exc}{hint}"
             ) from exc
         try:
             return getattr(module, attr)
