@@ -1,14 +1,6 @@
-"""What the CAM test files share: the method lists (read from the registry), the
-torchvision fixtures and the small models with a known structure.
+"""What the CAM test files share: the method lists (read from the registry) and the
+small models with a known structure (the torchvision fixtures are in conftest.py)."""
 
-A test file gets the fixtures with ``pytest_plugins = ["tests.cam_support"]``.
-PYTEST_DONT_REWRITE: the test files import this module before pytest loads it as
-a plugin, and it has no assert for pytest to rewrite.
-"""
-
-import pytest
-import torch
-import torchvision
 from torch import nn
 
 import attribkit as ak
@@ -20,18 +12,6 @@ GRADIENT_CAMS = [s.name for s in BUILT_IN if "autograd" in s.needs and s.output 
 FORWARD_ONLY = [s.name for s in BUILT_IN if "autograd" not in s.needs]
 # Score-CAM and Ablation-CAM: one forward per channel, in batches of forward_batch_size rows
 PER_CHANNEL = [s.name for s in BUILT_IN if "forward_batch_size" in s.options]
-
-
-@pytest.fixture(scope="module")
-def resnet18():
-    torch.manual_seed(0)
-    return torchvision.models.resnet18(num_classes=10).eval()
-
-
-@pytest.fixture(scope="module")
-def vgg11():
-    torch.manual_seed(0)
-    return torchvision.models.vgg11(num_classes=10).eval()
 
 
 class Segmenter(nn.Module):

@@ -4,6 +4,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+import torchvision  # noqa: E402
 
 from attribkit.testing import TinyCNN, isolated_host  # noqa: E402
 
@@ -29,3 +30,15 @@ def tiny_cnn():
 def images():
     torch.manual_seed(1)
     return torch.randn(4, 3, 12, 12)
+
+
+@pytest.fixture(scope="module")
+def resnet18():
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(num_classes=10).eval()
+
+
+@pytest.fixture(scope="module")
+def vgg11():
+    torch.manual_seed(0)
+    return torchvision.models.vgg11(num_classes=10).eval()

@@ -20,7 +20,6 @@ from attribkit.errors import InvalidOptionError, LayerError
 from tests.cam_support import (CAM_METHODS, GRADIENT_CAMS, PER_CHANNEL, Segmenter, Twice,
                                 Unrolled, region_score)
 
-pytest_plugins = ["tests.cam_support"]  # the resnet18 fixture
 
 
 @pytest.mark.parametrize("method", GRADIENT_CAMS)

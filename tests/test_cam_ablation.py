@@ -15,7 +15,6 @@ import attribkit as ak
 from attribkit.errors import LayerError
 from tests.cam_support import Segmenter, Twice, region_score
 
-pytest_plugins = ["tests.cam_support"]  # the resnet18 fixture
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ import attribkit as ak
 from attribkit.bench.peers import LIBRARIES, PEERS, peer
 from tests.cam_support import CAM_METHODS, PER_CHANNEL
 
-pytest_plugins = ["tests.cam_support"]  # the resnet18 and vgg11 fixtures
 
 pytest.importorskip(LIBRARIES["pytorch-grad-cam"])
 

@@ -8,7 +8,6 @@ from torch import nn
 import attribkit as ak
 from attribkit.errors import LayerError, TargetError
 
-pytest_plugins = ["tests.cam_support"]  # the resnet18 and vgg11 fixtures
 
 
 def test_cam_is_the_classifier_weighted_sum_of_activations(tiny_cnn, images):
