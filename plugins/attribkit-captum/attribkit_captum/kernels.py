@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from attribkit.errors import InputError, LayerError, MissingDependencyError
+from attribkit.predict import as_predict
 from attribkit.torch import torch_kernel
 from attribkit.torch.capture import forward_hooks
 from attribkit.torch.guard import model_guard
@@ -296,6 +297,8 @@ def build(entry: Entry):
              batch_size: int | None = None, options: dict[str, Any] | None = None):
         options = dict(options or {})
         rules.validate(entry, options, "options")
+        if entry.needs == ("forward",) and not isinstance(model, nn.Module):
+            model = as_predict(model)  # ONNX sessions and NumPy callables: tensors in, tensors out
         if entry.cls in callsites.DEEPLIFT_FAMILY and isinstance(model, nn.Module):
             with model_guard(model, exclusive=False):  # no exclusive call is changing it
                 twin = callsites.private_copy(model, entry.method_name)
