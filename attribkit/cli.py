@@ -80,9 +80,6 @@ def factories_from_cwd(model: str) -> None:
 def read_images(paths: Sequence[str], size: int, resize_only: bool) -> Any:
     """The image files as one normalised ``(B, 3, size, size)`` batch: centre-cropped as
     ImageNet models are evaluated, or (``resize_only``) the whole image squashed to the size."""
-    import torch
-    from torchvision.transforms import functional as TF
-
     from attribkit.images import load_image, to_input
 
     pictures = []
@@ -94,10 +91,7 @@ def read_images(paths: Sequence[str], size: int, resize_only: bool) -> Any:
     if not resize_only:
         print(f"note: images are resized (shorter side {round(size * 256 / 224)} px) and centre-cropped "
               f"to {size}x{size}; --resize-only keeps the whole image", file=sys.stderr)
-        return to_input(pictures, size)
-    squashed = [TF.resize(torch.from_numpy(p).permute(2, 0, 1), [size, size], antialias=True)
-                for p in pictures]
-    return to_input(squashed, None)
+    return to_input(pictures, size, crop=not resize_only)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

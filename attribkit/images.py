@@ -37,7 +37,7 @@ def load_image(path: str | Path) -> np.ndarray:
         return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
 
 
-def to_input(images: Any, size: int | None = 224, *, resize: int | None = None,
+def to_input(images: Any, size: int | None = 224, *, resize: int | None = None, crop: bool = True,
              mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
              device: Any = "cpu") -> Any:
     """Images -> a normalised ``(B, 3, size, size)`` float tensor on ``device``.
@@ -48,8 +48,10 @@ def to_input(images: Any, size: int | None = 224, *, resize: int | None = None,
 
     The standard ImageNet evaluation transform: resize the shorter side to
     ``resize`` (default ``round(size * 256 / 224)``), centre-crop ``size x size``,
-    then ``(x - mean) / std`` per channel. ``size=None`` keeps the image as it
-    is (only normalised); images of a list must then share one size.
+    then ``(x - mean) / std`` per channel. ``crop=False`` resizes the whole image
+    to ``size x size`` instead (nothing cut off, the aspect ratio not kept).
+    ``size=None`` keeps the image as it is (only normalised); images of a list
+    must then share one size.
     """
     import torch
     from torchvision.transforms import functional as TF
@@ -59,7 +61,9 @@ def to_input(images: Any, size: int | None = 224, *, resize: int | None = None,
     batch = []
     for item in items:
         x = _as_chw_tensor(item)
-        if size is not None:
+        if size is not None and not crop:
+            x = TF.resize(x, [size, size], antialias=True)
+        elif size is not None:
             x = TF.resize(x, resize or round(size * 256 / 224), antialias=True)
             x = TF.center_crop(x, [size, size])
         batch.append(normalize(x, mean, std))

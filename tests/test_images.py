@@ -134,3 +134,16 @@ def test_image_and_viz_modules_import_without_torch():
          "assert 'torch' not in sys.modules, 'torch imported'"],
         capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_to_input_without_crop_keeps_the_whole_image():
+    from attribkit.images import to_input
+
+    wide = np.zeros((32, 64, 3), np.float32)
+    wide[:, :8, 0] = 1.0  # a red strip at the left edge, outside the centre crop
+    mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    cropped = to_input(wide, 32, mean=mean, std=std)
+    whole = to_input(wide, 32, crop=False, mean=mean, std=std)
+    assert cropped.shape == whole.shape == (1, 3, 32, 32)
+    assert float(cropped[0, 0, :, :4].max()) < 0.01  # cut off
+    assert float(whole[0, 0, :, :3].min()) > 0.99 and float(whole[0, 0, :, 6:].max()) < 0.01
