@@ -34,6 +34,8 @@ ENTRY_POINT_GROUP = "attribkit"
 BUILTIN_PLUGINS = (
     "attribkit.families.gradient",
     "attribkit.families.cam",
+    "attribkit.families.attention",
+    "attribkit.families.lrp",
     "attribkit.families.baseline",
     "attribkit.families.perturbation",
     "attribkit.bench.builtin_metrics",

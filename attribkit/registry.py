@@ -27,10 +27,10 @@ from attribkit.errors import (
     UnknownMethodError,
 )
 
-FAMILIES = ("gradient", "cam", "perturbation", "other")
+FAMILIES = ("gradient", "cam", "attention", "lrp", "perturbation", "other")
 METRIC_KINDS = ("faithfulness", "localisation", "sanity", "robustness")
 METRIC_NEEDS = ("forward", "ground_truth", "model", "method")
-NEEDS = ("autograd", "layer", "module", "forward")
+NEEDS = ("autograd", "layer", "module", "forward", "attention")
 OUTPUTS = ("pixel", "layer")
 SIGNS = ("signed", "non-negative")
 
@@ -184,7 +184,7 @@ class MethodSpec(_Spec):
     Attributes:
         name: canonical name, lower case, dots allowed for namespaces
             (``"saliency"``, ``"captum.integrated_gradients"``).
-        family: ``gradient``, ``cam``, ``perturbation`` or ``other``.
+        family: ``gradient``, ``cam``, ``attention``, ``lrp``, ``perturbation`` or ``other``.
         factory: returns the implementation; a callable, or ``"module:attr"``
             naming one (imported on first use).  The implementation is called
             as ``impl(model, inputs, method=, target=, layer=, batch_size=,
@@ -192,7 +192,8 @@ class MethodSpec(_Spec):
         aliases: other names that resolve to this method.
         needs: what the method requires of the model: ``autograd``, ``layer``
             (an internal layer), ``module`` (the module tree), ``forward``
-            (only a callable mapping a batch to scores).
+            (only a callable mapping a batch to scores), ``attention`` (a
+            transformer whose attention probabilities it reads).
         output: ``pixel`` (same shape as the input) or ``layer`` (a map at a
             layer's resolution, upsampled on request).
         sign: ``signed`` or ``non-negative`` values.
