@@ -71,7 +71,8 @@ def forward_kernel(kernel: Callable | None = None, *, image: bool = True,
             layer=None,
             input_size=tuple(x.shape[-2:]) if x.ndim == 4 else None,
             meta={"options": options, "batch_size": batch_size, "backend": predict.backend,
-                  **({"target_fn": target} if chosen.is_callable else {})},
+                  **({"target_fn": target} if chosen.is_callable else {}),
+                  **({} if chosen.top is None else {"predictions": tuple(t.cpu() for t in chosen.top)})},
         )
 
     run.kernel = kernel

@@ -89,12 +89,13 @@ def torch_kernel(kernel: Callable | None = None, *, image: bool = False,
             name = None
             if needs_layer:
                 extra["layer"], name = resolve_layer(model, layer, inputs)
-            values, indices = [], []
+            values, indices, tops = [], [], []
             for start, stop in ranges:
                 chunk_target = chunk(parsed, start, stop)
                 values.append(run_chunk(kernel, model, inputs[start:stop], chunk_target,
                                         **extra, **options))
                 indices.append(chunk_target.indices)
+                tops.append(chunk_target.top)
         return Attribution(
             values=torch.cat(values) if len(values) > 1 else values[0],
             method=method,
@@ -102,7 +103,9 @@ def torch_kernel(kernel: Callable | None = None, *, image: bool = False,
             layer=name,
             input_size=tuple(inputs.shape[-2:]) if inputs.ndim == 4 else None,
             meta={"options": options, "batch_size": batch_size,
-                  **({"target_fn": target} if callable(parsed) else {})},
+                  **({"target_fn": target} if callable(parsed) else {}),
+                  **({} if any(t is None for t in tops) else {"predictions": (
+                      torch.cat([t[0] for t in tops]).cpu(), torch.cat([t[1] for t in tops]).cpu())})},
         )
 
     run.kernel = kernel

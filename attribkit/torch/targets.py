@@ -55,12 +55,15 @@ class ChunkTarget:
     the chunk's scores and :meth:`select_rows` on the scores of perturbed copies;
     :attr:`indices` is what the result reports. Forward-only kernels also get
     :attr:`clean_scores`, the ``(B,)`` target scores of the unperturbed chunk.
+    :attr:`top` is the model's own prediction on the unperturbed chunk, ``(class,
+    score)`` per image, known once the classes are resolved.
     """
 
     def __init__(self, parsed: torch.Tensor | Callable | None) -> None:
         self.parsed = parsed
         self.indices: torch.Tensor | None = None
         self.clean_scores: torch.Tensor | None = None
+        self.top: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def is_callable(self) -> bool:
@@ -136,6 +139,8 @@ class ChunkTarget:
                     f"target {int(indices[bad][0])} is out of range for a model with {n} "
                     f"outputs (valid: 0..{n - 1})"
                 )
+        top = scores.detach().float().max(dim=1)
+        self.top = (top.indices, top.values)
         self.indices = indices
         return indices
 
