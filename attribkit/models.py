@@ -4,7 +4,9 @@ Weights are ``None`` (random initialisation), ``"DEFAULT"`` (the pretrained
 weights of a torchvision or timm model, downloaded once and cached), a
 torchvision weights name (``"IMAGENET1K_V1"`` or ``"ResNet18_Weights.IMAGENET1K_V1"``)
 or a state-dict file, read with ``torch.load(weights_only=True)`` so that a file
-can never run code. A ``package.module:factory`` spec imports that module and
+can never run code. Models are built with torch's random generator seeded (0,
+on a forked state: the caller's generator is untouched), so random weights are
+the same in every process and every run (``torchrun`` ranks, a resumed run). A ``package.module:factory`` spec imports that module and
 calls ``factory()``: it runs that module's code.
 
 torch, torchvision and timm are imported inside the functions, so importing
@@ -67,12 +69,16 @@ def open_model(spec: str, weights: str | None = None, *,
     source, _, name = spec.partition(":")
     if not source or not name:
         raise ModelLoadError(f"a model is {SPEC_FORMS}, got {spec!r}")
-    if source == "torchvision":
-        loaded = _torchvision(name, weights, spec)
-    elif source == "timm":
-        loaded = _timm(name, weights, spec)
-    else:
-        loaded = _factory(source, name, weights, spec)
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # random weights are the same in every process and run
+        torch.manual_seed(0)
+        if source == "torchvision":
+            loaded = _torchvision(name, weights, spec)
+        elif source == "timm":
+            loaded = _timm(name, weights, spec)
+        else:
+            loaded = _factory(source, name, weights, spec)
     if loaded.weights == "random" and log is not None:
         log(f"note: {spec} has random weights; pass weights DEFAULT for the pretrained ones, or a state-dict file")
     loaded.model.eval()
