@@ -3,7 +3,10 @@
 Every method explains a layer (``layer=``: a module, a dotted name or ``None``
 for the last spatial layer) and returns a ``(B, 1, h, w)`` map at that layer's
 resolution (``result.upsampled()`` resizes it to the input), except Guided
-Grad-CAM, which returns a pixel map. The kernels live in
+Grad-CAM, which returns a pixel map. Channel-last ``(B, h, w, C)`` and token
+``(B, N, C)`` outputs (Swin, ConvNeXt, vision transformers) are read in the layout
+found in the model (``layout=``, ``prefix_tokens=``, ``grid=`` override it; CAM and
+Ablation-CAM take channels-first layers only). The kernels live in
 :mod:`attribkit.torch.cam` and are imported only on first use. Formulas:
 ``docs/cam.md``.
 """
@@ -15,6 +18,8 @@ from attribkit.registry import MethodSpec
 
 KERNELS = "attribkit.torch.cam"
 FORWARD_BATCH_SIZE = 64
+# read from the model when None (attribkit.torch.layout); given, they override it
+LAYOUT = {"layout": None, "prefix_tokens": None, "grid": None}
 
 
 def _cam(name: str, *, aliases: tuple[str, ...], needs: tuple[str, ...], reference: str,
@@ -28,14 +33,14 @@ def _cam(name: str, *, aliases: tuple[str, ...], needs: tuple[str, ...], referen
         needs=needs,
         output=output,
         sign=sign,
-        options={"relu": True} if options is None else options,
+        options={"relu": True, **LAYOUT} if options is None else options,
         reference=reference,
         description=description,
     )
 
 
 SPECS = (
-    _cam("cam", aliases=("class_activation_map",), needs=("module", "layer"),
+    _cam("cam", aliases=("class_activation_map",), needs=("module", "layer"), options={"relu": True},
          reference="Zhou et al. 2016, Learning Deep Features for Discriminative Localization, "
                    "CVPR, arXiv:1512.04150",
          description="classifier weights of a GAP + linear head times the activations"),
@@ -62,7 +67,8 @@ SPECS = (
                    "for Localization, IEEE TIP 30:5875-5888, doi:10.1109/TIP.2021.3089943",
          description="element-wise positive gradient times activation"),
     _cam("scorecam", aliases=("score_cam",), needs=("module", "layer"),
-         options={"forward_batch_size": FORWARD_BATCH_SIZE, "align_corners": True, "relu": True},
+         options={"forward_batch_size": FORWARD_BATCH_SIZE, "align_corners": True, "relu": True,
+                  **LAYOUT},
          reference="Wang et al. 2020, Score-CAM: Score-Weighted Visual Explanations for "
                    "Convolutional Neural Networks, CVPR Workshops, arXiv:1910.01279",
          description="softmax of the scores of inputs masked by each activation map"),
@@ -77,7 +83,7 @@ SPECS = (
                    "Components, IJCNN, arXiv:2008.00299",
          description="first principal component of the activations (class-agnostic)"),
     _cam("guided_gradcam", aliases=("guided_grad_cam",), needs=("autograd", "module", "layer"),
-         options={"interpolate_mode": "bilinear"}, output="pixel", sign="signed",
+         options={"interpolate_mode": "bilinear", **LAYOUT}, output="pixel", sign="signed",
          reference="Selvaraju et al. 2017, Grad-CAM: Visual Explanations from Deep Networks via "
                    "Gradient-based Localization, ICCV, arXiv:1610.02391",
          description="guided backpropagation times the upsampled Grad-CAM map"),

@@ -58,6 +58,7 @@ from torch import nn
 from attribkit.errors import InvalidOptionError, LayerError
 from attribkit.progress import progress
 from attribkit.torch.capture import LayerCapture, describe_output, forward_hooks
+from attribkit.torch.layout import ChannelLastProbe, Layout, LayoutRequest, resolve_layout
 from attribkit.torch.runner import torch_kernel
 from attribkit.torch.targets import ChunkTarget
 
@@ -75,9 +76,15 @@ def _describe(layer: nn.Module) -> str:
     return type(layer).__name__
 
 
-def spatial_output(layer: nn.Module) -> Callable[[Any], None]:
-    """A :class:`~attribkit.torch.capture.LayerCapture` check: the layer's output
-    must be a ``(B, C, h, w)`` tensor."""
+_SHAPE_HINT = ("(channel-last (B, h, w, C) and token (B, N, C) outputs work too, read from the "
+               "model or given by layout=)")
+
+
+def spatial_output(layer: nn.Module, model: nn.Module | None = None) -> Callable[[Any], None]:
+    """A :class:`~attribkit.torch.capture.LayerCapture` check for methods that read the
+    raw ``(B, C, h, w)`` output (CAM, Ablation-CAM, CAMLoss): a 4-D tensor, and, when
+    ``model`` is given, one whose layout (:mod:`attribkit.torch.layout`) is channels-first,
+    so that a channel-last output is never read as channels-first."""
     def check(output: Any) -> None:
         if not isinstance(output, torch.Tensor) or output.ndim != 4:
             raise LayerError(
@@ -85,31 +92,79 @@ def spatial_output(layer: nn.Module) -> Callable[[Any], None]:
                 f"{_describe(layer)} returned {describe_output(output)}. Pick a convolutional "
                 "layer or block"
             )
+        if model is not None:
+            found = resolve_layout(model, layer, _describe(layer), output, None)
+            if found.kind != "BCHW":
+                raise LayerError(
+                    f"this method reads channels-first (B, C, h, w) layers only; layer "
+                    f"{_describe(layer)} returns {tuple(output.shape)} laid out {found.kind} "
+                    f"({found.source}). Grad-CAM, HiResCAM, LayerCAM, XGrad-CAM, Grad-CAM++, "
+                    "Score-CAM and Eigen-CAM take it"
+                )
     return check
 
 
-def layer_activations(model: nn.Module, inputs: torch.Tensor,
-                      layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor, int]:
+def image_like_output(layer: nn.Module) -> Callable[[Any], None]:
+    """A :class:`~attribkit.torch.capture.LayerCapture` check: a 3-D or 4-D tensor (its
+    layout is resolved after the forward, :func:`layer_layout`)."""
+    def check(output: Any) -> None:
+        if not isinstance(output, torch.Tensor) or output.ndim not in (3, 4):
+            raise LayerError(
+                f"CAM methods need a layer whose output is a (B, C, h, w) tensor; layer "
+                f"{_describe(layer)} returned {describe_output(output)} {_SHAPE_HINT}. Pick a "
+                "convolutional layer, a stage or a transformer block"
+            )
+    return check
+
+
+def layer_layout(model: nn.Module, layer: nn.Module, output: torch.Tensor, inputs: torch.Tensor,
+                 request: LayoutRequest, probe: ChannelLastProbe) -> Layout:
+    """The layout of ``layer``'s recorded ``output`` (:func:`attribkit.torch.layout.resolve_layout`)."""
+    return resolve_layout(model, layer, _describe(layer), output, tuple(inputs.shape[-2:]),
+                          request, probe.seen)
+
+
+def layer_activations(model: nn.Module, inputs: torch.Tensor, layer: nn.Module,
+                      request: LayoutRequest | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """One forward without autograd: ``(scores, acts, calls)``, ``acts`` being the
-    layer's output at its last call (a private copy) and ``calls`` how often the
-    layer ran."""
-    with LayerCapture(layer, _describe(layer), check=spatial_output(layer)) as capture, \
-            torch.no_grad():
+    layer's output at its last call (a private copy) as ``(B, C, h, w)`` and ``calls``
+    how often the layer ran.
+
+    ``request=None``: the raw output must be channels-first (:func:`spatial_output`);
+    otherwise its layout is read from the model or the request (channel-last and token
+    outputs are converted, :meth:`attribkit.torch.layout.Layout.to_bchw`).
+    """
+    if request is None:
+        with LayerCapture(layer, _describe(layer), check=spatial_output(layer, model)) as capture, \
+                torch.no_grad():
+            scores = capture.run(model, inputs)
+        return scores, capture.output, capture.calls
+    probe = ChannelLastProbe(model)
+    with LayerCapture(layer, _describe(layer), check=image_like_output(layer)) as capture, \
+            forward_hooks(probe.hooks()), torch.no_grad():
         scores = capture.run(model, inputs)
-    return scores, capture.output, capture.calls
+    found = layer_layout(model, layer, capture.output, inputs, request, probe)
+    return scores, found.to_bchw(capture.output), capture.calls
 
 
 def layer_gradients(model: nn.Module, inputs: torch.Tensor, target: ChunkTarget,
-                    layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(A, dS/dA)`` at ``layer`` for the target score ``S`` of each image.
+                    layer: nn.Module, request: LayoutRequest | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(A, dS/dA)`` at ``layer`` for the target score ``S`` of each image, both as
+    ``(B, C, h, w)`` (channel-last and token outputs converted, see
+    :func:`layer_activations`; ``request=None`` reads the layout from the model).
 
     Only the part of the model after the layer is differentiated (see the module
     docstring); nothing is written to ``.grad``.
     """
-    with LayerCapture(layer, _describe(layer), mode="leaf", check=spatial_output(layer)) as capture:
+    request = request or LayoutRequest()
+    probe = ChannelLastProbe(model)
+    with LayerCapture(layer, _describe(layer), mode="leaf", check=image_like_output(layer)) as capture, \
+            forward_hooks(probe.hooks()):
         with torch.no_grad():
             scores = capture.run(model, inputs)
     acts = capture.output
+    found = layer_layout(model, layer, acts, inputs, request, probe)
     score = target.select(scores)
     grads = None
     if score.requires_grad:
@@ -118,8 +173,10 @@ def layer_gradients(model: nn.Module, inputs: torch.Tensor, target: ChunkTarget,
         raise LayerError(
             f"the target score does not depend on the output of layer {_describe(layer)}; "
             "pick a layer on the path to the output"
+            + (" (in a vision transformer, the last block's patch tokens do not reach the "
+               "class token: use the last block's norm1, the default)" if found.kind == "BNC" else "")
         )
-    return acts.detach(), grads
+    return found.to_bchw(acts.detach()), found.to_bchw(grads)
 
 
 def weighted_map(acts: torch.Tensor, weights: torch.Tensor, *, relu: bool) -> torch.Tensor:
@@ -182,8 +239,10 @@ GRADIENT_WEIGHTINGS: dict[str, Weighting] = {
 def gradient_cam(weighting: Weighting, name: str, doc: str) -> Callable:
     """Make a gradient-CAM method from a weighting ``(acts, grads) -> alpha``."""
 
-    def kernel(model, inputs, target, layer, *, relu: bool) -> torch.Tensor:
-        acts, grads = layer_gradients(model, inputs, target, layer)
+    def kernel(model, inputs, target, layer, *, relu: bool, layout: str | None = None,
+               prefix_tokens: int | None = None, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        request = LayoutRequest.parse(layout, prefix_tokens, grid)
+        acts, grads = layer_gradients(model, inputs, target, layer, request)
         return weighted_map(acts, weighting(acts, grads), relu=relu)
 
     kernel.__name__ = kernel.__qualname__ = name
@@ -221,7 +280,7 @@ def classifier_after(model: nn.Module, inputs: torch.Tensor,
     be a GAP + linear head (its input is the spatial mean of the activations and its
     output is the model's output)."""
     calls: list[_LinearCall] = []
-    capture = LayerCapture(layer, _describe(layer), check=spatial_output(layer))
+    capture = LayerCapture(layer, _describe(layer), check=spatial_output(layer, model))
 
     def record(module: nn.Module, args: Any, output: Any) -> None:
         if args and isinstance(args[0], torch.Tensor) and isinstance(output, torch.Tensor):
@@ -272,13 +331,15 @@ def cam(model, inputs, target, layer, *, relu: bool) -> torch.Tensor:
 
 @torch_kernel(autograd=False, thread_safe=True)
 def scorecam(model, inputs, target, layer, *, forward_batch_size: int, align_corners: bool,
-             relu: bool) -> torch.Tensor:
+             relu: bool, layout: str | None = None, prefix_tokens: int | None = None,
+             grid: tuple[int, int] | None = None) -> torch.Tensor:
     """Score-CAM (Wang et al. 2020, arXiv:1910.01279): each activation map, upsampled
     to the input and min-max normalised, masks the input; ``alpha = softmax_k`` of
     the target scores of the ``C`` masked inputs."""
     step = _check_batch_size(forward_batch_size)
+    request = LayoutRequest.parse(layout, prefix_tokens, grid)
     with torch.no_grad():
-        _, acts, _ = layer_activations(model, inputs, layer)
+        _, acts, _ = layer_activations(model, inputs, layer, request)
         batch, channels = acts.shape[:2]
         flat = acts.reshape(batch * channels, 1, *acts.shape[2:])
         image = torch.arange(batch, device=inputs.device).repeat_interleave(channels)
@@ -330,11 +391,13 @@ def first_component(acts: torch.Tensor) -> torch.Tensor:
 
 
 @torch_kernel(autograd=False, thread_safe=True)
-def eigencam(model, inputs, target, layer, *, relu: bool) -> torch.Tensor:
+def eigencam(model, inputs, target, layer, *, relu: bool, layout: str | None = None,
+             prefix_tokens: int | None = None, grid: tuple[int, int] | None = None) -> torch.Tensor:
     """Eigen-CAM (Muhammad & Yeasin 2020, arXiv:2008.00299): the activations projected
     on their first principal component (class-agnostic)."""
+    request = LayoutRequest.parse(layout, prefix_tokens, grid)
     with torch.no_grad():
-        _, acts, _ = layer_activations(model, inputs, layer)
+        _, acts, _ = layer_activations(model, inputs, layer, request)
         projection = first_component(acts)
         return projection.clamp(min=0) if relu else projection
 
@@ -343,7 +406,8 @@ def eigencam(model, inputs, target, layer, *, relu: bool) -> torch.Tensor:
 
 
 @torch_kernel(thread_safe=True)
-def guided_gradcam(model, inputs, target, layer, *, interpolate_mode: str) -> torch.Tensor:
+def guided_gradcam(model, inputs, target, layer, *, interpolate_mode: str, layout: str | None = None,
+                   prefix_tokens: int | None = None, grid: tuple[int, int] | None = None) -> torch.Tensor:
     """Guided Grad-CAM (Selvaraju et al. 2017): guided backpropagation times the
     Grad-CAM map upsampled to the input size, ``(B, C, H, W)``."""
     from attribkit.torch.gradients import guided_gradient
@@ -353,7 +417,8 @@ def guided_gradcam(model, inputs, target, layer, *, interpolate_mode: str) -> to
             f"interpolate_mode must be 'bilinear', 'nearest', 'nearest-exact', 'bicubic' or "
             f"'area', got {interpolate_mode!r}"
         )
-    acts, grads = layer_gradients(model, inputs, target, layer)
+    acts, grads = layer_gradients(model, inputs, target, layer,
+                                  LayoutRequest.parse(layout, prefix_tokens, grid))
     heat = weighted_map(acts, gradcam_weights(acts, grads), relu=True)
     extra = {"align_corners": False} if interpolate_mode in ("bilinear", "bicubic") else {}
     heat = F.interpolate(heat, size=inputs.shape[-2:], mode=interpolate_mode, **extra)

@@ -1,4 +1,13 @@
-"""Layer resolution: a module, a dotted name, or ``None`` for automatic choice."""
+"""Layer resolution: a module, a dotted name, or ``None`` for automatic choice.
+
+The automatic choice is the last layer whose output is still spatial (TorchCAM's
+rule), except on vision transformers (:func:`attribkit.torch.layout.token_layout`),
+where it is the last block's first norm (timm ``blocks[-1].norm1``, torchvision
+``encoder.layers[-1].ln_1``): the classifier reads only the class token of the last
+block's output, so the patch tokens there get no gradient; the input of the last
+block's attention is the last place where the patch tokens still reach the class
+token (pytorch-grad-cam documents the same choice).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +19,7 @@ from torch import nn
 
 from attribkit.errors import LayerError
 from attribkit.torch.capture import forward_hooks
+from attribkit.torch.layout import token_layout
 
 
 def layer_name(model: nn.Module, layer: nn.Module) -> str:
@@ -23,13 +33,33 @@ def layer_name(model: nn.Module, layer: nn.Module) -> str:
     )
 
 
+def transformer_layer(model: nn.Module) -> str | None:
+    """The default layer of a vision transformer, the last block's first norm (see the
+    module docstring); ``None`` if ``model`` is not a recognised ViT. ``LayerError`` for
+    a ViT whose blocks are not found."""
+    if token_layout(model, None) is None:
+        return None
+    blocks = getattr(model, "blocks", None)
+    if isinstance(blocks, nn.Sequential | nn.ModuleList) and len(blocks) and hasattr(blocks[-1], "norm1"):
+        return layer_name(model, blocks[-1].norm1)
+    layers = getattr(getattr(model, "encoder", None), "layers", None)
+    if isinstance(layers, nn.Sequential) and len(layers) and hasattr(layers[-1], "ln_1"):
+        return layer_name(model, layers[-1].ln_1)
+    raise LayerError(f"{type(model).__name__} is a vision transformer but its blocks were not found; "
+                     "pass layer= (the last block's first norm is the usual choice)")
+
+
 def find_spatial_layer(model: nn.Module, probe: torch.Tensor) -> str:
     """Name of the last module, in forward-completion order, whose output is a
     ``(B, C, H, W)`` tensor with ``H * W > 1`` (TorchCAM's rule, found on the actual input).
 
     Runs one forward pass of ``probe`` without gradients; the probe hooks
     (thread-keyed, :mod:`attribkit.torch.capture`) are removed before returning.
+    Vision transformers get :func:`transformer_layer` instead (no forward).
     """
+    vit = transformer_layer(model)
+    if vit is not None:
+        return vit
     finished: list[str] = []
 
     def record(name: str):
