@@ -61,6 +61,11 @@ _EXPORTS = {
     # models by name: torchvision:NAME, timm:NAME, package.module:factory, with weights
     "load_model": "attribkit.models",
     "open_model": "attribkit.models",
+    # whole datasets into a resumable store (zarr), sharded under torchrun
+    "explain_dataset": "attribkit.datasets.run",
+    "open_store": "attribkit.datasets.store",
+    "AttributionStore": "attribkit.datasets.store",
+    "image_folder": "attribkit.datasets.folder",
 }
 _EXPORTS.update({name: "attribkit.errors" for name in (
     "AttribkitError", "UnknownMethodError", "InvalidOptionError", "InputError",
@@ -70,7 +75,7 @@ _EXPORTS.update({name: "attribkit.errors" for name in (
 
 __all__ = sorted(_EXPORTS)
 # what the lazily imported parts run on; a missing one is a MissingDependencyError
-_OPTIONAL_ENGINES = ("torch", "torchvision", "matplotlib")
+_OPTIONAL_ENGINES = ("torch", "torchvision", "matplotlib", "zarr")
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""Command line: ``attribkit methods|metrics|plugins|explain|bench [feedback]|demo``."""
+"""Command line: ``attribkit methods|metrics|plugins|explain|explain-dataset|bench [feedback]|demo``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 from attribkit import __version__
 from attribkit.errors import AttribkitError, InputError
+from attribkit.models import note_on_stderr
 from attribkit.tables import (
     METHOD_COLUMNS,
     METRIC_COLUMNS,
@@ -131,6 +132,51 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain_dataset(args: argparse.Namespace) -> int:
+    """``attribkit explain-dataset DATA``: every image of a folder into a resumable store
+    (also one rank of ``torchrun``)."""
+    from attribkit.datasets.folder import image_folder
+    from attribkit.datasets.run import explain_dataset
+    from attribkit.models import open_model
+
+    factories_from_cwd(args.model)
+    data = image_folder(args.data, args.size, crop=not args.resize_only)
+    loaded = open_model(args.model, args.weights, log=None if _rank() else note_on_stderr)
+    model = loaded.model.to(_device(args.device))
+    options = parse_method_options(args.method_option or [])
+    target: Any = args.target
+    if target is not None and target != "label":
+        try:
+            target = int(target)
+        except ValueError:
+            raise AttribkitError(f"--target takes a class index or 'label', got {target!r}") from None
+    store = explain_dataset(model, data, args.methods, args.out, target=target, layer=args.layer,
+                            batch_size=args.batch_size, num_workers=args.workers, metrics=args.metrics or (),
+                            progress=not args.no_progress, strict=args.strict, **options)
+    if _rank():
+        return 0
+    for path, reason in store.skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    run = store.runs[-1]
+    rate = run["images"] / run["seconds"] if run["seconds"] else 0.0
+    stored = "" if store.complete else f" ({int(store.done.sum())} of {len(store)} stored)"
+    print(f"{run['images']} images in {run['seconds']:.1f} s ({rate:.1f} images/s, {run['processes']} "
+          f"process{'es' if run['processes'] > 1 else ''}): {store.path}{stored}")
+    return 0
+
+
+def _rank() -> int:
+    """This process's rank under ``torchrun`` (0 outside it)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def _device(name: str) -> str:
+    """``--device``; plain ``cuda`` under ``torchrun`` is this process's own GPU (``LOCAL_RANK``)."""
+    if name == "cuda" and "LOCAL_RANK" in os.environ:
+        return f"cuda:{os.environ['LOCAL_RANK']}"
+    return name
+
+
 def parse_method_options(items: list[str]) -> dict[str, dict[str, Any]]:
     """``["rise.n_masks=500", "occlusion.window=[8,8]"]`` -> ``{"rise": {"n_masks": 500}, ...}``;
     values are read as JSON, else kept as strings. The method is everything before the
@@ -240,6 +286,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="attribkit-out",
                    help="folder for IMAGE_METHOD.png/.npy per image and grid_METHOD.png")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("explain-dataset", help="explain every image of a folder into a resumable store; "
+                       "also under torchrun --nproc_per_node=N")
+    p.add_argument("data", help="a folder of images, flat or with one sub-folder per class (torchvision "
+                                "ImageFolder's layout: the labels are stored too)")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--weights", help=WEIGHTS_HELP)
+    p.add_argument("--methods", nargs="+", required=True, help="attribution methods (`attribkit methods`)")
+    p.add_argument("--metrics", nargs="+", help="metrics scored per image in the same pass (`attribkit metrics`)")
+    p.add_argument("--target", help="a class index, or 'label' (the class folder); default: each image's top class")
+    p.add_argument("--layer", help="layer for layer methods (default: auto)")
+    p.add_argument("--size", type=int, default=224, help="model input side (default 224), as for explain")
+    p.add_argument("--resize-only", action="store_true",
+                   help="squash the whole image to SIZExSIZE instead of cropping its centre")
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch and per chunk (default 64)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers decoding images (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda (under torchrun: each rank's own GPU)")
+    p.add_argument("--method-option", action="append", metavar="METHOD.OPTION=VALUE",
+                   help="an option for one method, e.g. gradcam.relu=false (repeatable; JSON values)")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at a file that is not an image or cannot be read (default: list and skip it)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--out", required=True, help="the store, e.g. RUN.zarr; the same command again resumes it")
+    p.set_defaults(func=cmd_explain_dataset)
 
     p = sub.add_parser("bench", help="speed and faithfulness of every method, with ground truth; "
                        "`bench feedback`: attribution-guided training on the spurious-cue data")

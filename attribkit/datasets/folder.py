@@ -1,0 +1,97 @@
+"""Image folders as datasets, with their bad files named instead of fatal.
+
+A folder is *flat* (image files directly inside: no labels) or has *class
+sub-folders*, torchvision ``ImageFolder``'s layout: ``root/CLASS/.../file``,
+classes sorted by name, label = the class's position. Hidden entries (``.name``)
+are ignored. Files without an image extension are left out when the folder is
+listed and kept in :attr:`ImageFolder.skipped`; a file that has an image
+extension but cannot be decoded (truncated, not really an image) becomes an
+:class:`Unreadable` item when it is loaded, so one bad file costs one row, not
+the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from attribkit.errors import InputError
+
+#: torchvision's ImageFolder extensions
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+@dataclasses.dataclass(frozen=True)
+class Unreadable:
+    """An item whose image could not be read: ``explain_dataset`` stores its row as
+    skipped, with ``reason`` (or raises, with ``strict=True``). Any dataset may return one."""
+
+    reason: str
+
+
+class ImageFolder:
+    """The images of a folder as model inputs (see the module docstring).
+
+    Items are ``(image,)`` for a flat folder and ``(image, label)`` with class
+    sub-folders; ``image`` is a ``(3, size, size)`` tensor made by
+    :func:`attribkit.images.to_input` (centre crop or, ``crop=False``, the whole
+    image resized; ImageNet normalisation).
+
+    Attributes:
+        root: the folder.
+        ids: each file's path relative to ``root`` (POSIX separators).
+        labels: each file's class index, or ``None`` for a flat folder.
+        classes: the class names (sub-folder names), or ``None``.
+        skipped: ``(path, reason)`` of the files left out because they are not images.
+    """
+
+    def __init__(self, root: str | Path, size: int = 224, *, crop: bool = True) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise InputError(f"{self.root} is not a folder of images")
+        self.size, self.crop = size, crop
+        folders = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        self.classes = [p.name for p in folders] or None
+        found: list[tuple[Path, int | None]] = []
+        others = []
+        if self.classes is None:
+            found = [(p, None) for p in _visible(self.root.iterdir())]
+        else:
+            for label, folder in enumerate(folders):
+                found += [(p, label) for p in _visible(folder.rglob("*"))]
+            others = list(_visible(self.root.iterdir()))  # files beside the class folders
+        self.skipped = [(self._id(p), "not in a class folder") for p in others]
+        self.skipped += [(self._id(p), f"not an image file ({p.suffix or 'no extension'})")
+                         for p, _ in found if p.suffix.lower() not in IMAGE_EXTENSIONS]
+        images = [(p, label) for p, label in found if p.suffix.lower() in IMAGE_EXTENSIONS]
+        self.files = [p for p, _ in images]
+        self.ids = [self._id(p) for p in self.files]
+        self.labels = None if self.classes is None else [label for _, label in images]
+
+    def _id(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[Any, ...] | Unreadable:
+        from attribkit.images import load_image, to_input
+
+        try:
+            picture = load_image(self.files[index])
+        except Exception as exc:  # noqa: BLE001 - whatever PIL raises, the file is bad, not the run
+            return Unreadable(f"cannot read image: {type(exc).__name__}: {exc}")
+        image = to_input(picture, self.size, crop=self.crop)[0]
+        return (image,) if self.labels is None else (image, self.labels[index])
+
+
+def _visible(paths: Any) -> list[Path]:
+    """The files among ``paths`` whose own names do not start with a dot, sorted."""
+    return sorted(p for p in paths if p.is_file() and not p.name.startswith("."))
+
+
+def image_folder(root: str | Path, size: int = 224, *, crop: bool = True) -> ImageFolder:
+    """The images under ``root`` as a dataset for :func:`~attribkit.datasets.run.explain_dataset`
+    (see :class:`ImageFolder`)."""
+    return ImageFolder(root, size, crop=crop)

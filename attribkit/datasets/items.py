@@ -1,0 +1,210 @@
+"""A dataset's items as batches for :func:`~attribkit.datasets.run.explain_dataset`.
+
+An item is an image tensor ``(C, H, W)``, or a tuple ``(image,)``, ``(image,
+label)`` or ``(image, label, mask)`` (``mask``: the ``(H, W)`` evidence, for
+localisation metrics), or an :class:`~attribkit.datasets.folder.Unreadable`
+(one skipped row). :func:`batches` builds a ``DataLoader`` over the batches a
+process computes: batch ``b`` is always items ``b*B .. b*B+B-1``, whatever
+order or process computes it, so it is chunk ``b`` of the store. Collation runs
+in the loader's workers (decoding overlaps the model's work); a problem with
+the data's structure (not an image tensor, shapes that differ) is carried back
+as :attr:`Batch.problem` and raised in the main process as an
+:class:`~attribkit.errors.InputError`, not as a worker's traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from attribkit.datasets.folder import ImageFolder, Unreadable
+from attribkit.errors import InputError
+
+ITEM_FORMS = "an image tensor (C, H, W), or a tuple (image,), (image, label) or (image, label, mask)"
+
+
+@dataclasses.dataclass
+class Batch:
+    """Batch ``number`` of the data: rows ``start .. start + size - 1``.
+
+    Attributes:
+        images: ``(k, C, H, W)``, the readable rows only (``None`` if none is).
+        readable: ``(size,)`` bool, which rows :attr:`images` holds.
+        labels: ``(size,)`` int64 (-1 for an unreadable row), or ``None``.
+        masks: ``(k, H, W)`` bool evidence of the readable rows, or ``None``.
+        errors: why each row could not be read, ``""`` when it was.
+        problem: a structural problem with the data (raised by the caller).
+    """
+
+    number: int
+    start: int
+    size: int
+    images: torch.Tensor | None = None
+    readable: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    masks: torch.Tensor | None = None
+    errors: list[str] = dataclasses.field(default_factory=list)
+    problem: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One parsed item: its image, label and mask (``None`` when absent)."""
+
+    image: torch.Tensor
+    label: int | None
+    mask: torch.Tensor | None
+
+
+def parse_item(item: Any, index: int) -> Item | Unreadable:
+    """An item of the data as an :class:`Item` (``InputError`` naming the index and the
+    forms an item may take), or the :class:`Unreadable` it is."""
+    if isinstance(item, Unreadable):
+        return item
+    parts = tuple(item) if isinstance(item, (tuple, list)) else (item,)
+    if not 1 <= len(parts) <= 3:
+        raise InputError(f"item {index} of the data has {len(parts)} parts; an item is {ITEM_FORMS}")
+    image = parts[0]
+    if isinstance(image, np.ndarray):
+        image = torch.from_numpy(image)
+    if not isinstance(image, torch.Tensor):
+        hint = (" (give the dataset a transform that makes tensors, e.g. torchvision.transforms.ToTensor(),"
+                " or use attribkit.image_folder)") if type(image).__module__.startswith("PIL") else ""
+        raise InputError(f"item {index} of the data holds a {type(image).__name__} where an image tensor "
+                         f"belongs{hint}; an item is {ITEM_FORMS}")
+    if image.ndim != 3:
+        raise InputError(f"item {index} of the data is an image of shape {tuple(image.shape)}; an image "
+                         "is one (C, H, W) tensor, without a batch dimension")
+    label = None
+    if len(parts) >= 2:
+        label = parts[1]
+        if isinstance(label, torch.Tensor) and label.numel() == 1:
+            label = label.item()
+        if not isinstance(label, numbers.Integral) or isinstance(label, bool):
+            raise InputError(f"item {index} of the data has the label {label!r}; a label is one integer class")
+        label = int(label)
+    mask = None
+    if len(parts) == 3:
+        mask = torch.as_tensor(parts[2])
+        if mask.ndim == 3 and mask.shape[0] == 1:
+            mask = mask[0]
+        if tuple(mask.shape) != tuple(image.shape[-2:]):
+            raise InputError(f"item {index} of the data has a mask of shape {tuple(mask.shape)} for an image "
+                             f"of {tuple(image.shape[-2:])}; a mask is (H, W), like the image")
+        mask = mask.bool()
+    return Item(image, label, mask)
+
+
+class Indexed(torch.utils.data.Dataset):
+    """``dataset[i]`` as ``(i, dataset[i])``, so that a batch knows its rows."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[int, Any]:
+        return index, self.dataset[index]
+
+
+class Collate:
+    """Make a :class:`Batch` of ``[(index, item), ...]`` (picklable, for workers)."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+
+    def __call__(self, pairs: Sequence[tuple[int, Any]]) -> Batch:
+        indices = [i for i, _ in pairs]
+        batch = Batch(number=indices[0] // self.batch_size, start=indices[0], size=len(pairs))
+        try:
+            parsed = [parse_item(item, i) for i, item in pairs]
+            readable = [p for p in parsed if isinstance(p, Item)]
+            batch.errors = [p.reason if isinstance(p, Unreadable) else "" for p in parsed]
+            batch.readable = np.array([isinstance(p, Item) for p in parsed])
+            if readable:
+                shapes = {tuple(p.image.shape) for p in readable}
+                if len(shapes) > 1:
+                    raise InputError(f"the images of batch {batch.number} have different shapes "
+                                     f"({', '.join(map(str, sorted(shapes)))}); resize them to one size in "
+                                     "the dataset (attribkit.image_folder(size=...) does)")
+                batch.images = torch.stack([p.image for p in readable])
+                if any(p.mask is not None for p in readable):
+                    if not all(p.mask is not None for p in readable):
+                        raise InputError(f"some items of batch {batch.number} have a mask and others not")
+                    batch.masks = torch.stack([p.mask for p in readable])
+            if any(p.label is not None for p in readable):
+                batch.labels = np.array([p.label if isinstance(p, Item) and p.label is not None else -1
+                                         for p in parsed], dtype=np.int64)
+        except InputError as exc:
+            batch.problem = str(exc)
+        return batch
+
+
+def first_readable(dataset: Any, limit: int = 1000) -> tuple[int, Item]:
+    """The index and parsed form of the first readable item (of the first ``limit``)."""
+    reasons = []
+    for index in range(min(len(dataset), limit)):
+        parsed = parse_item(dataset[index], index)
+        if isinstance(parsed, Item):
+            return index, parsed
+        reasons.append(parsed.reason)
+    if not len(dataset):
+        raise InputError("the data has no items")
+    raise InputError(f"none of the first {len(reasons)} items of the data can be read "
+                     f"(item 0: {reasons[0]})")
+
+
+def unwrap(data: Any, batch_size: int | None, num_workers: int | None) -> tuple[Any, int, int]:
+    """``(dataset, batch_size, num_workers)`` of a ``Dataset`` or a ``DataLoader``
+    (the loader's own batch size and workers unless given). A shuffling loader is
+    refused: rows are stored in the dataset's order, so that a run can resume."""
+    loader = torch.utils.data.DataLoader
+    if isinstance(data, loader):
+        if not isinstance(data.sampler, torch.utils.data.SequentialSampler):
+            raise InputError(f"the DataLoader draws items with a {type(data.sampler).__name__}; explain_dataset "
+                             "stores rows in the dataset's order: pass a loader without shuffle or a "
+                             "sampler, or the dataset itself")
+        batch_size = batch_size or data.batch_size
+        num_workers = data.num_workers if num_workers is None else num_workers
+        data = data.dataset
+    if isinstance(data, torch.utils.data.IterableDataset) or not hasattr(data, "__getitem__") \
+            or not hasattr(data, "__len__"):
+        raise InputError(f"data must be a map-style torch Dataset (len() and [i]) or a DataLoader over "
+                         f"one, got {type(data).__name__}")
+    batch_size = 64 if batch_size is None else batch_size
+    if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    num_workers = 0 if num_workers is None else num_workers
+    if not isinstance(num_workers, numbers.Integral) or num_workers < 0:
+        raise InputError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+    return data, int(batch_size), int(num_workers)
+
+
+def item_ids(dataset: Any) -> tuple[np.ndarray, list[str] | None, list[tuple[str, str]]]:
+    """``(ids, class names, skipped files)``: relative file paths for an
+    :class:`~attribkit.datasets.folder.ImageFolder` (or torchvision's folder
+    datasets, by their ``samples``), indices otherwise."""
+    if isinstance(dataset, ImageFolder):
+        return np.array(dataset.ids, dtype=object), dataset.classes, list(dataset.skipped)
+    samples = getattr(dataset, "samples", None)
+    if isinstance(samples, list) and len(samples) == len(dataset) and samples and \
+            isinstance(samples[0], tuple):
+        return (np.array([str(path) for path, *_ in samples], dtype=object),
+                list(getattr(dataset, "classes", None) or []) or None, [])
+    return np.arange(len(dataset), dtype=np.int64), list(getattr(dataset, "classes", None) or []) or None, []
+
+
+def batches(dataset: Any, numbers_: Sequence[int], batch_size: int, num_workers: int,
+            pin_memory: bool) -> torch.utils.data.DataLoader:
+    """A loader of the :class:`Batch` es ``numbers_`` (in that order)."""
+    n = len(dataset)
+    plan = [list(range(b * batch_size, min(n, (b + 1) * batch_size))) for b in numbers_]
+    return torch.utils.data.DataLoader(
+        Indexed(dataset), batch_sampler=plan, num_workers=num_workers, collate_fn=Collate(batch_size),
+        pin_memory=pin_memory, prefetch_factor=2 if num_workers else None)

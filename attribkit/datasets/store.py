@@ -1,0 +1,281 @@
+"""The store of :func:`~attribkit.datasets.run.explain_dataset`: a zarr v3 group, one chunk per batch.
+
+Layout of ``RUN.zarr`` (``N`` items in batches of ``B``; every array of ``N``
+rows is chunked by ``B`` rows, so batch ``b`` is chunk ``b`` of each)::
+
+    zarr.json                  attributes["attribkit"]: the run's metadata (below)
+    ids                        (N,) file paths (str) or dataset indices (int64)
+    errors                     (N,) why an item could not be read, "" when it was
+    labels                     (N,) int64, when the data has labels (-1: unreadable item)
+    targets                    (N,) int64, the explained class (absent for a callable target)
+    predictions, scores        (N,) int64 top class and float32 its score (the model's output)
+    maps/METHOD                (N, ...) float32 maps, as ``explain`` returns them; uncompressed
+    metrics/METHOD/METRIC      (N,) float32 per-image scores
+    done                       (batches,) bool: batch b's completion marker
+
+A batch is written whole or not at all: zarr's ``LocalStore`` writes every
+chunk to a temporary file and renames it into place (atomic on POSIX), so a
+killed process leaves no torn chunk; and batch ``b``'s marker ``done[b]`` is
+written only after every one of its chunks. Chunk files alone could not say a
+batch is finished: a batch spans many arrays, and zarr writes no chunk whose
+values all equal the fill value. A batch without its marker is computed again
+on resume; temporary files a kill left behind are removed then.
+
+The metadata holds ``settings`` (what the values depend on: the model's class
+and a fingerprint of its weights, the data, methods with their options and
+layers, target, batch size, metrics, image shape, the attribkit version),
+compared when a run resumes; ``layers`` (the layer each method used),
+``classes`` (class names, when the data has them), ``skipped_files`` (files of
+a folder that are not images) and ``runs`` (one record per finished call).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from attribkit.errors import AttribkitError, MissingDependencyError
+
+FORMAT = 1
+_PARTIAL = re.compile(r".*\.[0-9a-f]{32}\.partial")  # zarr LocalStore's temporary chunk files
+
+
+class StoreError(AttribkitError, ValueError):
+    """A path is not an attribkit store, or holds the results of another run."""
+
+
+class Predictions(NamedTuple):
+    """The model's top class per image and its score (the model's output for that class)."""
+
+    classes: np.ndarray
+    scores: np.ndarray
+
+
+def zarr_module() -> Any:
+    """``zarr``, or :class:`MissingDependencyError` with the pip command."""
+    try:
+        import zarr
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "attribkit's dataset store needs zarr (>= 3), which is not installed: "
+            "pip install 'attribkit[datasets]'") from exc
+    return zarr
+
+
+def fill_value(dtype: np.dtype) -> Any:
+    """What an unwritten or unreadable row holds: NaN, -1, False or ``""``."""
+    if dtype.kind == "f":
+        return np.nan
+    if dtype.kind in "iu":
+        return -1
+    return False if dtype.kind == "b" else ""
+
+
+class AttributionStore:
+    """The maps, targets, predictions and metric scores of one ``explain_dataset`` run.
+
+    ``store[method]`` is the zarr array ``(N, ...)`` of that method's maps (read
+    lazily: slice it, or ``np.asarray`` it whole); the other attributes are NumPy
+    arrays of ``N`` rows. Rows of batches not yet written hold NaN (maps, scores)
+    or -1 (classes); :attr:`done` says which rows are stored.
+    """
+
+    def __init__(self, group: Any) -> None:
+        self._group = group
+        self.path = Path(str(group.store.root))
+        meta = group.attrs.asdict().get("attribkit")
+        if not isinstance(meta, Mapping) or meta.get("format") != FORMAT:
+            raise StoreError(f"{self.path} is a zarr store, but not one written by attribkit's "
+                             "explain_dataset (its attributes lack attribkit's metadata)")
+        self.meta: dict[str, Any] = dict(meta)
+        self._arrays: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ reading
+
+    def _array(self, key: str) -> Any:
+        if key not in self._arrays:
+            self._arrays[key] = self._group[key]
+        return self._arrays[key]
+
+    def _column(self, key: str) -> np.ndarray | None:
+        return self._array(key)[:] if key in self._group else None
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What the values depend on (compared when a run resumes)."""
+        return self.meta["settings"]
+
+    @property
+    def methods(self) -> list[str]:
+        """The stored methods, in the order they were given."""
+        return list(self.settings["methods"])
+
+    @property
+    def layers(self) -> dict[str, str | None]:
+        """The layer each method used (``None`` for pixel methods)."""
+        return dict(self.meta["layers"])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.settings["batch_size"])
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The data's class names (an image folder's class folders), if it has them."""
+        return self.meta.get("classes")
+
+    @property
+    def runs(self) -> list[dict[str, Any]]:
+        """One record per finished call: images computed, seconds, processes."""
+        return list(self.meta.get("runs", []))
+
+    def __len__(self) -> int:
+        return int(self.settings["data"]["items"])
+
+    def __getitem__(self, method: str) -> Any:
+        if method not in self.settings["methods"]:
+            from attribkit.api import get_method  # an alias; the registry needs no torch
+
+            try:
+                method = get_method(method).name
+            except LookupError:
+                pass
+        if method not in self.settings["methods"]:
+            raise KeyError(f"{self.path} holds no maps of {method!r}; stored methods: "
+                           f"{', '.join(self.methods)}")
+        return self._array(f"maps/{method}")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.methods)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """File paths (relative to the folder) or dataset indices."""
+        return self._array("ids")[:]
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        """The data's labels (-1 for an unreadable item), or ``None`` when it has none."""
+        return self._column("labels")
+
+    @property
+    def targets(self) -> np.ndarray | None:
+        """The explained class per image, or ``None`` for a callable target."""
+        return self._column("targets")
+
+    @property
+    def predictions(self) -> Predictions | None:
+        """Top class and score per image, or ``None`` when the model's output is not ``(B, classes)``."""
+        if "predictions" not in self._group:
+            return None
+        return Predictions(self._array("predictions")[:], self._array("scores")[:])
+
+    @property
+    def metrics(self) -> dict[str, dict[str, np.ndarray]]:
+        """``metrics[method][metric]``: one score per image."""
+        return {m: {k: self._array(f"metrics/{m}/{k}")[:] for k in self.settings["metrics"]}
+                for m in self.methods}
+
+    @property
+    def batches_done(self) -> np.ndarray:
+        """One flag per batch: its completion marker is written."""
+        return self._array("done")[:]
+
+    @property
+    def done(self) -> np.ndarray:
+        """One flag per image: its batch is stored."""
+        return np.repeat(self.batches_done, self.batch_size)[:len(self)]
+
+    @property
+    def complete(self) -> bool:
+        """Every batch is stored."""
+        return bool(self.batches_done.all())
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """``(id, reason)`` of every item left out: files of the folder that are not
+        images, and stored items that could not be read."""
+        errors = self._array("errors")[:]
+        bad = np.flatnonzero((errors != "") & self.done)
+        ids = self.ids
+        return [tuple(pair) for pair in self.meta.get("skipped_files", [])] + [
+            (str(ids[i]), str(errors[i])) for i in bad]
+
+    def __repr__(self) -> str:
+        state = "complete" if self.complete else f"{int(self.done.sum())} of {len(self)} images stored"
+        return f"AttributionStore('{self.path}', {len(self)} images, methods {self.methods}, {state})"
+
+    # ------------------------------------------------------------------ writing
+
+    def write_batch(self, batch: int, start: int, columns: Mapping[str, np.ndarray]) -> None:
+        """Write batch ``batch`` (rows from ``start``): every column, then its marker."""
+        for key, values in columns.items():
+            self._array(key)[start:start + len(values)] = values
+        self._array("done")[batch] = True
+
+    def add_run(self, record: Mapping[str, Any]) -> None:
+        """Append a run record to the metadata (one process: rank 0)."""
+        self.meta["runs"] = [*self.runs, dict(record)]
+        self._group.attrs["attribkit"] = self.meta
+
+
+def open_store(path: str | Path) -> AttributionStore:
+    """Open the store an ``explain_dataset`` run wrote at ``path``, read-only."""
+    return _open(path, "r")
+
+
+def open_writable(path: str | Path) -> AttributionStore:
+    """Open an existing store to write batches into (each process of a run)."""
+    return _open(path, "r+")
+
+
+def _open(path: str | Path, mode: str) -> AttributionStore:
+    zarr = zarr_module()
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        what = "does not exist" if not path.exists() else "is not a zarr store (it has no zarr.json)"
+        raise StoreError(f"{path} {what}")
+    return AttributionStore(zarr.open_group(path, mode=mode))
+
+
+def create_store(path: Path, meta: Mapping[str, Any], columns: Mapping[str, tuple[tuple[int, ...], np.dtype]],
+                 items: int, batch_size: int) -> AttributionStore:
+    """A new store at ``path`` (absent or an empty folder) with one array per
+    column (``name -> (row shape, dtype)``) of ``items`` rows chunked by ``batch_size``."""
+    zarr = zarr_module()
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise StoreError(f"{path} exists and is not an attribkit store; refusing to write into it "
+                         "(pass another output path)")
+    group = zarr.open_group(path, mode="w", attributes={"attribkit": {"format": FORMAT, **meta}})
+    for name, (shape, dtype) in columns.items():
+        dtype = np.dtype(dtype)
+        group.create_array(name, shape=(items, *shape), chunks=(batch_size, *shape),
+                           dtype=str if dtype.kind in "OU" else dtype, fill_value=fill_value(dtype),
+                           compressors=None if name.startswith("maps/") else "auto")
+    group.create_array("done", shape=(-(-items // batch_size),), chunks=(1,), dtype=bool, fill_value=False)
+    return AttributionStore(group)
+
+
+def resume_store(path: Path, settings: Mapping[str, Any]) -> AttributionStore:
+    """The writable store at ``path`` if it was written with these ``settings``, else
+    :class:`StoreError` naming what differs. Temporary files of a killed writer are removed."""
+    store = _open(path, "r+")
+    differences = [f"{key} was {_short(store.settings.get(key))}, now {_short(settings.get(key))}"
+                   for key in sorted(set(store.settings) | set(settings))
+                   if store.settings.get(key) != settings.get(key)]
+    if differences:
+        raise StoreError(f"{path} holds the results of another run ({'; '.join(differences)}); "
+                         f"pass another output path, or delete {path} to start over")
+    for leftover in path.rglob("*.partial"):
+        if _PARTIAL.fullmatch(leftover.name):
+            leftover.unlink(missing_ok=True)
+    return store
+
+
+def _short(value: Any, size: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= size else text[:size - 3] + "..."

@@ -1,0 +1,64 @@
+"""Small datasets for the explain_dataset tests (also imported by their subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import torch
+
+from attribkit.datasets.folder import Unreadable
+from attribkit.testing import TinyCNN
+
+SIZE = 16
+CLASSES = 5
+
+
+def small_model() -> torch.nn.Module:
+    """The seeded TinyCNN every test process builds alike."""
+    torch.manual_seed(0)
+    return TinyCNN(classes=CLASSES).eval()
+
+
+def image(index: int) -> torch.Tensor:
+    """Item ``index``'s image: a fixed function of the index."""
+    gen = torch.Generator().manual_seed(1000 + index)
+    return torch.randn(3, SIZE, SIZE, generator=gen)
+
+
+def stacked(n: int) -> torch.Tensor:
+    return torch.stack([image(i) for i in range(n)])
+
+
+class Numbered(torch.utils.data.Dataset):
+    """``n`` items ``(image, label[, mask])``; items in ``unreadable`` are :class:`Unreadable`.
+
+    With the environment variable ``KILL_AT=k`` the process SIGKILLs itself when
+    item ``k`` is loaded (a crash in the middle of a run)."""
+
+    def __init__(self, n: int = 10, *, labels: bool = True, masks: bool = False,
+                 unreadable: tuple[int, ...] = ()) -> None:
+        self.n, self.with_labels, self.masks, self.unreadable = n, labels, masks, unreadable
+
+    def __len__(self) -> int:
+        return self.n
+
+    def label(self, index: int) -> int:
+        return (index * 3) % CLASSES
+
+    def mask(self, index: int) -> torch.Tensor:
+        mask = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+        row = index % (SIZE - 4)
+        mask[row:row + 4, 2:6] = True
+        return mask
+
+    def __getitem__(self, index: int):
+        if os.environ.get("KILL_AT") == str(index):
+            os.kill(os.getpid(), signal.SIGKILL)
+        if index in self.unreadable:
+            return Unreadable(f"item {index} is damaged")
+        if not self.with_labels:
+            return image(index)
+        if self.masks:
+            return image(index), self.label(index), self.mask(index)
+        return image(index), self.label(index)

@@ -1,0 +1,203 @@
+"""explain_dataset and its store: values equal explain's, every column, resume, bad input."""
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+import attribkit as ak
+from attribkit.datasets.store import StoreError
+from attribkit.errors import InputError, InvalidOptionError, LayerError, TargetError, UnknownMethodError
+from attribkit.testing import assert_model_untouched
+from tests.dataset_support import CLASSES, Numbered, small_model, stacked
+
+METHODS = ["saliency", "gradcam", "occlusion"]
+OCCLUSION = {"window": 8, "stride": 8}
+
+
+@pytest.fixture
+def model():
+    return small_model()
+
+
+def run(model, data, out, methods=("saliency",), **kwargs):
+    kwargs.setdefault("progress", False)
+    return ak.explain_dataset(model, data, list(methods), out, **kwargs)
+
+
+def test_maps_equal_explain_on_the_stacked_images(model, tmp_path):
+    data = Numbered(10)
+    store = run(model, data, tmp_path / "run.zarr", METHODS, batch_size=4, occlusion=OCCLUSION)
+    x = stacked(10)
+    assert isinstance(store, ak.AttributionStore) and store.complete and len(store) == 10
+    assert store.methods == METHODS
+    for method in METHODS:
+        options = {"occlusion": OCCLUSION}.get(method, {})
+        expected = ak.explain(model, x, method=method, **options)
+        got = np.asarray(store[method])
+        assert got.dtype == np.float32 and got.shape == tuple(expected.values.shape)
+        np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(store.targets, expected.target.numpy())
+    with torch.no_grad():
+        scores = model(x)
+    np.testing.assert_array_equal(store.predictions.classes, scores.argmax(1).numpy())
+    np.testing.assert_allclose(store.predictions.scores, scores.max(1).values.numpy(), rtol=1e-5)
+    np.testing.assert_array_equal(store.labels, [data.label(i) for i in range(10)])
+    np.testing.assert_array_equal(store.ids, np.arange(10))
+    assert store.layers == {"saliency": None, "gradcam": ak.explain(model, x[:1], method="gradcam").layer,
+                            "occlusion": None}
+    assert store["grad_cam"].shape == store["gradcam"].shape  # aliases work
+    again = ak.open_store(tmp_path / "run.zarr")
+    np.testing.assert_array_equal(np.asarray(again["gradcam"]), np.asarray(store["gradcam"]))
+    assert again.runs[-1]["images"] == 10 and again.runs[-1]["processes"] == 1
+
+
+def test_metrics_equal_evaluate_on_the_stacked_images(model, tmp_path):
+    data = Numbered(9, masks=True)
+    metrics = ["deletion_auc", "pointing_game", "relevance_mass_accuracy"]
+    store = run(model, data, tmp_path / "run.zarr", ["saliency", "gradcam"], batch_size=4, metrics=metrics,
+                metric_options={"deletion_auc": {"steps": 8}})
+    x = stacked(9)
+    masks = torch.stack([data.mask(i) for i in range(9)])
+    for method in ("saliency", "gradcam"):
+        result = ak.explain(model, x, method=method)
+        expected = ak.evaluate(model, x, result, metrics=metrics, masks=masks,
+                               options={"deletion_auc": {"steps": 8}})
+        for metric in metrics:
+            np.testing.assert_allclose(store.metrics[method][metric], expected[metric].scores.numpy(),
+                                       rtol=1e-4, atol=1e-5, err_msg=f"{method} {metric}")
+
+
+@pytest.mark.parametrize("form", ["label", "int", "per_item", "callable"])
+def test_targets(model, tmp_path, form):
+    data = Numbered(6)
+    x = stacked(6)
+    target = {"label": "label", "int": 3, "per_item": [i % CLASSES for i in range(6)],
+              "callable": lambda scores: scores[:, 1] - scores[:, 0]}[form]
+    store = run(model, data, tmp_path / "run.zarr", batch_size=4, target=target)
+    explained = [data.label(i) for i in range(6)] if form == "label" else target
+    expected = ak.explain(model, x, explained, method="saliency")
+    np.testing.assert_allclose(np.asarray(store["saliency"]), expected.numpy(), rtol=1e-5, atol=1e-7)
+    if form == "callable":
+        assert store.targets is None
+    else:
+        np.testing.assert_array_equal(store.targets, expected.target.numpy())
+
+
+def test_a_dataloader_gives_its_batch_size_and_a_shuffling_one_is_refused(model, tmp_path):
+    loader = torch.utils.data.DataLoader(Numbered(7), batch_size=3)
+    store = run(model, loader, tmp_path / "run.zarr", batch_size=None)
+    assert store.batch_size == 3 and store.complete
+    np.testing.assert_allclose(np.asarray(store["saliency"]),
+                               ak.explain(model, stacked(7), method="saliency").numpy(), rtol=1e-5, atol=1e-7)
+    with pytest.raises(InputError, match="RandomSampler"):
+        run(model, torch.utils.data.DataLoader(Numbered(7), shuffle=True), tmp_path / "other.zarr")
+
+
+def test_workers_give_the_same_store(model, tmp_path):
+    one = run(model, Numbered(8), tmp_path / "a.zarr", batch_size=3)
+    two = run(model, Numbered(8), tmp_path / "b.zarr", batch_size=3, num_workers=2)
+    np.testing.assert_array_equal(np.asarray(one["saliency"]), np.asarray(two["saliency"]))
+
+
+def test_unreadable_items_are_stored_as_skipped_rows_or_fatal_with_strict(model, tmp_path):
+    data = Numbered(7, unreadable=(2, 5))
+    store = run(model, data, tmp_path / "run.zarr", ["saliency", "gradcam"], batch_size=3)
+    values = np.asarray(store["saliency"])
+    assert np.isnan(values[[2, 5]]).all() and not np.isnan(values[[0, 1, 3, 4, 6]]).any()
+    readable = [0, 1, 3, 4, 6]
+    expected = ak.explain(model, stacked(7)[readable], method="saliency")
+    np.testing.assert_allclose(values[readable], expected.numpy(), rtol=1e-5, atol=1e-7)
+    assert store.targets[2] == -1 and store.labels[5] == -1 and store.predictions.classes[2] == -1
+    assert store.skipped == [("2", "item 2 is damaged"), ("5", "item 5 is damaged")]
+    assert store.done.all()
+    with pytest.raises(InputError, match="item 2 cannot be read.*damaged"):
+        run(model, data, tmp_path / "strict.zarr", batch_size=3, strict=True)
+
+
+def test_a_batch_with_no_readable_item(model, tmp_path):
+    store = run(model, Numbered(4, unreadable=(0, 1)), tmp_path / "run.zarr", batch_size=2)
+    assert store.complete and np.isnan(np.asarray(store["saliency"])[:2]).all()
+
+
+def test_resume_computes_only_the_missing_batches(model, tmp_path):
+    out = tmp_path / "run.zarr"
+    full = run(model, Numbered(10), tmp_path / "full.zarr", ["saliency", "gradcam"], batch_size=3)
+    run(model, Numbered(10), out, ["saliency", "gradcam"], batch_size=3)
+    # damage the store as a crash would: batches 1 and 3 lose their markers, a torn temp file is left
+    done = zarr.open_group(out, mode="r+")["done"]
+    done[1] = False
+    done[3] = False
+    (out / "maps" / "saliency" / "c").mkdir(exist_ok=True)
+    torn = out / "maps" / "saliency" / "c" / f"1.{'0' * 32}.partial"
+    torn.write_bytes(b"torn")
+    stamp = {p: p.stat().st_mtime_ns for p in (out / "maps" / "gradcam").rglob("*") if p.is_file()}
+    resumed = run(model, Numbered(10), out, ["saliency", "gradcam"], batch_size=3)
+    assert resumed.complete and resumed.runs[-1]["images"] == 3 + 1  # batch 1 (3 images) and batch 3 (1)
+    assert not torn.exists()
+    for method in ("saliency", "gradcam"):
+        np.testing.assert_array_equal(np.asarray(resumed[method]), np.asarray(full[method]))
+    np.testing.assert_array_equal(resumed.ids, np.arange(10))
+    untouched = [p for p, t in stamp.items() if p.exists() and p.stat().st_mtime_ns == t]
+    assert len(untouched) >= 2  # the chunks of batches 0 and 2 were not written again
+    assert run(model, Numbered(10), out, ["saliency", "gradcam"], batch_size=3).runs[-1]["images"] == 0
+
+
+def test_a_store_of_another_run_is_refused(model, tmp_path):
+    out = tmp_path / "run.zarr"
+    run(model, Numbered(6), out, batch_size=3)
+    with pytest.raises(StoreError, match="another run.*methods was \\['saliency'\\], now \\['gradcam'\\]"):
+        run(model, Numbered(6), out, ["gradcam"], batch_size=3)
+    with pytest.raises(StoreError, match="batch_size was 3, now 2"):
+        run(model, Numbered(6), out, batch_size=2)
+    other = small_model()
+    with torch.no_grad():
+        other.fc.bias += 1
+    with pytest.raises(StoreError, match="model was"):
+        run(other, Numbered(6), out, batch_size=3)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "file.txt").write_text("mine")
+    with pytest.raises(StoreError, match="exists and is not an attribkit store"):
+        run(model, Numbered(6), tmp_path / "busy")
+    with pytest.raises(StoreError, match="does not exist"):
+        ak.open_store(tmp_path / "nothing.zarr")
+
+
+def test_bad_input_gets_explains_errors_and_the_model_is_untouched(model, tmp_path):
+    model.train()
+    data = Numbered(4)
+    with assert_model_untouched(model):
+        with pytest.raises(UnknownMethodError):
+            run(model, data, tmp_path / "a.zarr", ["no_such_method"])
+        with pytest.raises(LayerError):
+            run(model, data, tmp_path / "b.zarr", ["gradcam"], layer="features.99")
+        with pytest.raises(TargetError, match="out of range"):
+            run(model, data, tmp_path / "c.zarr", target=CLASSES)
+        with pytest.raises(TargetError, match="have none"):
+            run(model, Numbered(4, labels=False), tmp_path / "d.zarr", target="label")
+        with pytest.raises(InvalidOptionError, match="need evidence masks"):
+            run(model, data, tmp_path / "e.zarr", metrics=["pointing_game"])
+        with pytest.raises(InvalidOptionError, match="has an option 'windw'"):
+            run(model, data, tmp_path / "f.zarr", ["saliency", "occlusion"], windw=3)
+        with pytest.raises(InputError, match="holds a str where an image tensor belongs"):
+            run(model, [("not an image", 1)], tmp_path / "g.zarr")
+        with pytest.raises(InputError, match="different shapes"):
+            run(model, [torch.zeros(3, 8, 8), torch.zeros(3, 9, 9)], tmp_path / "h.zarr")
+        run(model, data, tmp_path / "ok.zarr", ["saliency", "gradcam"], batch_size=2)
+    assert model.training
+    assert not (tmp_path / "a.zarr").exists() and not (tmp_path / "b.zarr").exists()
+
+
+def test_per_method_options_and_layers(model, tmp_path):
+    store = run(model, Numbered(4), tmp_path / "run.zarr", ["gradcam", "occlusion"],
+                layer={"gradcam": "features.1"}, occlusion={"window": 4, "stride": 4}, gradcam={"relu": False})
+    assert store.layers["gradcam"] == "features.1"
+    expected = ak.explain(model, stacked(4), method="gradcam", layer="features.1", relu=False)
+    np.testing.assert_allclose(np.asarray(store["gradcam"]), expected.numpy(), rtol=1e-5, atol=1e-7)
+    assert store.settings["options"]["occlusion"]["window"] == 4
+
+
+def test_progress_bar_counts_images(model, tmp_path, capsys):
+    run(model, Numbered(5), tmp_path / "run.zarr", batch_size=2, progress=True)
+    err = capsys.readouterr().err
+    assert "5/5" in err and "img/s" in err
