@@ -1,0 +1,10 @@
+"""Layer-wise relevance propagation as gradient overrides: rules, composites, canonizers.
+
+- :mod:`~attribkit.torch.lrp.rules`: the rules and the autograd functions applying them;
+- :mod:`~attribkit.torch.lrp.composites`: which rule each layer type gets;
+- :mod:`~attribkit.torch.lrp.canonizers`: BatchNorm merging, ResNet residual sums;
+- :mod:`~attribkit.torch.lrp.engine`: the overrides for the duration of a call;
+- :mod:`~attribkit.torch.lrp.kernel`: the ``lrp`` method.
+
+Documentation: ``docs/lrp.md``.
+"""

@@ -1,0 +1,45 @@
+"""The ``lrp`` method: one forward and one backward with the composite's rules.
+
+The relevance at the output is the target score itself (``R_out = S_t(x)`` at the
+target logit, 0 elsewhere), so with LRP-0 rules and no biases the input relevance
+sums to the explained logit (conservation, Bach et al. 2015).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from attribkit.torch.lrp.composites import make_rules
+from attribkit.torch.lrp.engine import composite_applied
+from attribkit.torch.runner import torch_kernel
+from attribkit.torch.targets import ChunkTarget
+
+
+def relevance(model: torch.nn.Module, inputs: torch.Tensor, target: ChunkTarget, *,
+              composite: str = "epsilon_plus_flat", canonize: bool = True, **params: Any) -> torch.Tensor:
+    """LRP relevance of ``inputs`` for the target scores, shaped like ``inputs``.
+
+    ``params``: ``epsilon``, ``gamma``, ``alpha``, ``beta``, ``low``, ``high``,
+    ``stabilizer`` (see :func:`~attribkit.torch.lrp.composites.make_rules`).
+    """
+    rules = make_rules(composite, **params)
+    with composite_applied(model, rules, canonize=canonize):
+        x = inputs.detach().requires_grad_(True)
+        score = target.select(model(x))
+        (grad,) = torch.autograd.grad(score, x, grad_outputs=score.detach())
+    return grad
+
+
+@torch_kernel(thread_safe=False)
+def lrp(model, inputs, target, *, composite: str, canonize: bool, epsilon: float, gamma: float,
+        alpha: float, beta: float, low: Any, high: Any, stabilizer: float) -> torch.Tensor:
+    """Layer-wise relevance propagation (Bach et al. 2015, PLoS ONE 10(7):e0130140;
+    Montavon et al. 2019, "Layer-Wise Relevance Propagation: An Overview"):
+    ``R_in = x' * W'^T (R_out / stab(z'))`` layer by layer, with the rules of
+    ``composite`` (:mod:`attribkit.torch.lrp.composites`), computed as one
+    gradient-overridden backward."""
+    return relevance(model, inputs, target, composite=composite, canonize=canonize,
+                     epsilon=epsilon, gamma=gamma, alpha=alpha, beta=beta, low=low, high=high,
+                     stabilizer=stabilizer)
