@@ -126,3 +126,27 @@ def test_per_channel_box_bounds_equal_zennit(subject):
     with Gradient(model, composite) as attributor:
         _, reference = attributor(x.clone(), lambda out: (onehot * out).detach())
     assert max_relative(ours, reference) < 1e-6
+
+
+@pytest.mark.parametrize("composite", COMPOSITES)
+def test_reference_cnn_equals_zennit_with_merged_batchnorm(composite):
+    """The bench's reference CNN (bias-free convolutions before BatchNorm, max-pooling):
+    Zennit's SequentialMergeBatchNorm is the canonizer."""
+    from zennit.canonizers import SequentialMergeBatchNorm
+
+    from attribkit.bench.reference import ReferenceCNN
+
+    gen = torch.Generator().manual_seed(5)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = ReferenceCNN().eval().double()
+    randomize_batchnorm(model, gen)
+    x = torch.rand(3, 3, 32, 32, generator=gen, dtype=torch.float64)
+    targets = torch.tensor([0, 3, 5])
+    options = {"low": 0.0, "high": 1.0} if composite == "epsilon_gamma_box" else {}
+    ours = ak.explain(model, x, targets, method="lrp", composite=composite, **options).values
+    onehot = torch.nn.functional.one_hot(targets, 6).double()
+    zcomposite = zennit_composite(composite, [SequentialMergeBatchNorm()], low=0.0, high=1.0)
+    with Gradient(model, zcomposite) as attributor:
+        _, reference = attributor(x.clone(), lambda out: (onehot * out).detach())
+    assert max_relative(ours, reference) < 1e-6
