@@ -119,7 +119,7 @@ SUPPORTED: tuple[Entry, ...] = (
           "Bach et al. 2015, On Pixel-Wise Explanations for Non-Linear Classifier Decisions "
           "by Layer-Wise Relevance Propagation, PLoS ONE 10(7):e0130140",
           "layer-wise relevance propagation with Captum's default rules (module.rule overrides)",
-          aliases=("lrp",), model=True),
+          model=True),
     Entry("FeatureAblation", "feature_ablation", "perturbation", ("forward",), "pixel", "signed",
           dict(_MASK),
           "Captum FeatureAblation (occlusion by feature groups; Zeiler & Fergus 2014)",
