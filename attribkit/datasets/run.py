@@ -187,14 +187,16 @@ def _open_for(plan: Plan, out: Path, processes: Processes) -> AttributionStore:
             outcome = exc
     else:
         outcome = None
-    outcome = processes.from_leader(outcome)
-    plan.has_labels, plan.predicts = outcome
+    plan.has_labels, plan.predicts, resolved = processes.from_leader(outcome)
+    # later batches name the layer the probe resolved: no auto-pick probe forward per batch
+    plan.layers.update({name: layer for name, layer in resolved.items() if name in plan.layers})
     return open_writable(out)
 
 
-def _probe_and_create(plan: Plan, out: Path) -> tuple[bool, bool]:
+def _probe_and_create(plan: Plan, out: Path) -> tuple[bool, bool, dict[str, str | None]]:
     """Check the run on the first readable item (the same errors as ``explain``),
-    then resume the store at ``out`` or create it. Returns ``(has_labels, predicts)``."""
+    then resume the store at ``out`` or create it. Returns ``(has_labels, predicts,
+    the layer each method resolved)``."""
     index, item = I.first_readable(plan.dataset)
     if isinstance(plan.target, str) and item.label is None:
         raise TargetError("target='label' explains each item's label, but the data's items have none "
@@ -218,7 +220,7 @@ def _probe_and_create(plan: Plan, out: Path) -> tuple[bool, bool]:
     })
     if (out / "zarr.json").is_file():
         store = resume_store(out, settings)
-        return store.labels is not None, store.predictions is not None
+        return store.labels is not None, store.predictions is not None, store.layers
     x = item.image[None].to(plan.device)
     probe_target = _batch_target(plan, np.array([index]), None if item.label is None else
                                  np.array([item.label]))
@@ -246,7 +248,7 @@ def _probe_and_create(plan: Plan, out: Path) -> tuple[bool, bool]:
     meta = {"settings": settings, "layers": layers, "classes": classes,
             "skipped_files": [list(pair) for pair in skipped], "runs": []}
     create_store(out, meta, columns, len(plan.dataset), plan.batch_size)
-    return item.label is not None, predicts
+    return item.label is not None, predicts, layers
 
 
 def _layer_setting(model: torch.nn.Module, layer: Any) -> Any:
