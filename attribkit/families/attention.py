@@ -1,14 +1,62 @@
 """Built-in plugin: the attention family (vision transformers).
 
 Methods that read a transformer's attention probabilities for the call, without
-editing the model; kernels in :mod:`attribkit.torch.attention`.
+editing the model (the fused attention is computed explicitly while the call runs);
+kernels in :mod:`attribkit.torch.attention`. Each returns a ``(B, 1, gh, gw)`` map
+over the patch grid (``result.upsampled()`` resizes it to the input). Formulas:
+``docs/transformers.md``.
 """
 
 from __future__ import annotations
 
 from attribkit.hookspecs import hookimpl
+from attribkit.registry import MethodSpec
+
+KERNELS = "attribkit.torch.attention"
+# read from the model when None (attribkit.torch.layout.token_layout); given, they override it
+TOKENS = {"prefix_tokens": None, "grid": None}
+
+
+def _attention(name: str, *, aliases: tuple[str, ...] = (), needs: tuple[str, ...],
+               options: dict, reference: str, description: str) -> MethodSpec:
+    return MethodSpec(
+        name=name,
+        aliases=aliases,
+        family="attention",
+        factory=f"{KERNELS}:{name}",
+        needs=needs,
+        output="layer",
+        sign="non-negative",
+        options={**options, **TOKENS},
+        reference=reference,
+        description=description,
+    )
+
+
+SPECS = (
+    _attention(
+        "raw_attention", needs=("module", "attention"),
+        options={"head_fusion": "mean"},
+        reference="the last block's attention weights, as visualised by Dosovitskiy et al. 2021, "
+                  "An Image is Worth 16x16 Words, ICLR, arXiv:2010.11929",
+        description="last block's class-token attention over the patches, heads averaged"),
+    _attention(
+        "attention_rollout", aliases=("rollout",), needs=("module", "attention"),
+        options={"head_fusion": "mean", "discard_ratio": 0.0},
+        reference="Abnar & Zuidema 2020, Quantifying Attention Flow in Transformers, ACL, "
+                  "arXiv:2005.00928",
+        description="product of the blocks' head-fused attention plus identity, class-token row"),
+    _attention(
+        "generic_attention", aliases=("chefer2021", "chefer"), needs=("autograd", "module", "attention"),
+        options={},
+        reference="Chefer, Gur & Wolf 2021, Generic Attention-model Explainability for "
+                  "Interpreting Bi-Modal and Encoder-Decoder Transformers, ICCV, arXiv:2103.15679",
+        description="relevance accumulated from gradient-weighted positive attention"),
+)
 
 
 @hookimpl
 def register_methods(register):
-    """Register this family's methods."""
+    """Register the attention family (kernels in :mod:`attribkit.torch.attention`)."""
+    for spec in SPECS:
+        register(spec)
