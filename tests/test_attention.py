@@ -286,3 +286,22 @@ def test_registered_with_aliases_and_prefix_override():
                                ak.explain(model, x, method="attention_rollout", prefix_tokens=1,
                                           grid=(4, 4)).values)
     assert ak.explain(model, x, method="raw_attention").upsampled().shape == (2, 1, 32, 32)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_vit_as_users_have_it(method):
+    """Training mode, a frozen patch embedding and classifier, a stale ``.grad``, a user
+    hook: all as it was afterwards; generic attention needs no parameter gradient."""
+    model = timm_vit().train()
+    for p in [*model.patch_embed.parameters(), *model.head.parameters()]:
+        p.requires_grad_(False)
+    model.blocks[0].attn.qkv.weight.grad = torch.ones_like(model.blocks[0].attn.qkv.weight)
+    model.blocks[1].register_forward_hook(lambda m, a, o: None)
+    x = vit_images(2)
+    with assert_model_untouched(model):
+        got = ak.explain(model, x, [0, 1], method=method).values
+    model.requires_grad_(False)
+    with assert_model_untouched(model):
+        frozen = ak.explain(model, x, [0, 1], method=method).values
+    torch.testing.assert_close(frozen, got)
+    assert model.training and got.abs().sum() > 0

@@ -39,7 +39,12 @@ def run_in_threads(fn, calls_per_thread):
     return results, errors
 
 
-def shared_model(mode):
+def shared_model(mode, spec=None):
+    if spec is not None and "attention" in spec.needs:  # the attention family reads a transformer's
+        from tests.test_vit_models import timm_vit      # attention: a small timm ViT, 3x3 patches
+
+        model = timm_vit(img_size=12, patch_size=4)
+        return model.eval() if mode == "eval" else model.train()
     torch.manual_seed(0)
     model = TinyCNN()
     return model.eval() if mode == "eval" else as_users_have_it(model)
@@ -48,7 +53,7 @@ def shared_model(mode):
 @pytest.mark.parametrize("method", [s.name for s in ak.methods()])
 def test_every_method_from_four_threads_equals_the_serial_result(method, images):
     spec = ak.get_method(method)
-    model = shared_model("train")
+    model = shared_model("train", spec)
     options = seeded_options(spec)
     x = images[:2]
     serial = ak.explain(model, x, method=method, **options)
