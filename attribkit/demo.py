@@ -84,7 +84,7 @@ def run_demo(out: Path, n_images: int = 4, bench_images: int = 32) -> list[Path]
     print(f"\nexplaining {n_images} test images (classes: "
           f"{', '.join(data.class_names[int(c)] for c in data.labels)}):")
     for spec in methods():
-        if spec.family == "perturbation":
+        if spec.family in ("perturbation", "attention"):  # attention: transformers only
             continue
         start = time.perf_counter()
         try:
@@ -97,7 +97,7 @@ def run_demo(out: Path, n_images: int = 4, bench_images: int = 32) -> list[Path]
         layer = f" layer={result.layer}" if result.layer else ""
         print(f"  {spec.name:34s} {str(tuple(result.values.shape)):18s}{layer:16s} {ms:8.1f} ms")
     builtin = [s.name for s in methods() if (s.plugin or "").startswith("attribkit.")
-               and s.family != "perturbation"]
+               and s.family not in ("perturbation", "attention")]
     grid = compare(model, x, methods=[m for m in builtin if m != "random"],
                    class_names=list(data.class_names))
     written.append(save(grid, out / "compare.png"))
