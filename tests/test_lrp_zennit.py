@@ -150,3 +150,25 @@ def test_reference_cnn_equals_zennit_with_merged_batchnorm(composite):
     with Gradient(model, zcomposite) as attributor:
         _, reference = attributor(x.clone(), lambda out: (onehot * out).detach())
     assert max_relative(ours, reference) < 1e-6
+
+
+@pytest.mark.parametrize("variant", ["lrp", "lrp.epsilon_gamma_box", "lrp.epsilon_alpha2_beta1",
+                                     "lrp.epsilon_plus"])
+def test_bench_variants_equal_their_zennit_peers(variant):
+    """What ``attribkit bench`` scores and times under each LRP composite's name equals
+    the Zennit peer it is timed against (attribkit.bench.peers), default box bounds included."""
+    from attribkit.bench.peers import peer
+    from attribkit.bench.reference import ReferenceCNN
+    from attribkit.bench.runner import bench_method
+
+    gen = torch.Generator().manual_seed(6)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = ReferenceCNN().eval().double()
+    randomize_batchnorm(model, gen)
+    x = torch.rand(2, 3, 32, 32, generator=gen, dtype=torch.float64)
+    targets = torch.tensor([1, 4])
+    spec = bench_method(variant)
+    ours = ak.explain(model, x, targets, method=spec).values
+    reference = peer(variant, "zennit").call(model, x, targets)
+    assert max_relative(ours, reference) < 1e-6

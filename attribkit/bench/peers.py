@@ -1,5 +1,6 @@
 """The one table of peers: attribkit's method -> the same method in Captum,
-pytorch-grad-cam and TorchCAM.
+pytorch-grad-cam, TorchCAM and Zennit (LRP, also per bench variant such as
+``lrp.epsilon_gamma_box``).
 
 The benchmarks time each peer beside ours (:func:`peer_calls`); the tests use
 them as independent references (:func:`peer`, :meth:`Peer.call`). An entry's
@@ -18,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 LIBRARIES = {"captum": "captum.attr", "pytorch-grad-cam": "pytorch_grad_cam",
-             "torchcam": "torchcam.methods"}
+             "torchcam": "torchcam.methods", "zennit": "zennit.composites"}
 
 PeerCall = Callable[..., Any]  # call(model, inputs, targets, layer) -> the peer's result
 
@@ -94,7 +95,45 @@ def _torchcam(peer: Peer, cls: type, model, inputs, targets, layer, options):
         extractor.remove_hooks()
 
 
-_RUNNERS = {"captum": _captum, "pytorch-grad-cam": _pytorch_grad_cam, "torchcam": _torchcam}
+def zennit_canonizers(model) -> list:
+    """Zennit's canonizers for ``model``: ``ResNetCanonizer`` for a torchvision ResNet,
+    ``VGGCanonizer`` for a VGG, ``SequentialMergeBatchNorm`` for anything else
+    (attribkit's ``canonize=True`` does the same)."""
+    from torchvision.models import VGG, ResNet
+    from zennit.canonizers import SequentialMergeBatchNorm
+    from zennit.torchvision import ResNetCanonizer, VGGCanonizer
+
+    if isinstance(model, ResNet):
+        return [ResNetCanonizer()]
+    if isinstance(model, VGG):
+        return [VGGCanonizer()]
+    return [SequentialMergeBatchNorm()]
+
+
+def _zennit(peer: Peer, cls: type, model, inputs, targets, layer, options):
+    """Zennit's ``Gradient`` attributor with composite ``cls`` and :func:`zennit_canonizers`,
+    the output relevance being the target logit (attribkit's convention). The box bounds
+    of ``EpsilonGammaBox`` default to each image's minimum and maximum, as attribkit's."""
+    import torch
+    from zennit.attribution import Gradient
+
+    options = dict(options)
+    if peer.name == "EpsilonGammaBox":
+        dims = tuple(range(1, inputs.ndim))
+        options.setdefault("low", inputs.detach().amin(dim=dims, keepdim=True))
+        options.setdefault("high", inputs.detach().amax(dim=dims, keepdim=True))
+    composite = cls(canonizers=zennit_canonizers(model), **options)
+    index = torch.as_tensor(targets, device=inputs.device)[:, None]
+
+    def output_relevance(scores):
+        return torch.zeros_like(scores).scatter_(1, index, scores.detach().gather(1, index))
+
+    with Gradient(model, composite) as attributor:
+        return attributor(inputs.detach(), output_relevance)[1]
+
+
+_RUNNERS = {"captum": _captum, "pytorch-grad-cam": _pytorch_grad_cam, "torchcam": _torchcam,
+            "zennit": _zennit}
 
 _NO_SMOOTHING = {"aug_smooth": False, "eigen_smooth": False}
 
@@ -114,6 +153,9 @@ PEERS = (
     *(Peer(method, "torchcam", name, no_grad=method in ("cam", "scorecam")) for method, name in (
         ("cam", "CAM"), ("gradcam", "GradCAM"), ("gradcam_pp", "GradCAMpp"),
         ("xgradcam", "XGradCAM"), ("layercam", "LayerCAM"), ("scorecam", "ScoreCAM"))),
+    *(Peer(method, "zennit", name, takes_layer=False) for method, name in (
+        ("lrp", "EpsilonPlusFlat"), ("lrp.epsilon_gamma_box", "EpsilonGammaBox"),
+        ("lrp.epsilon_alpha2_beta1", "EpsilonAlpha2Beta1"), ("lrp.epsilon_plus", "EpsilonPlus"))),
 )
 
 

@@ -31,16 +31,53 @@ from attribkit.bench.evaluate import MetricInput
 from attribkit.bench.metrics import pixel_relevance
 from attribkit.bench.peers import peer_calls
 from attribkit.bench.timing import interleaved_times, median, peak_memory_mb
+from attribkit.errors import UnknownMethodError
 from attribkit.registry import MethodSpec, MetricSpec
 
 PROFILES: dict[str, dict[str, Any]] = {
-    # images scored, images for sanity checks, timing repeats, timing batch
+    # images scored, images for sanity checks, timing repeats, timing batch, how many
+    # VARIANTS beside each method's default (None: all)
     "quick": {"n_images": 64, "sanity_images": 16, "repeats": 3, "speed_batch": 16,
-              "metric_options": {"deletion_auc": {"steps": 16}, "insertion_auc": {"steps": 16}}},
+              "metric_options": {"deletion_auc": {"steps": 16}, "insertion_auc": {"steps": 16}},
+              "variants": 1},
     "full": {"n_images": 500, "sanity_images": 64, "repeats": 10, "speed_batch": 64,
-             "metric_options": {}},
+             "metric_options": {}, "variants": None},
 }
 SLOW_FAMILIES = ("perturbation",)
+BACKWARD_FAMILIES = ("gradient", "lrp")  # floor: one forward + backward
+#: methods scored once per value of one option: the registered default under the
+#: method's name, each other value as ``name.value`` (``lrp.epsilon_gamma_box``), in
+#: this order (the quick profile takes the first one)
+VARIANTS: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "lrp": ("composite", ("epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1",
+                          "epsilon_plus")),
+}
+
+
+def variants(spec: MethodSpec, limit: int | None = None) -> list[MethodSpec]:
+    """``spec``, then one spec per other value of its :data:`VARIANTS` option (at most
+    ``limit``), named ``name.value`` with that value as its default (explain takes the
+    spec itself)."""
+    if spec.name not in VARIANTS:
+        return [spec]
+    option, values = VARIANTS[spec.name]
+    others = [dataclasses.replace(spec, name=f"{spec.name}.{value}", aliases=(),
+                                  options={**spec.options, option: value})
+              for value in values if value != spec.options[option]]
+    return [spec, *others[:limit]]
+
+
+def bench_method(name: str) -> MethodSpec:
+    """A registered method by name or alias, or a :func:`variants` name."""
+    try:
+        return get_method(name)
+    except UnknownMethodError:
+        base = name.rpartition(".")[0]
+        if base in VARIANTS:
+            for spec in variants(get_method(base)):
+                if spec.name == name:
+                    return spec
+        raise
 
 
 @dataclasses.dataclass
@@ -136,13 +173,15 @@ def load_subject(config: BenchConfig, n_images: int, log: Callable[[str], None] 
 
 def choose_methods(config: BenchConfig) -> list[MethodSpec]:
     """``--methods`` or the profile's: quick = attribkit's own built-ins; full = every
-    registered method except the perturbation family (ask for those by name)."""
+    registered method except the perturbation family (ask for those by name); each
+    with its :func:`variants` (the LRP composites: all in full, one in quick)."""
     if config.methods:
-        return [get_method(m) for m in config.methods]
+        return [bench_method(m) for m in config.methods]
     chosen = [s for s in methods() if s.family not in SLOW_FAMILIES]
     if config.profile == "quick":
         chosen = [s for s in chosen if (s.plugin or "").startswith("attribkit.")]
-    return chosen
+    limit = config.settings()["variants"]
+    return [v for s in chosen for v in variants(s, limit)]
 
 
 def choose_metrics(config: BenchConfig, subject: Subject) -> list[MetricSpec]:
@@ -301,7 +340,7 @@ def _summary(scores: torch.Tensor) -> dict[str, float]:
 
 def _floor_call(spec: MethodSpec, model: torch.nn.Module, x: torch.Tensor,
                 targets: torch.Tensor) -> tuple[str, Callable[[], object]]:
-    if spec.family == "gradient":
+    if spec.family in BACKWARD_FAMILIES:
         def forward_backward():
             xx = x.detach().requires_grad_()
             return torch.autograd.grad(model(xx).gather(1, targets[:, None]).sum(), xx)
@@ -356,7 +395,7 @@ def measure_speed(spec: MethodSpec, subject: Subject, config: BenchConfig, setti
                   layer: Any) -> dict:
     """Median time per batch against the method's floor and the peers, interleaved.
 
-    The floor is one forward+backward for gradient methods and one forward for
+    The floor is one forward+backward for gradient and LRP methods and one forward for
     the others, except perturbation methods: their floor is the N forwards they
     make (counted with a hook), run at the best batch size; a ratio of 1 means
     the method costs no more than its model evaluations."""
@@ -367,7 +406,7 @@ def measure_speed(spec: MethodSpec, subject: Subject, config: BenchConfig, setti
     kwargs.update(config.options_for(spec))
 
     def ours():
-        return explain(subject.model, x, t, method=spec.name, batch_size=config.batch_size, **kwargs)
+        return explain(subject.model, x, t, method=spec, batch_size=config.batch_size, **kwargs)
 
     scale, extra = 1.0, {}
     if spec.family == "perturbation":
@@ -382,7 +421,7 @@ def measure_speed(spec: MethodSpec, subject: Subject, config: BenchConfig, setti
     peer_errors = {}
     with _autocast(config):
         for peer, call in peer_calls(spec.name).items():
-            if layer_module is None and spec.family != "gradient":
+            if layer_module is None and spec.family not in BACKWARD_FAMILIES:
                 continue
             bound = functools.partial(call, subject.model, x, t, layer_module)
             try:
@@ -522,7 +561,7 @@ def _relevance(spec: MethodSpec, subject: Subject, config: BenchConfig,
         else:
             kw = {**kwargs, **options}
         with _autocast(config):
-            values = explain(model, inputs, targets, method=spec.name, batch_size=config.batch_size, **kw).values
+            values = explain(model, inputs, targets, method=spec, batch_size=config.batch_size, **kw).values
         return pixel_relevance(values, size)
 
     return explain_fn(subject.model, subject.inputs, subject.targets), explain_fn
