@@ -201,3 +201,26 @@ def test_progress_bar_counts_images(model, tmp_path, capsys):
     run(model, Numbered(5), tmp_path / "run.zarr", batch_size=2, progress=True)
     err = capsys.readouterr().err
     assert "5/5" in err and "img/s" in err
+
+
+class FailingStore:
+    """A store whose second batch cannot be written (a full disk)."""
+
+    def __init__(self):
+        self.written = []
+
+    def write_batch(self, batch, start, columns):
+        if batch == 1:
+            raise OSError("No space left on device")
+        self.written.append(batch)
+
+
+def test_a_write_error_reaches_the_caller_and_earlier_batches_are_kept():
+    from attribkit.datasets.writer import BatchWriter
+
+    store = FailingStore()
+    with pytest.raises(OSError, match="No space left"):
+        with BatchWriter(store, pending=1) as writer:
+            for batch in range(4):
+                writer.put(batch, batch * 2, {})
+    assert store.written == [0]  # nothing after the failed batch is written

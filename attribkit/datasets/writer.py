@@ -28,7 +28,8 @@ class BatchWriter:
     def __init__(self, store: AttributionStore, pending: int = 2) -> None:
         self.store = store
         self._queue: queue.Queue = queue.Queue(maxsize=pending)
-        self._error: BaseException | None = None
+        self._error: BaseException | None = None  # the first failed write; later batches are dropped
+        self._raised = False
         self._thread = threading.Thread(target=self._run, name="attribkit-store-writer", daemon=True)
         self._thread.start()
 
@@ -44,9 +45,9 @@ class BatchWriter:
                     self._error = exc
 
     def _raise(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+        if self._error is not None and not self._raised:
+            self._raised = True
+            raise self._error
 
     def put(self, batch: int, start: int, columns: Mapping[str, np.ndarray]) -> None:
         """Queue batch ``batch`` (rows from ``start``); waits while ``pending`` are queued."""
