@@ -224,3 +224,24 @@ def test_a_write_error_reaches_the_caller_and_earlier_batches_are_kept():
             for batch in range(4):
                 writer.put(batch, batch * 2, {})
     assert store.written == [0]  # nothing after the failed batch is written
+
+
+class Interrupted(Numbered):
+    """Ctrl-C while item 5 is loaded (while ``interrupt`` is set)."""
+
+    interrupt = True
+
+    def __getitem__(self, index):
+        if index == 5 and self.interrupt:
+            raise KeyboardInterrupt
+        return super().__getitem__(index)
+
+
+def test_ctrl_c_says_how_much_is_stored_and_the_rest_resumes(model, tmp_path):
+    out = tmp_path / "run.zarr"
+    with pytest.raises(KeyboardInterrupt, match=r"interrupted: 4 of 8 images are stored .* resumes"):
+        run(model, Interrupted(8), out, batch_size=2)
+    data = Interrupted(8)
+    data.interrupt = False
+    resumed = run(model, data, out, batch_size=2)
+    assert resumed.complete and resumed.runs[-1]["images"] == 4

@@ -118,6 +118,10 @@ def explain_dataset(model: Any, data: Any, methods: str | Sequence[str], out: st
         except BaseException as exc:  # noqa: BLE001 - every rank must reach the gather below
             failure = exc
         reports = processes.gather(None if failure is None else f"{type(failure).__name__}: {failure}")
+        if isinstance(failure, KeyboardInterrupt):
+            stored = int(open_store(out).done.sum())
+            raise KeyboardInterrupt(f"interrupted: {stored} of {len(plan.dataset)} images are stored in {out}; "
+                                    "the same call or command resumes from there") from None
         if failure is not None:
             raise failure
         bad = [(rank, report) for rank, report in enumerate(reports) if report is not None]
