@@ -97,9 +97,11 @@ class Affine:
 # --------------------------------------------------------------------- affine rules
 
 class Rule:
-    """An LRP rule for an affine layer: ``relevance(layer, x, z, R_out) -> R_in``."""
+    """An LRP rule for an affine layer: ``relevance(layer, x, z, R_out) -> R_in``
+    (``z`` the layer's output, ``None`` unless ``uses_output``)."""
 
     name = "rule"
+    uses_output = False
 
     def relevance(self, layer: Affine, x: Tensor, z: Tensor, grad: Tensor) -> Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -114,6 +116,7 @@ class Epsilon(Rule):
     ``epsilon = 0`` is LRP-0 (then ``sum R_in = sum R_out`` without biases)."""
 
     name = "epsilon"
+    uses_output = True
 
     def __init__(self, epsilon: float = 1e-6) -> None:
         self.epsilon = float(epsilon)
@@ -124,8 +127,10 @@ class Epsilon(Rule):
 
 
 def _split(x: Tensor) -> tuple[Tensor, Tensor, bool, bool]:
-    """``x+, x-`` and whether each can be nonzero."""
-    return x.clamp(min=0), x.clamp(max=0), bool((x > 0).any()), bool((x < 0).any())
+    """``x+, x-`` and whether each can be nonzero (after a ReLU, ``x- = 0``: no copies)."""
+    if bool(x.min() >= 0):
+        return x, torch.zeros((), dtype=x.dtype, device=x.device), True, False
+    return x.clamp(min=0), x.clamp(max=0), bool((x > 0).any()), True
 
 
 class ZPlus(Rule):
@@ -189,6 +194,7 @@ class Gamma(Rule):
     ``gamma -> inf`` is z+."""
 
     name = "gamma"
+    uses_output = True
 
     def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-6) -> None:
         self.gamma, self.stabilizer = float(gamma), float(stabilizer)
@@ -227,7 +233,15 @@ class Flat(Rule):
         self.stabilizer = float(stabilizer)
 
     def relevance(self, layer, x, z, grad):
-        ones = torch.ones_like(layer.weight)
+        w = layer.weight
+        if not layer.is_linear and layer.module.groups == 1:
+            # f(1; 1) is the same for every image and output channel, and 1^T s only needs
+            # s summed over the output channels: one output channel does it
+            ones = torch.ones((1, *w.shape[1:]), dtype=w.dtype, device=w.device)
+            zz = layer.forward(torch.ones_like(x[:1]), ones, None)
+            s = (grad / stabilize(zz, self.stabilizer)).sum(dim=1, keepdim=True)
+            return layer.transpose(s, ones, x)
+        ones = torch.ones_like(w)
         zz = layer.forward(torch.ones_like(x), ones, None)
         s = grad / stabilize(zz, self.stabilizer)
         return layer.transpose(s, ones, x)
@@ -252,6 +266,7 @@ class ZBox(Rule):
     ``R_in = x W^T s - l W+^T s - h W-^T s``. Meant for the first layer (pixels)."""
 
     name = "zbox"
+    uses_output = True
 
     def __init__(self, low: Any = None, high: Any = None, stabilizer: float = 1e-6) -> None:
         self.low, self.high, self.stabilizer = low, high, float(stabilizer)
@@ -276,14 +291,17 @@ class AffineRule(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, layer: Affine, rule: Rule) -> Tensor:
         z = layer.forward(x, layer.weight, layer.bias)
-        ctx.save_for_backward(x, z)
+        if rule.uses_output:
+            ctx.save_for_backward(x, z)
+        else:
+            ctx.save_for_backward(x)
         ctx.layer, ctx.rule = layer, rule
         return z
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        x, z = ctx.saved_tensors
-        return ctx.rule.relevance(ctx.layer, x, z, grad), None, None
+        x, *z = ctx.saved_tensors
+        return ctx.rule.relevance(ctx.layer, x, z[0] if z else None, grad), None, None
 
 
 class NormRule(torch.autograd.Function):
