@@ -1,4 +1,4 @@
-"""Command line: ``attribkit methods|metrics|plugins|explain|explain-dataset|bench [feedback]|demo``."""
+"""Command line: ``attribkit methods|metrics|plugins|explain|explain-dataset|bench [feedback]|report|demo``."""
 
 from __future__ import annotations
 
@@ -206,9 +206,44 @@ def cmd_bench(args: argparse.Namespace) -> int:
                          amp=args.amp, channels_last=args.channels_last, n_images=args.n_images,
                          batch_size=args.batch_size, seed=args.seed,
                          method_options=parse_method_options(args.method_option or []))
-    run_bench(config, progress=not args.no_progress)
+    try:
+        run_bench(config, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        write_bench_html(Path(args.out))  # the partial report, beside the partial report.md
+        raise
     print((Path(args.out) / "report.md").read_text())
-    print(f"report, results.json, results.jsonl and plots in {args.out}")
+    html = write_bench_html(Path(args.out))
+    print(f"report.md, {html.name if html else 'no report.html'}, results.json, results.jsonl and plots "
+          f"in {args.out}")
+    return 0
+
+
+def write_bench_html(folder: Path) -> Path | None:
+    """``report.html`` of the bench run in ``folder`` (``None`` when there are no results yet)."""
+    from attribkit.report.bench import bench_report, is_bench_folder
+
+    return bench_report(folder) if is_bench_folder(folder) else None
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``attribkit report RUN``: the self-contained HTML report of a store or a bench folder."""
+    from attribkit.report import report
+    from attribkit.report.bench import is_bench_folder
+
+    options: dict[str, Any] = {"title": args.title}
+    if is_bench_folder(args.run):
+        store_only = [flag for flag, value in (("--images", args.images), ("--size", args.size),
+                                                ("--limit", args.limit)) if value is not None]
+        if store_only:
+            raise AttribkitError(f"{args.run} is a bench run folder: {', '.join(store_only)} apply to a "
+                                 "dataset store only")
+    else:
+        options.update(images=args.images, limit=args.limit)
+        if args.size is not None:
+            options["size"] = args.size
+    path = report(args.run, args.out, **options)
+    size = path.stat().st_size
+    print(f"{path} ({size / 1e6:.1f} MB)" if size >= 1e6 else f"{path} ({size / 1e3:.0f} kB)")
     return 0
 
 
@@ -335,6 +370,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", default="bench-out")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("report", help="a self-contained HTML report (one file, no server) of a dataset store "
+                       "or a bench run folder")
+    p.add_argument("run", help="a store (RUN.zarr, from explain-dataset) or a bench folder (bench --out DIR)")
+    p.add_argument("--out", help="the HTML file (default: RUN.html beside a store, DIR/report.html in a bench "
+                                 "folder)")
+    p.add_argument("--images", help="a store's image folder (the store holds only the maps; default: the "
+                                    "folder the run recorded)")
+    p.add_argument("--size", type=int, help="thumbnail side in pixels (default 112)")
+    p.add_argument("--limit", type=int, help="only the first N stored images")
+    p.add_argument("--title", help="the page title")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="the main job on the embedded default")
     p.add_argument("--out", default="demo-out")

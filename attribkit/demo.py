@@ -6,7 +6,8 @@
    test images: one PNG per method (every image beside its map, enlarged to
    at least 192 px and titled) and a comparison grid;
 3. a short benchmark of attribkit's own methods on those images: localisation
-   against the known evidence, deletion, and speed relative to the floor.
+   against the known evidence, deletion, and speed relative to the floor,
+   with its self-contained HTML report (``bench/report.html``).
 """
 
 from __future__ import annotations
@@ -108,4 +109,8 @@ def run_demo(out: Path, n_images: int = 4, bench_images: int = 32) -> list[Path]
               progress=False, log=lambda s: None)
     report = (out / "bench" / "report.md").read_text()
     print("\n".join(line for line in report.splitlines() if line.startswith("|")))
-    return written
+    from attribkit.report.bench import bench_report
+
+    html = bench_report(out / "bench")
+    print(f"\nthe benchmark's HTML report (one file, opens offline): {html}")
+    return [*written, html]

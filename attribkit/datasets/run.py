@@ -251,6 +251,8 @@ def _probe_and_create(plan: Plan, out: Path) -> tuple[bool, bool, dict[str, str 
     _, classes, skipped = I.item_ids(plan.dataset)
     meta = {"settings": settings, "layers": layers, "classes": classes,
             "skipped_files": [list(pair) for pair in skipped], "runs": []}
+    if isinstance(plan.dataset, I.ImageFolder):  # where the pictures are, for attribkit report
+        meta["images"] = {"root": str(plan.dataset.root.resolve()), "crop": plan.dataset.crop}
     create_store(out, meta, columns, len(plan.dataset), plan.batch_size)
     return item.label is not None, predicts, layers
 

@@ -1,0 +1,53 @@
+"""The self-contained HTML report of a dataset store or a bench run folder.
+
+``ak.report(RUN, out="report.html")`` (this package is callable: ``ak.report``
+is the package, and calling it calls :func:`report`) writes one HTML file
+with its pictures as data URIs and its CSS and script inline: it needs no
+server and nothing from the network, and it opens from ``file://``.
+
+- :mod:`~attribkit.report.store`: an ``explain_dataset`` store, one row per image.
+- :mod:`~attribkit.report.bench`: an ``attribkit bench`` folder, tables and curves.
+- :mod:`~attribkit.report.page`: the page shell, its CSS and its script.
+- :mod:`~attribkit.report.svg`: the inline SVG charts.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+
+def report(run: Any, out: str | Path | None = None, **options: Any) -> Path:
+    """Write the HTML report of ``run`` to ``out`` and return its path.
+
+    ``run`` is an :class:`~attribkit.datasets.store.AttributionStore`, the path of
+    one (``RUN.zarr``), or a bench run folder (``attribkit bench --out DIR``).
+    ``options`` go to :func:`~attribkit.report.store.store_report` (``images=``,
+    ``class_names=``, ``size=``, ``limit=``, ...) or
+    :func:`~attribkit.report.bench.bench_report` (``title=``).
+    """
+    from attribkit.report.bench import bench_report, is_bench_folder
+
+    if isinstance(run, (str, Path)) and is_bench_folder(run):
+        return bench_report(run, out, **options)
+    if isinstance(run, (str, Path)) and not (Path(run) / "zarr.json").is_file():
+        raise FileNotFoundError(2, "neither a dataset store (RUN.zarr, from explain-dataset) nor a bench "
+                                   "run folder (with results.json)", str(run))
+    from attribkit.report.store import store_report
+
+    return store_report(run, out, **options)
+
+
+class _CallableModule(types.ModuleType):
+    """This package, callable as :func:`report` (so ``ak.report(...)`` works whether
+    ``attribkit.report`` was imported as a package first or not)."""
+
+    def __call__(self, run: Any, out: str | Path | None = None, **options: Any) -> Path:
+        return report(run, out, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+__all__ = ["report"]
