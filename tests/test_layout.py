@@ -86,6 +86,11 @@ def test_channel_last_output_of_an_unknown_model_is_never_read_channels_first():
         gradcam(model, x, layer="act")
     want = by_hand_gradcam(model, x, TARGETS, "act", lambda t: t.permute(0, 3, 1, 2)).detach()
     torch.testing.assert_close(gradcam(model, x, layer="act", layout="BHWC"), want, rtol=1e-4, atol=1e-6)
+    for method in ("ablationcam", "cam"):  # these read the raw output: refused, not misread
+        with pytest.raises(LayerError, match=r"channels-first.*BHWC"):
+            ak.explain(model, x, method=method, layer="linear")
+        with pytest.raises(LayerError, match=r"channel-last.*takes channels-first layers only and no layout="):
+            ak.explain(model, x, method=method, layer="act")
     # a Linear on the last dimension says it by its type
     assert gradcam(model, x, layer="linear").shape == (2, 1, 8, 8)
     assert gradcam(model, x, layer="conv").shape == (2, 1, 8, 8)
@@ -171,3 +176,24 @@ def test_every_layout_aware_cam_runs_on_a_vit():
 def test_bad_layout_options(options, match):
     with pytest.raises(InvalidOptionError, match=match):
         gradcam(timm_vit(), vit_images(2), **options)
+
+
+class NormHeadCNN(nn.Module):
+    """A CNN with a LayerNorm on its pooled (B, C) features: nothing channel-last."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 3), nn.ReLU())
+        self.norm = nn.LayerNorm(6)
+        self.fc = nn.Linear(6, CLASSES)
+
+    def forward(self, x):
+        return self.fc(self.norm(self.features(x).mean(dim=(2, 3))))
+
+
+def test_a_layer_norm_or_linear_on_vectors_does_not_make_a_cnn_ambiguous():
+    torch.manual_seed(0)
+    model, x = NormHeadCNN().eval(), vit_images(2, 8)
+    want = by_hand_gradcam(model, x, TARGETS, "features", lambda t: t).detach()
+    torch.testing.assert_close(gradcam(model, x), want, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(gradcam(model, x, layer="features.3"), want, rtol=1e-4, atol=1e-6)

@@ -80,11 +80,10 @@ _SHAPE_HINT = ("(channel-last (B, h, w, C) and token (B, N, C) outputs work too,
                "model or given by layout=)")
 
 
-def spatial_output(layer: nn.Module, model: nn.Module | None = None) -> Callable[[Any], None]:
-    """A :class:`~attribkit.torch.capture.LayerCapture` check for methods that read the
-    raw ``(B, C, h, w)`` output (CAM, Ablation-CAM, CAMLoss): a 4-D tensor, and, when
-    ``model`` is given, one whose layout (:mod:`attribkit.torch.layout`) is channels-first,
-    so that a channel-last output is never read as channels-first."""
+def spatial_output(layer: nn.Module) -> Callable[[Any], None]:
+    """A :class:`~attribkit.torch.capture.LayerCapture` check: the layer's output
+    must be a ``(B, C, h, w)`` tensor (methods that read the raw output also call
+    :func:`require_channels_first` after the forward)."""
     def check(output: Any) -> None:
         if not isinstance(output, torch.Tensor) or output.ndim != 4:
             raise LayerError(
@@ -92,16 +91,27 @@ def spatial_output(layer: nn.Module, model: nn.Module | None = None) -> Callable
                 f"{_describe(layer)} returned {describe_output(output)}. Pick a convolutional "
                 "layer or block"
             )
-        if model is not None:
-            found = resolve_layout(model, layer, _describe(layer), output, None)
-            if found.kind != "BCHW":
-                raise LayerError(
-                    f"this method reads channels-first (B, C, h, w) layers only; layer "
-                    f"{_describe(layer)} returns {tuple(output.shape)} laid out {found.kind} "
-                    f"({found.source}). Grad-CAM, HiResCAM, LayerCAM, XGrad-CAM, Grad-CAM++, "
-                    "Score-CAM and Eigen-CAM take it"
-                )
     return check
+
+
+def require_channels_first(model: nn.Module, layer: nn.Module, output: torch.Tensor,
+                           inputs: torch.Tensor, probe: ChannelLastProbe) -> None:
+    """``LayerError`` unless the layer's 4-D output is channels-first
+    (:func:`attribkit.torch.layout.resolve_layout`), for the methods that read the raw
+    output (CAM, Ablation-CAM): a channel-last output is never read as channels-first."""
+    others = "Grad-CAM, HiResCAM, LayerCAM, XGrad-CAM, Grad-CAM++, Score-CAM and Eigen-CAM"
+    try:
+        found = resolve_layout(model, layer, _describe(layer), output, tuple(inputs.shape[-2:]),
+                               None, probe.seen)
+    except LayerError as exc:
+        raise LayerError(f"{exc} (this method takes channels-first layers only and no layout=; "
+                         f"{others} take layout=)") from None
+    if found.kind != "BCHW":
+        raise LayerError(
+            f"this method reads channels-first (B, C, h, w) layers only; layer "
+            f"{_describe(layer)} returns {tuple(output.shape)} laid out {found.kind} "
+            f"({found.source}). {others} take it"
+        )
 
 
 def image_like_output(layer: nn.Module) -> Callable[[Any], None]:
@@ -130,16 +140,17 @@ def layer_activations(model: nn.Module, inputs: torch.Tensor, layer: nn.Module,
     layer's output at its last call (a private copy) as ``(B, C, h, w)`` and ``calls``
     how often the layer ran.
 
-    ``request=None``: the raw output must be channels-first (:func:`spatial_output`);
+    ``request=None``: the raw output must be channels-first (:func:`require_channels_first`);
     otherwise its layout is read from the model or the request (channel-last and token
     outputs are converted, :meth:`attribkit.torch.layout.Layout.to_bchw`).
     """
-    if request is None:
-        with LayerCapture(layer, _describe(layer), check=spatial_output(layer, model)) as capture, \
-                torch.no_grad():
-            scores = capture.run(model, inputs)
-        return scores, capture.output, capture.calls
     probe = ChannelLastProbe(model)
+    if request is None:
+        with LayerCapture(layer, _describe(layer), check=spatial_output(layer)) as capture, \
+                forward_hooks(probe.hooks()), torch.no_grad():
+            scores = capture.run(model, inputs)
+        require_channels_first(model, layer, capture.output, inputs, probe)
+        return scores, capture.output, capture.calls
     with LayerCapture(layer, _describe(layer), check=image_like_output(layer)) as capture, \
             forward_hooks(probe.hooks()), torch.no_grad():
         scores = capture.run(model, inputs)
@@ -280,16 +291,19 @@ def classifier_after(model: nn.Module, inputs: torch.Tensor,
     be a GAP + linear head (its input is the spatial mean of the activations and its
     output is the model's output)."""
     calls: list[_LinearCall] = []
-    capture = LayerCapture(layer, _describe(layer), check=spatial_output(layer, model))
+    capture = LayerCapture(layer, _describe(layer), check=spatial_output(layer))
+    probe = ChannelLastProbe(model)
 
     def record(module: nn.Module, args: Any, output: Any) -> None:
         if args and isinstance(args[0], torch.Tensor) and isinstance(output, torch.Tensor):
             calls.append(_LinearCall(module, capture.calls > 0, args[0], output))
 
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    with capture, forward_hooks([(m, record) for m in linears]), torch.no_grad():
+    with capture, forward_hooks([(m, record) for m in linears]), forward_hooks(probe.hooks()), \
+            torch.no_grad():
         scores = capture.run(model, inputs)
     acts = capture.output
+    require_channels_first(model, layer, acts, inputs, probe)
     channels = acts.shape[1]
     head = ("CAM (Zhou et al. 2016) needs a model that ends in global average pooling + "
             "nn.Linear after the explained layer")

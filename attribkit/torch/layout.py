@@ -26,9 +26,10 @@ The layout is **read from the model**, never guessed from the shape (a
   a ``Linear`` or a plain ``LayerNorm`` working on the last dimension of a 4-D
   tensor gives BHWC; torchvision's ``Permute`` tells by its dims.
 
-A 4-D output of a model that applies ``Linear``/``LayerNorm`` on the last
-dimension of 4-D tensors (or contains ``Permute`` modules) and is none of the
-above is an error that names ``layout=``; so is a token output of a model that
+A 4-D output of a model that applies ``Linear``/``LayerNorm`` modules on the last
+dimension of 4-D tensors (seen in the same forward) or contains ``Permute``
+modules, and is none of the above, is an error that names ``layout=`` (functional
+``F.linear``/``F.layer_norm`` calls are not seen); so is a token output of a model that
 is not recognised. ``layout="BCHW" | "BHWC" | "BNC"`` (with ``prefix_tokens=``
 and ``grid=`` for tokens) always overrides what is read from the model.
 """
@@ -228,6 +229,20 @@ def _timm_convnext_channel_last(model: nn.Module, layer: nn.Module) -> bool:
     return False
 
 
+def _layer_norm_on_last_dim(norm: nn.LayerNorm, x: torch.Tensor) -> bool | None:
+    """Whether a ``LayerNorm`` normalises the last dimension of the 4-D ``x`` (``False``:
+    dimension 1, as ``LayerNorm2d`` does); by the shapes, or where both dimensions have
+    the width, by whether the class keeps ``nn.LayerNorm.forward``."""
+    width = norm.normalized_shape[-1]
+    if x.shape[-1] == width and x.shape[1] != width:
+        return True
+    if x.shape[1] == width and x.shape[-1] != width:
+        return False
+    if x.shape[1] == width:
+        return type(norm).forward is nn.LayerNorm.forward
+    return None
+
+
 def _module_type_layout(layer: nn.Module, output: torch.Tensor) -> str | None:
     """What the layer's own type says about its 4-D output."""
     if isinstance(layer, _CHANNELS_FIRST_TYPES):
@@ -239,23 +254,21 @@ def _module_type_layout(layer: nn.Module, output: torch.Tensor) -> str | None:
         return "BCHW"
     if isinstance(layer, nn.Linear) and output.shape[-1] == layer.out_features:
         return "BHWC"
-    if isinstance(layer, nn.LayerNorm):
-        width = layer.normalized_shape[-1] if layer.normalized_shape else None
-        if type(layer).forward is nn.LayerNorm.forward and output.shape[-1] == width:
-            return "BHWC"
-        if type(layer).forward is not nn.LayerNorm.forward and output.shape[1] == width:
-            return "BCHW"  # LayerNorm2d (timm, torchvision ConvNeXt): normalises dim 1
+    if isinstance(layer, nn.LayerNorm) and layer.normalized_shape:
+        last = _layer_norm_on_last_dim(layer, output)
+        if last is not None:
+            return "BHWC" if last else "BCHW"  # LayerNorm2d (timm, torchvision ConvNeXt): dim 1
     return None
 
 
 def has_channel_last_parts(model: nn.Module) -> bool:
-    """Static part of the check: ``Permute`` modules or plain ``LayerNorm``s (which
-    normalise the last dimension) anywhere in the model."""
-    return any(_permute_dims(m) is not None or type(m) is nn.LayerNorm for m in model.modules())
+    """Static part of the check: torchvision ``Permute`` modules anywhere in the model
+    (the forward's ``Linear``/``LayerNorm`` calls are seen by :class:`ChannelLastProbe`)."""
+    return any(_permute_dims(m) is not None for m in model.modules())
 
 
 class ChannelLastProbe:
-    """Forward hooks (thread-keyed) that note whether any ``nn.Linear`` or plain
+    """Forward hooks (thread-keyed) that note whether any ``nn.Linear`` or
     ``nn.LayerNorm`` ran on the last dimension of a 4-D tensor during the forward."""
 
     def __init__(self, model: nn.Module) -> None:
@@ -263,15 +276,18 @@ class ChannelLastProbe:
         self.seen: str | None = None
 
     def _hook(self, name: str):
-        def hook(_module: nn.Module, args: Any, _output: Any) -> None:
-            if self.seen is None and args and isinstance(args[0], torch.Tensor) and args[0].ndim == 4:
+        def hook(module: nn.Module, args: Any, _output: Any) -> None:
+            if self.seen is not None or not args or not isinstance(args[0], torch.Tensor) \
+                    or args[0].ndim != 4:
+                return
+            if isinstance(module, nn.Linear) or _layer_norm_on_last_dim(module, args[0]):
                 self.seen = name
         return hook
 
     def hooks(self) -> list[tuple[nn.Module, Any]]:
         """``(module, hook)`` pairs for :func:`attribkit.torch.capture.forward_hooks`."""
         return [(m, self._hook(n)) for n, m in self.model.named_modules()
-                if isinstance(m, nn.Linear) or type(m) is nn.LayerNorm]
+                if isinstance(m, nn.Linear) or (isinstance(m, nn.LayerNorm) and m.normalized_shape)]
 
 
 def _options_hint(tokens: bool) -> str:
@@ -381,7 +397,7 @@ def resolve_layout(model: nn.Module, layer: nn.Module, name: str, output: Any,
                       + ("block (channel-last norm/mlp)" if last else "(channels-first stages)"))
     if seen_channel_last is not None or has_channel_last_parts(model):
         culprit = (f"{seen_channel_last} applies nn.Linear/nn.LayerNorm to the last dimension of a "
-                   "4-D tensor" if seen_channel_last else "it has Permute or nn.LayerNorm modules")
+                   "4-D tensor" if seen_channel_last else "it has Permute modules")
         raise LayerError(
             f"layer {name} returns {tuple(output.shape)} and {type(model).__name__} has channel-last "
             f"parts ({culprit}), so it may be (B, h, w, C) as well as (B, C, h, w); "
