@@ -74,8 +74,8 @@ def plan(model: nn.Module, rules: Rules, *, canonize: bool) -> dict[nn.Module, F
                                                None if module.bias is None else module.bias.detach()))
             overrides[module] = _affine_forward(Affine(module, weight, bias), rule)
         elif isinstance(module, BATCHNORMS):
-            fn = merged_batchnorm_forward(module) if module in merged_bns else forward
-            overrides[module] = _pass_forward(fn)
+            merged_bn = module in merged_bns
+            overrides[module] = merged_batchnorm_forward if merged_bn else _pass_forward(forward)
         elif isinstance(module, ACTIVATIONS):
             overrides[module] = _pass_forward(_out_of_place(module, forward))
         elif isinstance(module, AVGPOOLS):
