@@ -35,6 +35,16 @@ def plugins() -> list[PluginInfo]:
     return list(get_host().plugins)
 
 
+def _no_layer_reason(spec: MethodSpec) -> str:
+    """Why a method takes no ``layer=``, in the words of its output."""
+    if spec.output == "pixel":
+        return "it attributes to the inputs"
+    if "attention" in spec.needs:
+        return ("it reads the attention of every block and returns a map over the patch tokens; "
+                "prefix_tokens= and grid= describe them")
+    return "it chooses where its map lies itself"
+
+
 def explain(model: Any, inputs: Any, target: Any = None, *, method: str = "saliency",
             layer: Any = None, batch_size: int | None = None, noise_tunnel: Any = None,
             **options: Any) -> Attribution:
@@ -61,7 +71,7 @@ def explain(model: Any, inputs: Any, target: Any = None, *, method: str = "salie
     spec = get_method(method)
     if layer is not None and "layer" not in spec.needs:
         raise InvalidOptionError(
-            f"method {spec.name!r} takes no layer (it attributes to the inputs), but layer="
+            f"method {spec.name!r} takes no layer ({_no_layer_reason(spec)}), but layer="
             f"{layer!r} was given; layer methods: "
             + ", ".join(s.name for s in methods() if "layer" in s.needs and "." not in s.name)
         )

@@ -274,8 +274,9 @@ def test_clear_errors():
         ak.explain(timm_vit(), vit_images(1), method="attention_rollout", head_fusion="median")
     with pytest.raises(InvalidOptionError, match="discard_ratio"):
         ak.explain(timm_vit(), vit_images(1), method="attention_rollout", discard_ratio=1.0)
-    with pytest.raises(InvalidOptionError, match="takes no layer"):
+    with pytest.raises(InvalidOptionError, match="takes no layer") as info:
         ak.explain(timm_vit(), vit_images(1), method="raw_attention", layer="blocks.1")
+    assert "patch tokens" in str(info.value) and "attributes to the inputs" not in str(info.value)
 
 
 def test_registered_with_aliases_and_prefix_override():

@@ -457,7 +457,7 @@ def run_bench(config: BenchConfig, *, progress: bool = True,
     for name, options in config.method_options.items():
         get_method(name).bind_options(options)  # unknown methods / options fail before any work
     subject = load_subject(config, settings["n_images"], log)
-    chosen = choose_methods(config)
+    chosen = runnable(choose_methods(config), subject, log, asked=bool(config.methods))
     scored = choose_metrics(config, subject)
     out = Path(config.out)
     store = ResultStore(out / "results.jsonl", config.run_key())
@@ -522,6 +522,24 @@ def _bench_method(spec: MethodSpec, subject: Subject, config: BenchConfig, setti
             record = measure_speed(spec, subject, config, settings, layer)
         store.add({"method": spec.name, "metric": "speed", **record, "warnings": own})
         bar.update(1)
+
+
+def runnable(specs: list[MethodSpec], subject: Subject, log: Callable[[str], None] = print,
+             asked: bool = False) -> list[MethodSpec]:
+    """``specs`` without the methods whose needs the model cannot meet: those that need
+    attention when the model runs none that :mod:`attribkit.torch.attention` can read
+    (the attention family on a CNN). They are left out quietly, with one line in the
+    log only when they were asked for by name (``asked``)."""
+    wanting = [s.name for s in specs if "attention" in s.needs]
+    if not wanting:
+        return specs
+    from attribkit.torch.attention import has_attention
+
+    if has_attention(subject.model, subject.inputs[:1]):
+        return specs
+    if asked:
+        log(f"skipped (the model has no attention to read): {', '.join(wanting)}")
+    return [s for s in specs if "attention" not in s.needs]
 
 
 def _default_layer(subject: Subject) -> Any:

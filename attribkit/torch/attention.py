@@ -39,6 +39,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from attribkit.errors import InvalidOptionError, LayerError
+from attribkit.torch.guard import model_guard
 from attribkit.torch.layout import Layout, LayoutRequest, token_layout
 from attribkit.torch.runner import torch_kernel
 from attribkit.torch.targets import ChunkTarget
@@ -192,6 +193,21 @@ def record_attention(model: nn.Module, inputs: torch.Tensor, *,
             f"neither{hint}; they explain ViT-style models (timm and torchvision VisionTransformer)"
         )
     return scores, recorder.maps
+
+
+def has_attention(model: nn.Module, inputs: torch.Tensor) -> bool:
+    """Whether the attention family can read attention in ``model``: one forward of
+    ``inputs`` (one image is enough) without gradients, in eval mode (restored),
+    under :class:`AttentionRecorder`, runs at least one
+    ``F.scaled_dot_product_attention`` or ``nn.MultiheadAttention``. A model that
+    raises on the input has none either."""
+    recorder = AttentionRecorder()
+    try:
+        with model_guard(model, exclusive=False), torch.no_grad(), recorder:
+            model(inputs)
+    except Exception:  # noqa: BLE001 - a model that cannot run this input has no readable attention
+        return False
+    return bool(recorder.maps)
 
 
 def token_grid(model: nn.Module, inputs: torch.Tensor, maps: list[torch.Tensor],
