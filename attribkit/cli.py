@@ -126,8 +126,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
             target = f" target={index}{name}"
         print(f"{path}: {out / stem}.png{target}")
     modes = list(dict.fromkeys(["original_image", "heat_map", args.mode]))
-    grid = save(show(result, shown, mode=modes, sign=args.sign, class_names=loaded.class_names),
-                out / f"grid_{result.method}.png")
+    grid = save(show(result, shown, mode=modes, sign=args.sign, class_names=loaded.class_names,
+                     colorbar="column"), out / f"grid_{result.method}.png")
     print(f"grid: {grid}")
     return 0
 

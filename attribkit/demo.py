@@ -56,7 +56,7 @@ def method_figure(result: Attribution, images: np.ndarray, class_names: Sequence
     values = as_batch(result.upsampled(images.shape[1:3]), batched=True)
     big = dataclasses.replace(result, values=values.repeat(scale, -2).repeat(scale, -1))
     return show(big, images.repeat(scale, 1).repeat(scale, 2), mode=["original_image", "blended_heat_map"],
-                class_names=class_names)
+                class_names=class_names, colorbar="column")
 
 
 def run_demo(out: Path, n_images: int = 4, bench_images: int = 32) -> list[Path]:
@@ -100,7 +100,8 @@ def run_demo(out: Path, n_images: int = 4, bench_images: int = 32) -> list[Path]
     builtin = [s.name for s in methods() if (s.plugin or "").startswith("attribkit.")
                and s.family not in ("perturbation", "attention")]
     grid = compare(model, x, methods=[m for m in builtin if m != "random"],
-                   class_names=list(data.class_names))
+                   class_names=list(data.class_names),
+                   row_labels=[f"image {i}\ntrue: {data.class_names[int(c)]}" for i, c in enumerate(data.labels)])
     written.append(save(grid, out / "compare.png"))
     print(f"\ncomparison grid: {out / 'compare.png'}")
     print(f"\nshort benchmark ({bench_images} images; `attribkit bench` runs the full table):")

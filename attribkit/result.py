@@ -59,6 +59,62 @@ class Attribution:
                                 size=size, mode="bilinear", align_corners=False)
         return resized.reshape(*values.shape[:-2], *size)
 
+    def _repr_html_(self) -> str:
+        """How Jupyter shows a result: the first maps as one small inline PNG (each map's
+        magnitude, channels summed, on its own scale, colour map inferno) and what
+        produced them (method, layer, targets, shape)."""
+        import html
+
+        values = self.numpy()
+        facts = [f"<b>{html.escape(self.method)}</b>"]
+        if self.layer:
+            facts.append(f"layer {html.escape(str(self.layer))}")
+        facts.append(f"{len(values)} map{'s' if len(values) != 1 else ''} of shape {tuple(values.shape[1:])}")
+        if self.target is not None:
+            targets = [int(t) for t in _to_numpy(self.target).reshape(-1)]
+            shown = ", ".join(map(str, targets[:HTML_MAPS])) + (", ..." if len(targets) > HTML_MAPS else "")
+            facts.append(f"target{'s' if len(targets) != 1 else ''} {shown}")
+        picture = ""
+        if values.ndim >= 3 and len(values):
+            try:
+                picture = (f'<img src="{_maps_png(values[:HTML_MAPS], self.input_size)}" '
+                           f'alt="the first maps of {html.escape(self.method)}" style="image-rendering:auto">')
+            except (ImportError, ValueError):  # no matplotlib/PIL, or maps that are not images
+                picture = ""
+        return (f'<div class="attribkit-attribution">{picture}'
+                f'<div style="font-family:sans-serif;font-size:12px">Attribution: {" · ".join(facts)}</div></div>')
+
+
+HTML_MAPS = 8  # maps drawn by Attribution._repr_html_
+HTML_SIDE = 64  # pixels per map there
+
+
+def _maps_png(values: np.ndarray, input_size: Any) -> str:
+    """Maps ``(B, C, h, w)`` (or ``(B, h, w)``) side by side as a base64 PNG data URI."""
+    import base64
+    import io
+
+    from matplotlib import colormaps
+    from PIL import Image
+
+    cells = []
+    for v in np.asarray(values, dtype=np.float64):
+        m = np.abs(v.sum(axis=0) if v.ndim == 3 else v.reshape(v.shape[-2:]))
+        size = tuple(input_size) if input_size and len(input_size) == 2 else m.shape
+        scale = HTML_SIDE / max(size)
+        m = bilinear_resize(m, (max(1, round(size[0] * scale)), max(1, round(size[1] * scale))))
+        kept = m[m > 0]
+        top = float(np.percentile(kept, 98)) if kept.size else 0.0
+        norm = np.clip(m / top, 0, 1) if top > 0 and np.isfinite(top) else np.zeros_like(m)
+        cells.append(np.asarray(colormaps["inferno"](norm))[..., :3])
+    height = max(c.shape[0] for c in cells)
+    gap = np.ones((height, 2, 3))
+    strip = np.concatenate([part for c in cells for part in (np.pad(c, ((0, height - c.shape[0]), (0, 0), (0, 0)),
+                                                                    constant_values=1.0), gap)][:-1], axis=1)
+    buffer = io.BytesIO()
+    Image.fromarray((strip * 255 + 0.5).astype(np.uint8)).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
 
 def _to_numpy(values: Any) -> np.ndarray:
     if isinstance(values, np.ndarray):

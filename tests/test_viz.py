@@ -154,6 +154,15 @@ def test_show_without_images_colorbar_and_raw_arrays():
         ak.show(values, np.zeros((3, 6, 6, 3)))
 
 
+def test_show_titles_the_class_explained_and_draws_a_bar_per_column():
+    cams = torch.rand(2, 1, 2, 2)
+    result = Attribution(cams, method="gradcam", target=torch.tensor([1, 1]), layer="layer4", input_size=(8, 8))
+    fig = ak.show(result, torch.rand(2, 3, 8, 8), mode=["original_image", "blended_heat_map"],
+                  class_names=["cat", "owl"], colorbar="column")
+    assert fig._suptitle.get_text() == "gradcam @ layer4 · class owl"
+    assert len([ax for ax in fig.axes if ax.get_label() == "<colorbar>"]) == 1  # one, under the heat maps
+
+
 class Tiny(nn.Module):
     def __init__(self, classes=3):
         super().__init__()
@@ -176,30 +185,49 @@ def inputs():
     return torch.randn(2, 3, 8, 8)
 
 
+def grid_axes(fig) -> list:
+    """The image cells of a figure (its colour bars left out)."""
+    return [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+
+
+def colorbars(fig) -> list:
+    return [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+
+
 def test_compare_grid_is_images_by_methods_with_titles(tiny, inputs):
     methods = ["saliency", "example.activation_map"]
     fig = ak.compare(tiny, inputs, methods, class_names=["cat", "dog", "owl"], abs=False)
-    axes = np.array(fig.axes).reshape(2, 2)
+    axes = np.array(grid_axes(fig)).reshape(2, 3)  # the input column, then one per method
     probs = tiny(inputs).softmax(1).detach()
     top = probs.argmax(1)
     names = ["cat", "dog", "owl"]
     for i in range(2):
+        assert axes[i, 0].get_title() == "input"
+        np.testing.assert_allclose(cell(axes[i, 0]), to_display(inputs)[i], atol=1e-6)
+        # each row labelled with its number and the model's top class
+        assert axes[i, 0].get_ylabel() == f"image {i}\ntop: {names[top[i]]} ({probs[i, top[i]]:.2f})"
         for j, method in enumerate(methods):
-            assert axes[i, j].get_title() == f"{method}\n{names[top[i]]} ({probs[i, top[i]]:.2f})"
+            assert axes[i, j + 1].get_title() == f"{method}\n{names[top[i]]} ({probs[i, top[i]]:.2f})"
+    # one colour bar per method, under its column
+    bars = colorbars(fig)
+    assert [b.get_xlabel() for b in bars] == ["|attribution|, per image"] * len(methods)
+    assert all(b.get_ylim() == (0.0, 1.0) or b.get_xlim() == (0.0, 1.0) for b in bars)
     # abs=False reached saliency (the option activation_map lacks is not passed to it)
     signed = ak.explain(tiny, inputs, method="saliency", abs=False)
-    np.testing.assert_allclose(cell(axes[1, 0]), render(signed.values[1], to_display(inputs)[1]), atol=1e-5)
+    np.testing.assert_allclose(cell(axes[1, 1]), render(signed.values[1], to_display(inputs)[1]), atol=1e-5)
     with pytest.raises(ak.InvalidOptionError, match="none of the methods"):
         ak.compare(tiny, inputs, methods, abss=True)
-    with_image = ak.compare(tiny, inputs, ["saliency"], target=1, show_image=True)
-    assert [ax.get_title() for ax in with_image.axes] == ["input", f"saliency\nclass 1 ({probs[0, 1]:.2f})",
-                                                         "input", f"saliency\nclass 1 ({probs[1, 1]:.2f})"]
+    bare = ak.compare(tiny, inputs, ["saliency"], target=1, show_image=False, colorbar=False,
+                      row_labels=["a.png", "b.png"])
+    assert [ax.get_title() for ax in bare.axes] == [f"saliency\nclass 1 ({probs[0, 1]:.2f})",
+                                                    f"saliency\nclass 1 ({probs[1, 1]:.2f})"]
+    assert [ax.get_ylabel() for ax in bare.axes] == ["a.png", "b.png"]
 
 
 def test_compare_names_imagenet_classes_for_1000_outputs(inputs):
     torch.manual_seed(0)
     model = Tiny(classes=1000).eval()
-    fig = ak.compare(model, inputs[:1], ["saliency"], target=24)
+    fig = ak.compare(model, inputs[:1], ["saliency"], target=24, show_image=False)
     assert fig.axes[0].get_title().startswith("saliency\ngreat grey owl (")
 
 
@@ -208,12 +236,14 @@ def test_compare_models_before_and_after(tiny, inputs):
     other = Tiny().eval()
     fig = ak.compare_models({"before": tiny, "after": other}, inputs, method="saliency", target=0,
                             class_names=["cat", "dog", "owl"])
-    titles = [ax.get_title() for ax in fig.axes]
-    assert len(titles) == 4
-    assert titles[0].startswith("before\ncat (") and titles[1].startswith("after\ncat (")
+    axes = grid_axes(fig)
+    titles = [ax.get_title() for ax in axes]
+    assert len(titles) == 6 and len(colorbars(fig)) == 2
+    assert titles[0] == "input"
+    assert titles[1].startswith("before\ncat (") and titles[2].startswith("after\ncat (")
     assert fig._suptitle.get_text() == "saliency"
     grads = [ak.explain(m, inputs, 0, method="saliency").values for m in (tiny, other)]
-    np.testing.assert_allclose(cell(fig.axes[3]), render(grads[1][1], to_display(inputs)[1]), atol=1e-5)
+    np.testing.assert_allclose(cell(axes[5]), render(grads[1][1], to_display(inputs)[1]), atol=1e-5)
 
 
 def test_show_panels_draws_flashtorch_four_panels(tiny, inputs):
@@ -319,3 +349,20 @@ def test_gallery_script_runs_quickly(tmp_path):
     assert {"modes.png", "signs.png", "panels.png", "before_after.png", "speed.png", "curves.png",
             "metrics.png", "compare_gradient.png", "compare_other.png"} <= names
     assert all(imread(p).ndim == 3 for p in written)
+
+
+def test_an_attribution_shows_itself_in_jupyter():
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    result = Attribution(torch.rand(3, 1, 4, 4), method="gradcam", target=torch.tensor([2, 0, 1]), layer="layer4",
+                         input_size=(32, 32))
+    page = result._repr_html_()
+    assert "<b>gradcam</b>" in page and "layer layer4" in page and "targets 2, 0, 1" in page
+    png = re.search(r'src="data:image/png;base64,([^"]+)"', page).group(1)
+    assert Image.open(io.BytesIO(base64.b64decode(png))).size == (3 * 64 + 2 * 2, 64)  # three maps side by side
+    # without a picture to draw (no image axes), the text alone
+    assert "Attribution: <b>x</b>" in Attribution(np.zeros(5), method="x")._repr_html_()

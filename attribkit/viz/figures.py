@@ -59,22 +59,24 @@ def new_grid(rows: int, cols: int, cell_size: float = 2.5) -> tuple[Figure, np.n
     return fig, axes
 
 
-def add_colorbar(fig: Figure, ax: Any, sign: str, cmap: Any = None) -> Any:
-    """A colorbar for a heat map of ``sign``: ``[-1, 1]`` for ``all``, else ``[0, 1]``."""
+def add_colorbar(fig: Figure, ax: Any, sign: str, cmap: Any = None, **options: Any) -> Any:
+    """A colorbar for a heat map of ``sign``: ``[-1, 1]`` for ``all``, else ``[0, 1]``; ``ax``
+    is one axes or several (one bar beside them all); ``options`` go to ``fig.colorbar``."""
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
     cm = colormaps[cmap or CMAPS[sign]] if cmap is None or isinstance(cmap, str) else cmap
     low = -1.0 if sign == "all" else 0.0
-    return fig.colorbar(ScalarMappable(Normalize(low, 1.0), cm), ax=ax, shrink=0.8)
+    options.setdefault("shrink", 0.8)
+    return fig.colorbar(ScalarMappable(Normalize(low, 1.0), cm), ax=ax, **options)
 
 
 def show(result: Attribution | Any, images: Any = None, *, mode: str | Sequence[str] | None = None,
          sign: str | Sequence[str] = "absolute_value", cmap: str | Any | None = None,
          alpha: float = 0.5, outlier_perc: float = 2.0, threshold: float = 0.25,
          channels: str = "sum", mean: Sequence[float] | None = None,
-         std: Sequence[float] | None = None, colorbar: bool = False, titles: bool = True,
+         std: Sequence[float] | None = None, colorbar: bool | str = False, titles: bool = True,
          class_names: ClassNames = None, title: str | None = None,
          cell_size: float = 2.5) -> Figure:
     """Draw attributions: one row per image, one column per ``mode``.
@@ -93,12 +95,14 @@ def show(result: Attribution | Any, images: Any = None, *, mode: str | Sequence[
         cmap, alpha, outlier_perc, threshold, channels: see :func:`~attribkit.viz.rendering.render`.
         mean, std: how ``images`` were normalised. Neither given: float images
             outside ``[0, 1]`` are denormalised with the ImageNet statistics.
-        colorbar: add a colorbar to heat-map cells.
+        colorbar: ``True``: a colour bar beside every heat-map cell; ``"column"``: one
+            under each heat-map column.
         titles: column headers (mode and sign), row labels (the explained class)
             and the method as the figure title.
         class_names: names for the row labels: a sequence, a mapping, a
             :class:`~attribkit.images.ClassIndex` or ``"imagenet"``.
-        title: the figure title (default: the method and layer).
+        title: the figure title (default: the method and layer, and the explained
+            class when every image was explained for the same one).
         cell_size: inches per image.
 
     Returns:
@@ -124,15 +128,23 @@ def show(result: Attribution | Any, images: Any = None, *, mode: str | Sequence[
             ax = axes[i, j]
             ax.imshow(render(values[i], image, mode=m, sign=s, cmap=cmap, alpha=alpha,
                              outlier_perc=outlier_perc, threshold=threshold, channels=channels))
-            if colorbar and m in HEAT_MODES:
+            if colorbar is True and m in HEAT_MODES:
                 add_colorbar(fig, ax, s, cmap)
             if titles and i == 0:
                 ax.set_title(m if m == "original_image" else f"{m}\n({s})", fontsize=9)
         if titles and targets[i] is not None:
             axes[i, 0].set_ylabel(class_label(targets[i], names), fontsize=9)
+    if colorbar == "column":
+        for j, (m, s) in enumerate(zip(modes, signs)):
+            if m in HEAT_MODES:
+                bar = add_colorbar(fig, axes[:, j], s, cmap, location="bottom", shrink=0.9,
+                                   aspect=12 if len(values) > 1 else 8)
+                bar.ax.tick_params(labelsize=7)
     heading = title
     if heading is None and titles and isinstance(result, Attribution):
         heading = result.method + (f" @ {result.layer}" if result.layer else "")
+        if targets and targets[0] is not None and all(t == targets[0] for t in targets):
+            heading += f" · class {class_label(targets[0], names)}"
     if heading:
         fig.suptitle(heading)
     return fig

@@ -7,12 +7,15 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from attribkit.images import to_display
 from attribkit.result import Attribution
 from attribkit.viz.figures import (
+    HEAT_MODES,
     ClassNames,
+    add_colorbar,
     model_scores,
     new_grid,
     resolve_class_names,
@@ -46,10 +49,16 @@ def _method_options(methods: Sequence[MethodArg],
 
 def _draw(columns: list[tuple[str, Attribution, Any]], display: Any, names: Any, *,
           show_image: bool, mode: str, sign: str, cell_size: float, title: str | None,
-          render_options: Mapping[str, Any]) -> Figure:
-    """Images x columns; ``columns`` are ``(header, result, probabilities)``."""
+          render_options: Mapping[str, Any], row_labels: Sequence[str] | None = None,
+          colorbar: bool = True) -> Figure:
+    """Images x columns; ``columns`` are ``(header, result, probabilities)``. The first
+    column (``show_image``) holds the inputs, each row is labelled (``row_labels``, else
+    the image's number and the model's top class), and each heat-map column gets a
+    colour bar (the scale of the normalised map, see :func:`~attribkit.viz.rendering.render`)."""
     offset = int(show_image)
     fig, axes = new_grid(len(display), len(columns) + offset, cell_size)
+    if row_labels is not None and len(row_labels) != len(display):
+        raise ValueError(f"{len(row_labels)} row labels for {len(display)} images")
     for j, (header, result, probs) in enumerate(columns):
         values = values_batch(result)
         targets = targets_of(result, len(values))
@@ -58,18 +67,38 @@ def _draw(columns: list[tuple[str, Attribution, Any]], display: Any, names: Any,
             ax.imshow(render(values[i], image, mode=mode, sign=sign, **render_options))
             label = scored_label(targets[i], None if probs is None else probs[i], names)
             ax.set_title(f"{header}\n{label}" if label else header, fontsize=8)
+        if colorbar and mode in HEAT_MODES:
+            bar = add_colorbar(fig, axes[:, j + offset], sign, render_options.get("cmap"), location="bottom",
+                               shrink=0.9, aspect=12 if len(display) > 1 else 8)
+            bar.set_label(_scale_words(sign), fontsize=7)
+            bar.ax.tick_params(labelsize=6)
     if show_image:
         for i, image in enumerate(display):
             axes[i, 0].imshow(image)
             axes[i, 0].set_title("input", fontsize=8)
+    for i in range(len(display)):
+        if row_labels is not None:
+            text = str(row_labels[i])
+        else:
+            probs = next((p for _, _, p in columns if p is not None), None)
+            top = None if probs is None else int(np.argmax(probs[i]))
+            text = f"image {i}" + (f"\ntop: {scored_label(top, probs[i], names)}" if top is not None else "")
+        axes[i, 0].set_ylabel(text, fontsize=8)
     if title:
         fig.suptitle(title)
     return fig
 
 
+def _scale_words(sign: str) -> str:
+    """What a colour bar's values are: the map normalised per image (its top 2 % saturate)."""
+    return {"all": "signed, per image", "positive": "positive part, per image",
+            "negative": "negative part, per image"}.get(sign, "|attribution|, per image")
+
+
 def compare(model: Any, images: Any, methods: Sequence[MethodArg] | None = None, target: Any = None, *,
             layer: Any = None, mode: str = "blended_heat_map", sign: str = "absolute_value",
-            class_names: ClassNames = None, show_image: bool = False,
+            class_names: ClassNames = None, show_image: bool = True,
+            row_labels: Sequence[str] | None = None, colorbar: bool = True,
             mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
             batch_size: int | None = None, cell_size: float = 2.2, title: str | None = None,
             cmap: str | Any | None = None, alpha: float = 0.5, outlier_perc: float = 2.0,
@@ -87,7 +116,11 @@ def compare(model: Any, images: Any, methods: Sequence[MethodArg] | None = None,
         methods: names, or ``(name, options)`` pairs for per-method options.
             ``None``: every registered method, skipping (with a warning) those
             that fail on this model.
-        show_image: add a first column with the input images.
+        show_image: a first column with the input images (default).
+        row_labels: one label per image (e.g. file names or true classes), on the
+            left of each row; default: the image's number and the model's top class.
+        colorbar: a colour bar under each method's column (the scale of the
+            per-image normalised map).
         mode, sign, cmap, alpha, outlier_perc, threshold, channels, mean, std:
             as in :func:`attribkit.viz.show` (one mode for the whole grid).
         **explain_options: method options, each given to the methods that
@@ -113,12 +146,14 @@ def compare(model: Any, images: Any, methods: Sequence[MethodArg] | None = None,
     return _draw(columns, to_display(images, mean, std), resolve_class_names(class_names, probs.shape[1]),
                  show_image=show_image, mode=mode, sign=sign, cell_size=cell_size, title=title,
                  render_options=dict(cmap=cmap, alpha=alpha, outlier_perc=outlier_perc,
-                                     threshold=threshold, channels=channels))
+                                     threshold=threshold, channels=channels),
+                 row_labels=row_labels, colorbar=colorbar)
 
 
 def compare_models(models: Mapping[str, Any], images: Any, method: str = "saliency", target: Any = None, *,
                    layer: Any = None, mode: str = "blended_heat_map", sign: str = "absolute_value",
-                   class_names: ClassNames = None, show_image: bool = False,
+                   class_names: ClassNames = None, show_image: bool = True,
+                   row_labels: Sequence[str] | None = None, colorbar: bool = True,
                    mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                    batch_size: int | None = None, cell_size: float = 2.2, title: str | None = None,
                    cmap: str | Any | None = None, alpha: float = 0.5, outlier_perc: float = 2.0,
@@ -147,4 +182,5 @@ def compare_models(models: Mapping[str, Any], images: Any, method: str = "salien
                  show_image=show_image, mode=mode, sign=sign, cell_size=cell_size,
                  title=title if title is not None else method_name,
                  render_options=dict(cmap=cmap, alpha=alpha, outlier_perc=outlier_perc,
-                                     threshold=threshold, channels=channels))
+                                     threshold=threshold, channels=channels),
+                 row_labels=row_labels, colorbar=colorbar)
