@@ -336,3 +336,60 @@ def test_rrr_training_reduces_the_input_gradient_on_the_irrelevant_region():
         opt.step()
     after = loss_fn(x, irrelevant).penalty.item()
     assert before > 0 and after < 0.5 * before, (before, after)
+
+
+# ------------------------------------------------------- CAMLoss on transformers
+
+
+class _ChannelLastMystery(nn.Module):
+    """Applies nn.Linear to the last dimension of a 4-D tensor: its layout is unknown."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.mix = nn.Linear(4, 4)
+        self.act = nn.GELU()
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        t = self.conv(x).permute(0, 2, 3, 1)
+        t = self.act(self.mix(t))
+        return self.head(t.mean((1, 2)))
+
+
+@pytest.mark.parametrize("build,size,layer", [("timm_vit", 32, None), ("torchvision_swin", 64, "features.3")],
+                         ids=["vit-tokens", "swin-channel-last"])
+def test_camloss_reads_token_and_channel_last_layers_from_the_model(build, size, layer):
+    """On a ViT block's tokens and a Swin stage's (B, h, w, C) output, CAMLoss's ReLU map is
+    attribkit's Grad-CAM on the same layer (which reads the layout from the model)."""
+    import attribkit as ak
+    import tests.test_vit_models as vm
+    from attribkit.bench.metrics import pixel_relevance
+
+    model, x = getattr(vm, build)(), vm.vit_images(2, size)
+    labels = torch.tensor([1, 3])
+    loss_fn = CAMLoss(model, layer, mass="relu")
+    out = loss_fn(x, labels)
+    expected = ak.explain(model, x, labels, method="gradcam", layer=layer or loss_fn.layer_name)
+    assert loss_fn.last_layout.kind == ("BNC" if layer is None else "BHWC")
+    rel = pixel_relevance(torch.as_tensor(expected.values), (size, size)).clamp(min=0)
+    torch.testing.assert_close(out.maps, rel / (rel.sum((1, 2), keepdim=True) + 1e-8), rtol=1e-4, atol=1e-6)
+    weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
+    grads = torch.autograd.grad(CAMLoss(model, layer)(x, labels).penalty, [weights[0], weights[-1]])
+    assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)  # a double backward
+
+
+def test_camloss_refuses_what_it_cannot_read():
+    import tests.test_vit_models as vm
+
+    x, labels = torch.rand(2, 3, 8, 8), torch.tensor([0, 2])
+    mystery = _ChannelLastMystery()
+    loss_fn = CAMLoss(mystery, "mix")
+    assert loss_fn(x, labels).maps.shape == (2, 8, 8) and loss_fn.last_layout.kind == "BHWC"  # a Linear's output
+    with pytest.raises(LayerError, match="layout="):  # a GELU's (B, 8, 8, 4): either layout is plausible
+        CAMLoss(mystery, "act")(x, labels)
+    assert CAMLoss(mystery, "act", layout="BHWC")(x, labels).maps.shape == (2, 8, 8)
+    with pytest.raises(LayerError, match="method='gradcam'"):
+        CAMLoss(vm.timm_vit(), method="cam")(vm.vit_images(2), labels)
+    with pytest.raises(InvalidOptionError, match="layout"):
+        CAMLoss(mystery, layout="NCHW")

@@ -87,15 +87,21 @@ class AttentionRecorder(TorchFunctionMode):
     then cut from the graph below them (as a fresh leaf), so the gradients exist
     even when no parameter requires them, and only the part of the model after the
     first attention is differentiated.
+
+    ``record=False`` keeps no map: the attention is only computed explicitly, so that
+    its graph is twice differentiable (the fused CPU kernels have no double backward;
+    :class:`attribkit.training.CAMLoss` differentiates Grad-CAM w.r.t. the parameters).
     """
 
-    def __init__(self, keep_graph: bool = False) -> None:
+    def __init__(self, keep_graph: bool = False, record: bool = True) -> None:
         super().__init__()
-        self.keep_graph = keep_graph
+        self.keep_graph = keep_graph and record
+        self.record = record
         self.maps: list[torch.Tensor] = []
 
     def _record(self, probs: torch.Tensor) -> None:
-        self.maps.append(probs if self.keep_graph else probs.detach())
+        if self.record:
+            self.maps.append(probs if self.keep_graph else probs.detach())
 
     def _leaf(self, x: torch.Tensor) -> torch.Tensor:
         if self.keep_graph and torch.is_grad_enabled() and not x.requires_grad:

@@ -10,8 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from attribkit.errors import GradientModeError, InputError, InvalidOptionError, LayerError, TargetError
-from attribkit.torch.cam import gradcam_weights, spatial_output, weighted_map
-from attribkit.torch.capture import LayerCapture
+from attribkit.torch.cam import gradcam_weights, image_like_output, weighted_map
+from attribkit.torch.attention import AttentionRecorder
+from attribkit.torch.capture import LayerCapture, forward_hooks
+from attribkit.torch.layout import ChannelLastProbe, Layout, LayoutRequest, resolve_layout
 from attribkit.torch.guard import model_guard
 from attribkit.torch.layers import resolve_layer
 from attribkit.training.base import (LossOutput, _Recorder, _WatchingLoss, _reduce,
@@ -77,6 +79,16 @@ class CAMLoss(_WatchingLoss):
         ``"gradcam"`` (any model) or ``"cam"`` (GAP + linear head, see above).
     mass:
         ``"abs"`` (default) or ``"relu"``, see above.
+    layout, prefix_tokens, grid:
+        How to read the layer's output, as for the CAM methods
+        (:mod:`attribkit.torch.layout`): by default read from the model, so a
+        channel-last ``(B, h, w, C)`` layer (Swin, inside ConvNeXt blocks) and a
+        vision transformer's tokens ``(B, N, C)`` (the prefix tokens dropped, the
+        patches on their grid) are converted to ``(B, C, h, w)``, never misread as
+        channels-first; a layout that cannot be read raises a ``LayerError`` naming
+        ``layout=``, which always overrides. ``method="cam"`` takes channels-first
+        and channel-last layers, not tokens (a ViT's head reads the class token, not
+        pooled patches).
     eps:
         The normaliser's epsilon.
 
@@ -93,7 +105,8 @@ class CAMLoss(_WatchingLoss):
     def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, *, weight: float = 1.0,
                  kernel: str | torch.Tensor | None = "centre", method: str = "gradcam",
                  classifier: nn.Linear | None = None, mass: str = "abs", eps: float = 1e-8,
-                 reduction: str = "mean") -> None:
+                 reduction: str = "mean", layout: str | None = None, prefix_tokens: int | None = None,
+                 grid: Any = None) -> None:
         super().__init__(model, weight, reduction)
         if method not in ("gradcam", "cam"):
             raise InvalidOptionError(f"CAMLoss method must be 'gradcam' or 'cam', got {method!r}")
@@ -101,6 +114,9 @@ class CAMLoss(_WatchingLoss):
             raise InvalidOptionError(f"CAMLoss mass must be 'abs' or 'relu', got {mass!r}")
         self.method = method
         self.mass = mass
+        self.layout_request = LayoutRequest.parse(layout, prefix_tokens, grid)
+        self._probe: ChannelLastProbe | None = None
+        self.last_layout: Layout | None = None  # the layout read at the last penalty
         self.eps = float(eps)
         if isinstance(kernel, str):
             if kernel not in ("centre", "center"):
@@ -142,7 +158,15 @@ class CAMLoss(_WatchingLoss):
             # "graph" mode: A keeps its graph (the penalty is differentiated w.r.t. the
             # parameters); downstream gets a copy, so in-place ops after the layer cannot alter A
             recorder.attach(LayerCapture(layer, repr(self.layer_name), mode="graph",
-                                         check=spatial_output(layer)))
+                                         check=image_like_output(layer)))
+
+        # notes Linear/LayerNorm on the last dimension of 4-D tensors (channel-last parts)
+        self._probe = ChannelLastProbe(self.model)
+        recorder.stack.enter_context(forward_hooks(self._probe.hooks()))
+        if self.method == "gradcam":
+            # fused attention (timm, torchvision ViTs) has no double backward on CPU:
+            # computed explicitly for the block (a thread-local mode, the model untouched)
+            recorder.stack.enter_context(AttentionRecorder(record=False))
 
         if self._layer is not None:
             attach(self._layer)
@@ -178,8 +202,23 @@ class CAMLoss(_WatchingLoss):
             k = k * (1 - _spatial_mask(allowed, batch, size, "allowed", device, dtype))
         return k
 
-    def _cam(self, acts: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The raw (pre-ReLU) map ``(B, h, w)``, differentiable w.r.t. the parameters."""
+    def _layout(self, acts: torch.Tensor, inputs: torch.Tensor) -> Layout:
+        """The layout of the recorded layer output (read from the model or ``layout=``)."""
+        seen = self._probe.seen if self._probe is not None else None
+        found = resolve_layout(self.model, self._layer, repr(self.layer_name), acts,
+                               tuple(inputs.shape[-2:]), self.layout_request, seen)
+        if self.method == "cam" and found.kind == "BNC":
+            raise LayerError(f"CAMLoss(method='cam') needs a GAP + nn.Linear head over a (B, C, h, w) or "
+                             f"(B, h, w, C) layer; layer {self.layer_name!r} returns tokens "
+                             f"{tuple(acts.shape)} ({found.source}); use method='gradcam'")
+        self.last_layout = found
+        return found
+
+    def _cam(self, raw: torch.Tensor, layout: Layout, logits: torch.Tensor,
+             labels: torch.Tensor) -> torch.Tensor:
+        """The raw (pre-ReLU) map ``(B, h, w)`` of the layer output ``raw`` (in
+        ``layout``, converted to ``(B, C, h, w)``), differentiable w.r.t. the parameters."""
+        acts = layout.to_bchw(raw)
         if self.method == "cam":
             fc = self.classifier
             if fc is None:
@@ -192,12 +231,13 @@ class CAMLoss(_WatchingLoss):
                 fc = linears[-1]
             weights = fc.weight[labels].to(acts.dtype)[:, :, None, None]  # (B, C, 1, 1)
             return weighted_map(acts, weights, relu=False)[:, 0]
-        if acts.grad_fn is None and not acts.requires_grad:
+        if raw.grad_fn is None and not raw.requires_grad:
             raise GradientModeError("CAMLoss: the layer's activations carry no autograd graph (the forward "
                                     "ran under torch.no_grad() or the layers before it are frozen and "
                                     "the input needs no grad)")
         score = logits.gather(1, labels[:, None]).sum()
-        (grads,) = torch.autograd.grad(score, acts, create_graph=True)
+        (grads,) = torch.autograd.grad(score, raw, create_graph=True)
+        grads = layout.to_bchw(grads)
         return weighted_map(acts, gradcam_weights(acts, grads), relu=False)[:, 0]
 
     def _labels(self, labels: Any, logits: torch.Tensor) -> torch.Tensor:
@@ -217,7 +257,7 @@ class CAMLoss(_WatchingLoss):
             raise LayerError(f"CAMLoss: layer {self.layer_name!r} was not called by the model's forward")
         logits, acts, x = rec.logits, rec.acts, rec.inputs
         labels = self._labels(labels, logits)
-        raw = self._cam(acts, logits, labels)
+        raw = self._cam(acts, self._layout(acts, x), logits, labels)
         size = tuple(x.shape[-2:])
         cam = (raw.abs() if self.mass == "abs" else F.relu(raw))[:, None]
         if tuple(cam.shape[-2:]) != size:
