@@ -30,9 +30,11 @@ def test_gradient_methods_run_and_guided_is_the_plain_gradient_without_relu(buil
         assert ak.explain(model, x, TARGETS, method="smoothgrad", n_samples=2, seed=0).values.shape == x.shape
 
 
-def test_captum_integrated_gradients_through_the_plugin():
+@pytest.mark.parametrize("build", [timm_vit, torchvision_vit], ids=["timm", "torchvision"])
+def test_captum_integrated_gradients_through_the_plugin(build):
     if "captum.integrated_gradients" not in {s.name for s in ak.methods()}:
         pytest.skip("the attribkit-captum plugin is not installed")
-    model, x = timm_vit(), vit_images(2)
-    r = ak.explain(model, x, TARGETS, method="captum.integrated_gradients", n_steps=4)
-    assert r.values.shape == x.shape and torch.isfinite(r.values).all()
+    model, x = build(), vit_images(2)
+    with assert_model_untouched(model):
+        r = ak.explain(model, x, TARGETS, method="captum.integrated_gradients", n_steps=4)
+    assert r.values.shape == x.shape and torch.isfinite(r.values).all() and r.values.abs().sum() > 0
