@@ -245,3 +245,19 @@ def test_demo_prints_the_table_and_writes_every_method(tmp_path, capsys):
     height, width = imread(tmp_path / "gradcam.png").shape[:2]  # 2 images, each beside its map
     assert height >= 2 * MIN_SIDE and width >= 2 * MIN_SIDE
     assert (tmp_path / "bench" / "report.md").exists()
+
+
+def test_bench_writes_the_html_report_beside_report_md(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert main(["bench", "--model", "attribkit.testing:TinyCNN", "--methods", "random", "--metrics",
+                 "deletion_auc", "--n-images", "4", "--no-progress", "--out", str(out)]) == 0
+    assert "report.html" in capsys.readouterr().out
+    page = (out / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and 'data-method="random"' in page and "<svg" in page
+
+
+def test_report_help_names_both_kinds_of_run(capsys):
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    text = capsys.readouterr().out
+    assert "RUN.zarr" in text and "bench" in text and "--images" in text
