@@ -100,7 +100,10 @@ def test_a_run_killed_in_the_middle_resumes_to_the_uninterrupted_result(tmp_path
     damaged = ak.open_store(out)
     stored = int(damaged.done.sum())
     assert 0 < stored < 12 and not damaged.complete
-    before = {p: p.stat().st_mtime_ns for p in (out / "maps" / "saliency").rglob("*") if p.is_file()}
+    chunks = out / "maps" / "saliency" / "c"  # chunk b of a (N, C, H, W) array: c/b/0/0/0
+    stored_batches = np.flatnonzero(damaged.batches_done)
+    before = {p: p.stat().st_mtime_ns for b in stored_batches for p in (chunks / str(b)).rglob("*") if p.is_file()}
+    assert len(before) == len(stored_batches)
     resumed = ak.explain_dataset(small_model(), Numbered(12), ["saliency", "gradcam"], out, batch_size=2,
                                  metrics=["deletion_auc"], metric_options={"deletion_auc": {"steps": 4}},
                                  progress=False)
