@@ -195,3 +195,12 @@ def test_attribkit_report_is_the_package_and_callable():
 
     assert ak.report is attribkit.report and callable(ak.report)
     assert store_module.store_report.__module__ == "attribkit.report.store"
+
+
+def test_an_unreadable_item_keeps_its_row_and_says_why(tmp_path):
+    store = ak.explain_dataset(small_model(), Numbered(6, unreadable=(2,)), ["saliency"], tmp_path / "u.zarr",
+                               progress=False)
+    text = ak.report(store, tmp_path / "u.html", images=Numbered(6)).read_text()
+    assert [r["data-image-id"] for r in Page(text).find("tr")[1:]] == [str(i) for i in range(6)]
+    assert '<div class="wrong">item 2 is damaged</div>' in text
+    assert "saliency" not in report_data(text)["rows"][2]["maps"]

@@ -92,7 +92,8 @@ def store_report(store: AttributionStore | str | Path, out: str | Path | None = 
     metric_names = list(store.settings.get("metrics", []))
     higher = _directions(metric_names)
     labels, targets, predictions = store.labels, store.targets, store.predictions
-    errors = store._array("errors")[:]
+    unreadable = dict(store.skipped)  # id -> why the item could not be read
+    errors = ["" if str(i) not in unreadable else unreadable[str(i)] for i in ids]
 
     def label_of(index: Any) -> str:
         if index is None or int(index) < 0:
