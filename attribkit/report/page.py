@@ -145,9 +145,9 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 th button.sort { all: unset; cursor: pointer; display: inline-flex; gap: 4px; align-items: baseline; }
 th button.sort:focus-visible, button.cell:focus-visible, .viewer button:focus-visible
   { outline: 2px solid var(--accent); outline-offset: 2px; }
-th button.sort::after { content: "\\2195"; color: #a0a7b4; font-size: 11px; }
-th[aria-sort="ascending"] button.sort::after { content: "\\2191"; color: var(--accent); }
-th[aria-sort="descending"] button.sort::after { content: "\\2193"; color: var(--accent); }
+th button.sort::after { content: "\\25B8"; color: #a0a7b4; font-size: 11px; }
+th[aria-sort="ascending"] button.sort::after { content: "\\25B4"; color: var(--accent); }
+th[aria-sort="descending"] button.sort::after { content: "\\25BE"; color: var(--accent); }
 button.cell { padding: 0; border: 0; background: none; cursor: zoom-in; display: block; line-height: 0; }
 button.cell img, button.cell canvas { display: block; border-radius: 3px; }
 .cbar { display: block; width: 100%; min-width: 90px; height: 8px; border-radius: 2px; margin-top: 4px; }

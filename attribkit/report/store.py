@@ -135,8 +135,8 @@ def store_report(store: AttributionStore | str | Path, out: str | Path | None = 
         "<tbody>", *html_rows, "</tbody></table></div>",
         _viewer(methods, layers),
     ])
-    data = {"kind": "store", "lut": lut, "alpha": alpha, "gradient": gradient_css(lut), "rows": row_data, "method_names": methods,
-            "class_field": class_field,
+    data = {"kind": "store", "lut": lut, "alpha": alpha, "gradient": gradient_css(lut), "rows": row_data,
+            "method_names": methods, "class_field": class_field,
             "methods": {m: {"layer": layers.get(m), "scale": _finite(scales[m])} for m in methods}}
     heading = title or f"attribkit report: {store.path.name}"
     subtitle = f"{len(rows)} images · methods {', '.join(methods)}"
@@ -406,11 +406,15 @@ def _viewer(methods: list[str], layers: dict) -> str:
 <p id="viewer-facts" class="note"></p>
 <div class="tabs" role="group" aria-label="method">{tabs}</div>
 <div class="panes">
-<figure><img id="view-picture" alt="the picture" width="300" height="300" hidden><figcaption>picture</figcaption></figure>
-<figure><canvas id="view-heat" width="300" height="300"></canvas><figcaption>heat map (<span id="view-scale"></span>)
-<span class="cbar" id="view-cbar"></span><span class="cbar-scale"><span>0</span><span id="view-top"></span></span></figcaption></figure>
-<figure><canvas id="view-blend" width="300" height="300"></canvas><figcaption>blended over the picture</figcaption></figure>
-<figure><svg id="view-hist" width="300" height="300" viewBox="0 0 300 300" role="img" aria-label="histogram of the map's values"></svg><figcaption>histogram of the map's values</figcaption></figure>
+<figure><img id="view-picture" alt="the picture" width="300" height="300" hidden>
+<figcaption>picture</figcaption></figure>
+<figure><canvas id="view-heat" width="300" height="300"></canvas>
+<figcaption>heat map (<span id="view-scale"></span>)<span class="cbar" id="view-cbar"></span>
+<span class="cbar-scale"><span>0</span><span id="view-top"></span></span></figcaption></figure>
+<figure><canvas id="view-blend" width="300" height="300"></canvas>
+<figcaption>blended over the picture</figcaption></figure>
+<figure><svg id="view-hist" width="300" height="300" viewBox="0 0 300 300" role="img"
+aria-label="histogram of the map's values"></svg><figcaption>histogram of the map's values</figcaption></figure>
 </div>
 <p id="view-metrics" class="note"></p>
 <p class="hint">← → previous / next image · Escape closes</p>
