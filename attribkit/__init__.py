@@ -66,8 +66,8 @@ _EXPORTS = {
     "open_store": "attribkit.datasets.store",
     "AttributionStore": "attribkit.datasets.store",
     "image_folder": "attribkit.datasets.folder",
-    # the self-contained HTML report of a store or a bench folder (the package is callable)
-    "report": "attribkit.report",
+    # the self-contained HTML report of a store or a bench folder
+    "write_report": "attribkit.report",
 }
 _EXPORTS.update({name: "attribkit.errors" for name in (
     "AttribkitError", "UnknownMethodError", "InvalidOptionError", "InputError",
@@ -96,7 +96,7 @@ def __getattr__(name: str) -> Any:
             "(for PyTorch, the CPU wheel is enough: pip install torch --index-url "
             "https://download.pytorch.org/whl/cpu)"
         ) from exc
-    value = module if name in ("errors", "report") else getattr(module, name)
+    value = module if name == "errors" else getattr(module, name)
     globals()[name] = value
     return value
 

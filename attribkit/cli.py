@@ -227,7 +227,7 @@ def write_bench_html(folder: Path) -> Path | None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """``attribkit report RUN``: the self-contained HTML report of a store or a bench folder."""
-    from attribkit.report import report
+    from attribkit.report import write_report
     from attribkit.report.bench import is_bench_folder
 
     options: dict[str, Any] = {"title": args.title}
@@ -241,7 +241,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         options.update(images=args.images, limit=args.limit)
         if args.size is not None:
             options["size"] = args.size
-    path = report(args.run, args.out, **options)
+    path = write_report(args.run, args.out, **options)
     size = path.stat().st_size
     print(f"{path} ({size / 1e6:.1f} MB)" if size >= 1e6 else f"{path} ({size / 1e3:.0f} kB)")
     return 0

@@ -78,7 +78,7 @@ def report_data(text: str) -> dict:
 
 def test_store_report_is_one_self_contained_file_with_a_row_per_image(folder_store, tmp_path):
     store, folder = folder_store
-    path = ak.report(store, tmp_path / "r.html")
+    path = ak.write_report(store, tmp_path / "r.html")
     text = path.read_text()
     page = Page(text)
     rows = page.find("tr")[1:]  # the header row first
@@ -129,18 +129,18 @@ def test_the_pictures_are_what_the_model_saw(folder_store):
 
 def test_dataset_store_with_images_in_python_and_without(dataset_store, tmp_path):
     store, data = dataset_store
-    page = Page(ak.report(store, tmp_path / "with.html", images=data, class_names=list("abcde")).read_text())
+    page = Page(ak.write_report(store, tmp_path / "with.html", images=data, class_names=list("abcde")).read_text())
     assert len(page.find("img", **{"class": "picture"})) == 7
     assert [r["data-label"] for r in page.find("tr")[1:]] == [("abcde")[data.label(i)] for i in range(7)]
-    text = ak.report(store.path, tmp_path / "without.html").read_text()
+    text = ak.write_report(store.path, tmp_path / "without.html").read_text()
     assert "maps are drawn alone" in text and not Page(text).find("img", **{"class": "picture"})
     with pytest.raises(ak.InputError, match="made from a dataset"):
-        ak.report(store, tmp_path / "x.html", images=tmp_path)
+        ak.write_report(store, tmp_path / "x.html", images=tmp_path)
 
 
 def test_report_size_stays_small(folder_store, tmp_path):
     store, _ = folder_store
-    size = ak.report(store, tmp_path / "s.html").stat().st_size
+    size = ak.write_report(store, tmp_path / "s.html").stat().st_size
     assert size < 12_000 * len(store) + 60_000, size  # thumbnails: a few kB per image and method
 
 
@@ -186,21 +186,21 @@ def test_bench_report_tables_and_svg_charts(tmp_path, capsys):
     # the same from results.jsonl alone (an interrupted run)
     (tmp_path / "results.json").unlink()
     (tmp_path / "results.jsonl").write_text("\n".join(json.dumps(r) for r in fake_records()) + '\n{"torn')
-    assert Page(ak.report(tmp_path, tmp_path / "again.html").read_text()).find("tr")[1]["data-method"] == "saliency"
+    assert Page(ak.write_report(tmp_path, tmp_path / "again.html").read_text()).find("tr")[1]["data-method"] == "saliency"
 
 
-def test_attribkit_report_is_the_package_and_callable():
+def test_write_report_is_exported_beside_the_report_package():
     import attribkit.report
     import attribkit.report.store as store_module
 
-    assert ak.report is attribkit.report and callable(ak.report)
+    assert ak.write_report is attribkit.report.write_report
     assert store_module.store_report.__module__ == "attribkit.report.store"
 
 
 def test_an_unreadable_item_keeps_its_row_and_says_why(tmp_path):
     store = ak.explain_dataset(small_model(), Numbered(6, unreadable=(2,)), ["saliency"], tmp_path / "u.zarr",
                                progress=False)
-    text = ak.report(store, tmp_path / "u.html", images=Numbered(6)).read_text()
+    text = ak.write_report(store, tmp_path / "u.html", images=Numbered(6)).read_text()
     assert [r["data-image-id"] for r in Page(text).find("tr")[1:]] == [str(i) for i in range(6)]
     assert '<div class="wrong">item 2 is damaged</div>' in text
     assert "saliency" not in report_data(text)["rows"][2]["maps"]

@@ -69,7 +69,7 @@ def store_page(tmp_path_factory):
     folder = make_folder(tmp / "images", per_class=4)
     store = ak.explain_dataset(small_model(), ak.image_folder(folder, size=16), ["saliency", "gradcam"],
                                tmp / "run.zarr", batch_size=6, metrics=["deletion_auc"], progress=False)
-    return store, ak.report(store, tmp / "report.html")
+    return store, ak.write_report(store, tmp / "report.html")
 
 
 def test_store_report_in_chromium(browser, store_page, tmp_path):
@@ -142,7 +142,7 @@ def test_store_report_in_chromium(browser, store_page, tmp_path):
 
 def test_bench_report_in_chromium(browser, tmp_path):
     (tmp_path / "results.json").write_text(json.dumps(fake_records()))
-    path = ak.report(tmp_path)
+    path = ak.write_report(tmp_path)
     page, problems, requests = open_page(browser, path)
     methods = "rows => rows.map(r => r.dataset.method)"
     assert page.eval_on_selector_all("#metrics tbody tr", methods) == ["saliency", "gradcam", "random"]

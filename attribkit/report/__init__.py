@@ -1,7 +1,6 @@
 """The self-contained HTML report of a dataset store or a bench run folder.
 
-``ak.report(RUN, out="report.html")`` (this package is callable: ``ak.report``
-is the package, and calling it calls :func:`report`) writes one HTML file
+``ak.write_report(RUN, out="report.html")`` (:func:`write_report`) writes one HTML file
 with its pictures as data URIs and its CSS and script inline: it needs no
 server and nothing from the network, and it opens from ``file://``.
 
@@ -13,13 +12,11 @@ server and nothing from the network, and it opens from ``file://``.
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
 
-def report(run: Any, out: str | Path | None = None, **options: Any) -> Path:
+def write_report(run: Any, out: str | Path | None = None, **options: Any) -> Path:
     """Write the HTML report of ``run`` to ``out`` and return its path.
 
     ``run`` is an :class:`~attribkit.datasets.store.AttributionStore`, the path of
@@ -40,14 +37,4 @@ def report(run: Any, out: str | Path | None = None, **options: Any) -> Path:
     return store_report(run, out, **options)
 
 
-class _CallableModule(types.ModuleType):
-    """This package, callable as :func:`report` (so ``ak.report(...)`` works whether
-    ``attribkit.report`` was imported as a package first or not)."""
-
-    def __call__(self, run: Any, out: str | Path | None = None, **options: Any) -> Path:
-        return report(run, out, **options)
-
-
-sys.modules[__name__].__class__ = _CallableModule
-
-__all__ = ["report"]
+__all__ = ["write_report"]

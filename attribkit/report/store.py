@@ -167,7 +167,7 @@ def picture_source(store: AttributionStore, images: Any, size: int) -> Picture |
             raise FileNotFoundError(2, "no such folder of images", str(root))
         if ids.dtype.kind in "iu":
             raise InputError(f"{store.path} was made from a dataset, not an image folder: pass its images "
-                             "(the dataset, or a tensor) in Python, e.g. ak.report(store, images=dataset)")
+                             "(the dataset, or a tensor) in Python, e.g. ak.write_report(store, images=dataset)")
 
         def from_folder(row: int) -> np.ndarray | None:
             try:
@@ -315,7 +315,7 @@ def _intro(store: AttributionStore, shown: int, pictures: bool, sign: str, outli
     if not pictures:
         notes.append("The pictures are not in the store: the maps are drawn alone. Pass the image "
                      "folder (attribkit report RUN --images DIR) or, in Python, "
-                     "ak.report(store, images=dataset).")
+                     "ak.write_report(store, images=dataset).")
     what = "magnitude" if sign == "absolute_value" else "positive part"
     notes.append(f"Each method has one colour scale for all its maps (its bar in the column header): the "
                  f"{what} of the map, channels summed, the top {outlier_perc:g}% saturated. Click a column "
