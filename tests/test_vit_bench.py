@@ -30,3 +30,41 @@ def test_attention_methods_are_left_out_quietly_on_a_cnn():
     kept = runnable(specs, _subject(TinyCNN().eval(), 32), lines.append, asked=True)
     assert len(kept) == 2 and len(lines) == 1 and "raw_attention" in lines[0]
     assert runnable(specs, _subject(timm_vit(), 32), lines.append) == specs
+
+
+TINY = dict(size=32, patch=4, dim=16, depth=2, heads=2, n_train=64, n_test=32, epochs=1, batch=32)
+
+
+def test_synthetic_vit_trains_reproducibly_and_is_cached(tmp_path, monkeypatch):
+    from attribkit.bench.vit_reference import ViTTrainConfig, fit_vit, vit_reference_model
+    from attribkit.torch.layout import token_layout
+
+    monkeypatch.setenv("ATTRIBKIT_CACHE", str(tmp_path))
+    config = ViTTrainConfig(**TINY)
+    model, record = vit_reference_model(config)
+    assert record["path"].startswith(str(tmp_path)) and 0 <= record["test_accuracy"] <= 1
+    assert token_layout(model, (32, 32)).grid == (8, 8) and token_layout(model, (32, 32)).prefix_tokens == 1
+    assert not any(isinstance(m, torch.nn.ReLU) for m in model.modules())  # GELU only
+    again, _ = vit_reference_model(config)  # from the cache
+    refit, _ = fit_vit(config)  # from scratch: the same weights
+    for a, b, c in zip(model.state_dict().values(), again.state_dict().values(), refit.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        torch.testing.assert_close(a, c, rtol=0, atol=0)
+    assert config.key() != ViTTrainConfig(**{**TINY, "seed": 1}).key()
+
+
+def test_bench_runs_on_synthetic_vit(tmp_path, monkeypatch):
+    from attribkit.bench import vit_reference
+    from attribkit.bench.runner import BenchConfig, run_bench
+
+    monkeypatch.setenv("ATTRIBKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(vit_reference, "BENCH_CONFIG", vit_reference.ViTTrainConfig(**TINY))
+    methods = ["raw_attention", "attention_rollout", "generic_attention", "gradcam", "saliency", "random"]
+    records = run_bench(BenchConfig(out=tmp_path / "out", model="synthetic-vit", methods=methods, n_images=4,
+                                    metrics=["pointing_game", "relevance_mass_accuracy"]),
+                        progress=False, log=lambda s: None)
+    scored = {(r["method"], r["metric"]): r for r in records}
+    for method in methods:
+        for metric in ("pointing_game", "relevance_mass_accuracy"):
+            assert "error" not in scored[method, metric] and scored[method, metric]["n"] == 4
+    assert "speed" in {k for _m, k in scored}

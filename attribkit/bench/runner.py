@@ -130,9 +130,15 @@ class Subject:
 
 
 def load_subject(config: BenchConfig, n_images: int, log: Callable[[str], None] = print) -> Subject:
-    """The reference model on its synthetic test set, or a torchvision / user model."""
+    """The reference model (``synthetic``: the CNN; ``synthetic-vit``: the ViT of
+    :mod:`attribkit.bench.vit_reference`) on its synthetic test set, or a torchvision /
+    user model."""
     device = torch.device(config.device)
-    if config.model == "synthetic":
+    if config.model == "synthetic-vit":
+        from attribkit.bench.vit_reference import synthetic_vit_data
+
+        model, inputs, targets, masks, names = synthetic_vit_data(n_images, config.seed, log)
+    elif config.model == "synthetic":
         from attribkit.bench.reference import TrainConfig, reference_model
         from attribkit.bench.synthetic import make_dataset
 

@@ -1,0 +1,160 @@
+"""The reference vision transformer: a small ViT trained on the synthetic data, cached.
+
+``attribkit bench --model synthetic-vit`` explains it, so that the attention
+family (and the token CAMs) are scored with ground truth, as the reference CNN
+(:mod:`attribkit.bench.reference`) scores the others. It is timm's
+``VisionTransformer`` with small dimensions (a class token, a few blocks, small
+patches, randomly initialised), so attribkit reads its token layout from the
+model like any timm ViT. Training reuses the reference CNN's reproducible
+recipe (:func:`attribkit.bench.reference.reproducible`, :func:`~attribkit.bench.reference.train`:
+seeded, deterministic, one thread) and the same cache folder
+(``$ATTRIBKIT_CACHE``), keyed by a hash of everything that determines the weights
+(the config, :data:`CACHE_VERSION` and timm's version, whose initialisation the
+weights start from).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from attribkit.bench.reference import accuracy, cache_dir, reproducible, train
+from attribkit.bench.synthetic import make_dataset
+
+CACHE_VERSION = 1  # bump whenever the architecture or training changes
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTTrainConfig:
+    """Everything that determines the trained ViT's weights (and so the cache key).
+
+    The defaults train in about a minute and a half on one CPU thread; tests pass a
+    tiny ``n_train``/``epochs``.
+    """
+
+    classes: int = 6
+    size: int = 32
+    patch: int = 4
+    dim: int = 64
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 2.0
+    stem: bool = True
+    n_train: int = 4000
+    n_test: int = 1000
+    epochs: int = 10
+    batch: int = 64
+    lr: float = 2e-3
+    seed: int = 0
+
+    def key(self) -> str:
+        """A hash of the config, :data:`CACHE_VERSION` and timm's version."""
+        import timm
+
+        blob = json.dumps({**dataclasses.asdict(self), "v": CACHE_VERSION, "timm": timm.__version__},
+                          sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def conv_stem_embed() -> type:
+    """A timm ``PatchEmbed`` whose projection is a convolutional stem (Xiao et al. 2021,
+    Early Convolutions Help Transformers See Better, NeurIPS, arXiv:2106.14881): one
+    stride-2 ``3x3`` convolution, BatchNorm and GELU per halving of the patch side,
+    then a ``1x1`` convolution to the embedding width. The token grid, ``patch_size``
+    and ``grid_size`` are those of the plain patch embedding (what attribkit reads)."""
+    from timm.layers import PatchEmbed
+
+    class ConvStemPatchEmbed(PatchEmbed):
+        """timm's ``PatchEmbed`` with a convolutional stem as its projection."""
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            side = self.patch_size[0]
+            if side != self.patch_size[1] or side & (side - 1):
+                raise ValueError(f"a convolutional stem needs a square power-of-two patch, got {self.patch_size}")
+            cin, layers, width = self.proj.in_channels, [], max(8, self.proj.out_channels // 4)
+            while side > 1:
+                layers += [nn.Conv2d(cin, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width),
+                           nn.GELU()]
+                cin, width, side = width, width * 2, side // 2
+            self.proj = nn.Sequential(*layers, nn.Conv2d(cin, self.proj.out_channels, 1))
+
+    return ConvStemPatchEmbed
+
+
+def build_vit(config: ViTTrainConfig = ViTTrainConfig()) -> nn.Module:
+    """A randomly initialised timm ``VisionTransformer`` of ``config``'s size (class
+    token, classification from the class token, no dropout; GELU, no ReLU), with
+    :func:`conv_stem_embed` as patch embedding when ``config.stem``, in eval mode."""
+    from timm.layers import PatchEmbed
+    from timm.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(img_size=config.size, patch_size=config.patch, embed_dim=config.dim,
+                             depth=config.depth, num_heads=config.heads, mlp_ratio=config.mlp_ratio,
+                             num_classes=config.classes,
+                             embed_layer=conv_stem_embed() if config.stem else PatchEmbed).eval()
+
+
+def fit_vit(config: ViTTrainConfig = ViTTrainConfig(), *,
+            log: Callable[[str], None] | None = None) -> tuple[nn.Module, dict]:
+    """Train the ViT from scratch (no cache); returns it with its record (config,
+    training seconds, test accuracy, threads). The data, initial weights and batch
+    order are drawn from ``config.seed`` as :func:`attribkit.bench.reference.fit` does."""
+    from attribkit.bench.reference import TRAIN_THREADS
+
+    data = make_dataset(config.n_train, size=config.size, classes=config.classes, seed=config.seed)
+    test = make_dataset(config.n_test, size=config.size, classes=config.classes, seed=config.seed + 10_000)
+    with reproducible(config.seed):
+        model = build_vit(config)
+        start = time.perf_counter()
+        train(model, torch.from_numpy(data.images), torch.from_numpy(data.labels), epochs=config.epochs,
+              batch=config.batch, lr=config.lr, seed=config.seed, log=log)
+        seconds = time.perf_counter() - start
+        test_accuracy = accuracy(model, torch.from_numpy(test.images), torch.from_numpy(test.labels))
+    return model, {"model": "synthetic-vit", "config": dataclasses.asdict(config), "train_seconds": seconds,
+                   "test_accuracy": test_accuracy, "threads": TRAIN_THREADS}
+
+
+def vit_reference_model(config: ViTTrainConfig = ViTTrainConfig(), *,
+                        log: Callable[[str], None] | None = None) -> tuple[nn.Module, dict]:
+    """The trained reference ViT (from the cache when present, else :func:`fit_vit`,
+    then cached) and its record (config, test accuracy, training seconds, cache path)."""
+    path = cache_dir() / f"reference-vit-{config.key()}.pt"
+    meta_path = path.with_suffix(".json")
+    if path.exists() and meta_path.exists():
+        with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: leave the caller's RNG
+            model = build_vit(config)
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return model.eval(), json.loads(meta_path.read_text())
+    model, record = fit_vit(config, log=log)
+    record["path"] = str(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    meta_path.write_text(json.dumps(record, indent=2))
+    return model, record
+
+
+#: the ViT ``attribkit bench --model synthetic-vit`` trains (its seed replaced by ``--seed``)
+BENCH_CONFIG = ViTTrainConfig()
+
+
+def synthetic_vit_data(n_images: int, seed: int = 0, log: Callable[[str], None] = print,
+                       config: ViTTrainConfig | None = None
+                       ) -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """What ``attribkit bench --model synthetic-vit`` explains: the reference ViT
+    (:data:`BENCH_CONFIG` trained with ``seed``, or ``config``) and ``n_images`` held-out
+    synthetic images (seed + 20000, as the reference CNN's bench images) as
+    ``(model, inputs, labels, masks, class names)``."""
+    config = config or dataclasses.replace(BENCH_CONFIG, seed=seed)
+    model, record = vit_reference_model(config, log=log)
+    log(f"reference ViT: test accuracy {record['test_accuracy']:.3f}, trained in "
+        f"{record['train_seconds']:.0f} s ({record['path']})")
+    data = make_dataset(n_images, size=config.size, classes=config.classes, seed=config.seed + 20_000)
+    return (model, torch.from_numpy(data.images), torch.from_numpy(data.labels), torch.from_numpy(data.masks),
+            data.class_names)
