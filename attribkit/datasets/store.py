@@ -26,7 +26,8 @@ and a fingerprint of its weights, the data, methods with their options and
 layers, target, batch size, metrics, image shape, the attribkit version),
 compared when a run resumes; ``layers`` (the layer each method used),
 ``classes`` (class names, when the data has them), ``skipped_files`` (files of
-a folder that are not images) and ``runs`` (one record per finished call).
+a folder that are not images), ``images`` (an image folder's root and crop, for
+``attribkit report``) and ``runs`` (one record per finished call).
 """
 
 from __future__ import annotations
