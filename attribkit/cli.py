@@ -354,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=("quick", "full"), default="quick")
     p.add_argument("--seeds", type=int, help="feedback: seeds per variant (default: the profile's, 5)")
     p.add_argument("--model", default="synthetic",
-                   help="synthetic (the trained reference model, the default) or " + MODEL_HELP)
+                   help="synthetic (the trained reference CNN, the default), synthetic-vit (the trained "
+                        "reference ViT, for the attention family) or " + MODEL_HELP)
     p.add_argument("--weights", help=WEIGHTS_HELP)
     p.add_argument("--data", help="folder of images for a non-synthetic model (no ground truth)")
     p.add_argument("--methods", nargs="+", help="default: the profile's methods")
