@@ -46,9 +46,9 @@ class ViTTrainConfig:
     heads: int = 4
     mlp_ratio: float = 2.0
     stem: bool = True
-    n_train: int = 4000
+    n_train: int = 6000
     n_test: int = 1000
-    epochs: int = 10
+    epochs: int = 12
     batch: int = 64
     lr: float = 2e-3
     seed: int = 0
