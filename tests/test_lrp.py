@@ -127,3 +127,18 @@ def test_the_name_lrp_is_the_built_in():
     spec = ak.get_method("lrp")
     assert spec.family == "lrp" and spec.plugin == "attribkit.families.lrp"
     assert spec.options["composite"] == "epsilon_plus_flat" and spec.options["canonize"] is True
+
+
+def test_bench_scores_the_composites_as_variants(tmp_path):
+    from attribkit.bench.runner import BenchConfig, bench_method, choose_methods
+    from attribkit.errors import UnknownMethodError
+
+    names = {p: [s.name for s in choose_methods(BenchConfig(out=tmp_path, profile=p))]
+             for p in ("quick", "full")}
+    assert [n for n in names["quick"] if n.startswith("lrp")] == ["lrp", "lrp.epsilon_gamma_box"]
+    assert [n for n in names["full"] if n.startswith("lrp")] == [
+        "lrp", "lrp.epsilon_gamma_box", "lrp.epsilon_alpha2_beta1", "lrp.epsilon_plus"]
+    spec = bench_method("lrp.epsilon_plus")
+    assert spec.options["composite"] == "epsilon_plus" and spec.family == "lrp"
+    with pytest.raises(UnknownMethodError):
+        bench_method("lrp.no_such_composite")
