@@ -114,6 +114,20 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed:
     return model.eval()
 
 
+VIT_METHODS = ("raw_attention", "attention_rollout", "generic_attention", "gradcam", "saliency")
+
+
+def small_vit(classes: int = len(CLASSES), size: int = SIZE) -> nn.Module | None:
+    """A small timm ViT for the pictures (4x4 patches: a 10x10 token grid, a class
+    token, two blocks of width 32), randomly initialised; ``None`` without timm."""
+    try:
+        from timm.models.vision_transformer import VisionTransformer
+    except ImportError:
+        return None
+    return VisionTransformer(img_size=size, patch_size=4, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0,
+                             num_classes=classes)
+
+
 def runnable_methods(model: nn.Module, x: torch.Tensor, names: list[str] | None = None,
                      all_plugins: bool = False) -> list[str]:
     """The methods (``names``, default: every built-in one and the example
@@ -224,6 +238,19 @@ def main(argv: list[str] | None = None) -> list[Path]:
     layer_method = next((m for m in ("gradcam", "example.activation_map") if m in methods), "saliency")
     keep(ak.compare_models({"untrained": untrained, "trained": model}, shown, method=layer_method,
                            show_image=True, **display), "before_after")
+
+    # docs/transformers.md: the attention family beside token Grad-CAM and saliency on a ViT
+    vit = small_vit()
+    if vit is None:
+        print("no timm: transformers.png left out")
+    else:
+        vit = train(vit, ak.normalize(x_train, MEAN, STD), y_train, 2 * epochs)
+        with torch.no_grad():
+            vit_accuracy = (vit(inputs).argmax(1) == y_test).float().mean().item()
+        print(f"trained a small ViT: test accuracy {vit_accuracy:.1%}")
+        keep(ak.compare(vit, shown, methods=list(VIT_METHODS), show_image=True,
+                        title=f"small ViT, 10x10 patches (test accuracy {vit_accuracy:.0%})", **display),
+             "transformers")
 
     # benchmark plots on the test images: the evidence masks are the ground truth
     batch, batch_masks = inputs[:n_bench], masks[:n_bench]
