@@ -28,7 +28,7 @@ from attribkit.errors import (
 )
 
 FAMILIES = ("gradient", "cam", "attention", "lrp", "perturbation", "other")
-METRIC_KINDS = ("faithfulness", "localisation", "sanity", "robustness")
+METRIC_KINDS = ("faithfulness", "localisation", "sanity", "robustness", "complexity", "axiomatic")
 METRIC_NEEDS = ("forward", "ground_truth", "model", "method")
 NEEDS = ("autograd", "layer", "module", "forward", "attention")
 OUTPUTS = ("pixel", "layer")
@@ -236,7 +236,8 @@ class MetricSpec(_Spec):
 
     Attributes:
         name: canonical name (``"deletion_auc"``, ``"captum.infidelity"``).
-        kind: ``faithfulness``, ``localisation``, ``sanity`` or ``robustness``.
+        kind: ``faithfulness``, ``localisation``, ``sanity`` (randomisation checks),
+            ``robustness``, ``complexity`` or ``axiomatic``.
         factory: returns the implementation, called as ``impl(data, **options)``
             with a :class:`attribkit.bench.MetricInput`; it returns a
             :class:`attribkit.bench.MetricResult` (one score per image).
