@@ -191,13 +191,16 @@ def choose_methods(config: BenchConfig) -> list[MethodSpec]:
 
 
 def choose_metrics(config: BenchConfig, subject: Subject) -> list[MetricSpec]:
-    """``--metrics`` or the profile's (quick: attribkit's own; full: every registered
+    """``--metrics`` or the profile's (quick: attribkit's own, less the Quantus-named suite
+    (:data:`attribkit.bench.builtin_metrics.QUICK_METRICS`); full: every registered
     metric), keeping those whose needs the subject meets."""
+    from attribkit.bench.builtin_metrics import QUICK_METRICS
+
     if config.metrics:
         chosen = [get_metric(m) for m in config.metrics]
     else:
         chosen = [m for m in metrics()
-                  if config.profile != "quick" or (m.plugin or "").startswith("attribkit.")]
+                  if config.profile != "quick" or m.name in QUICK_METRICS]
     return [m for m in chosen if "ground_truth" not in m.needs or subject.masks is not None]
 
 
@@ -346,7 +349,7 @@ def _summary(scores: torch.Tensor) -> dict[str, float]:
 
 def _floor_call(spec: MethodSpec, model: torch.nn.Module, x: torch.Tensor,
                 targets: torch.Tensor) -> tuple[str, Callable[[], object]]:
-    if spec.family in BACKWARD_FAMILIES:
+    if spec.family in BACKWARD_FAMILIES or (spec.family == "attention" and "autograd" in spec.needs):
         def forward_backward():
             xx = x.detach().requires_grad_()
             return torch.autograd.grad(model(xx).gather(1, targets[:, None]).sum(), xx)
@@ -401,9 +404,10 @@ def measure_speed(spec: MethodSpec, subject: Subject, config: BenchConfig, setti
                   layer: Any) -> dict:
     """Median time per batch against the method's floor and the peers, interleaved.
 
-    The floor is one forward+backward for gradient and LRP methods and one forward for
-    the others, except perturbation methods: their floor is the N forwards they
-    make (counted with a hook), run at the best batch size; a ratio of 1 means
+    The floor is one forward+backward for gradient and LRP methods (and the attention
+    methods that take gradients, generic_attention) and one forward for the others,
+    except perturbation methods: their floor is the N forwards they make (counted
+    with a hook), run at the best batch size; a ratio of 1 means
     the method costs no more than its model evaluations."""
     device = torch.device(config.device)
     x = subject.inputs[:settings["speed_batch"]]
