@@ -4,8 +4,10 @@
 family (and the token CAMs) are scored with ground truth, as the reference CNN
 (:mod:`attribkit.bench.reference`) scores the others. It is timm's
 ``VisionTransformer`` with small dimensions (a class token, a few blocks, small
-patches, randomly initialised), so attribkit reads its token layout from the
-model like any timm ViT. Training reuses the reference CNN's reproducible
+patches, randomly initialised; a convolutional stem as its patch embedding, see
+:func:`conv_stem_embed`: a plain patchify ViT of this size stays near chance on the
+task in the time budget), so attribkit reads its token layout from the model like
+any timm ViT. Training reuses the reference CNN's reproducible
 recipe (:func:`attribkit.bench.reference.reproducible`, :func:`~attribkit.bench.reference.train`:
 seeded, deterministic, one thread) and the same cache folder
 (``$ATTRIBKIT_CACHE``), keyed by a hash of everything that determines the weights
@@ -24,7 +26,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from attribkit.bench.reference import accuracy, cache_dir, reproducible, train
+from attribkit.bench.reference import TRAIN_THREADS, accuracy, cache_dir, reproducible, train
 from attribkit.bench.synthetic import make_dataset
 
 CACHE_VERSION = 1  # bump whenever the architecture or training changes
@@ -34,8 +36,8 @@ CACHE_VERSION = 1  # bump whenever the architecture or training changes
 class ViTTrainConfig:
     """Everything that determines the trained ViT's weights (and so the cache key).
 
-    The defaults train in about a minute and a half on one CPU thread; tests pass a
-    tiny ``n_train``/``epochs``.
+    The defaults reach a test accuracy of 0.951 after 80 s of training on one CPU
+    thread (plus about 10 s to draw the scenes); tests pass a tiny config.
     """
 
     classes: int = 6
@@ -106,8 +108,6 @@ def fit_vit(config: ViTTrainConfig = ViTTrainConfig(), *,
     """Train the ViT from scratch (no cache); returns it with its record (config,
     training seconds, test accuracy, threads). The data, initial weights and batch
     order are drawn from ``config.seed`` as :func:`attribkit.bench.reference.fit` does."""
-    from attribkit.bench.reference import TRAIN_THREADS
-
     data = make_dataset(config.n_train, size=config.size, classes=config.classes, seed=config.seed)
     test = make_dataset(config.n_test, size=config.size, classes=config.classes, seed=config.seed + 10_000)
     with reproducible(config.seed):
