@@ -154,7 +154,8 @@ SUITE: list[tuple[str, str, str, bool, tuple[str, ...], dict, str, str]] = [
     ("effective_complexity", LOCAL, "complexity", False, (), {"eps": 1e-5, **_ABS, "quantus_compat": False},
      NGUYEN, "number of pixels with relevance above eps"),
     ("mprt", ROBUST, "sanity", False, ("model", "method"),
-     {"layer_order": "top_down", "seed": 42, **_ABS, "similarity_func": "spearman"}, ADEBAYO,
+     {"layer_order": "top_down", "seed": 42, **_ABS, "similarity_func": "spearman",
+      "quantus_compat": False}, ADEBAYO,
      "mean Spearman similarity to the original maps while layers are re-initialised (Quantus's MPRT)"),
     ("completeness", ROBUST, "axiomatic", False, ("forward",),
      {"perturb_baseline": "black", "abs": False, "normalise": False, "softmax": False, "quantus_compat": False},
@@ -165,7 +166,7 @@ SUITE: list[tuple[str, str, str, bool, tuple[str, ...], dict, str, str]] = [
       "quantus_compat": False}, NGUYEN,
      "number of pixel groups where zero relevance and no output effect disagree"),
     ("input_invariance", ROBUST, "axiomatic", True, ("model", "method"),
-     {"input_shift": -1.0, "abs": False, "normalise": False},
+     {"input_shift": -1.0, "abs": False, "normalise": False, "quantus_compat": False},
      "Kindermans et al. 2019, The (Un)reliability of Saliency Methods, LNCS 11700",
      "the map is unchanged by a constant input shift absorbed by the first layer's bias"),
 ]

@@ -313,9 +313,11 @@ def sensitivity_n(data: MetricInput, *, n_max_percentage: float = 0.8, features_
     each step, correlates over the *images of the batch* the step's relevance sum
     with the output drop, so it has one value per step and none per image;
     ``quantus_compat=True`` computes those (curves ``"x"``/``"mean"``) and gives
-    every image their mean.
+    every image their mean (Quantus's ``return_aggregate=True`` default), with the
+    maps normalised by the batch's largest as Quantus does (it matters for a
+    correlation across images).
     """
-    a = preprocess(data.relevance, abs=abs, normalise=normalise)
+    a = preprocess(data.relevance, abs=abs, normalise=normalise, per_image=not quantus_compat)
     x = data.inputs
     b, c, h, w = x.shape
     y0 = forward_scores(data.predict, x, data.targets, softmax=softmax, batch_size=data.batch_size)

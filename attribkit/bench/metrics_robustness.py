@@ -255,7 +255,7 @@ def relative_output_stability(data: MetricInput, *, nr_samples: int = 200, lower
 # ---------------------------------------------------------------- randomisation
 
 def mprt(data: MetricInput, *, layer_order: str = "top_down", seed: int = 42, abs: bool = True,
-         normalise: bool = True, similarity_func: str = "spearman") -> MetricResult:
+         normalise: bool = True, similarity_func: str = "spearman", quantus_compat: bool = False) -> MetricResult:
     """Model parameter randomisation test, MPRT (Adebayo et al. 2018, "Sanity Checks
     for Saliency Maps", NeurIPS).
 
@@ -267,6 +267,11 @@ def mprt(data: MetricInput, *, layer_order: str = "top_down", seed: int = 42, ab
     preprocessed maps). The score is the mean similarity over the layers
     (Quantus's ``return_average_correlation=True``). Lower is better. Curves: the
     mean similarity per layer. The user's model and the global RNG are untouched.
+
+    Quantus 0.6's average also counts the similarity with the maps of the *intact*
+    model (its "original" entry, about 1; the code skips a key ``"orig"`` that
+    does not exist), which pulls every score towards 1 by ``1 / (L + 1)``;
+    ``quantus_compat=True`` includes it.
     """
     _need_explain(data)
     if layer_order not in ("top_down", "independent"):
@@ -278,7 +283,13 @@ def mprt(data: MetricInput, *, layer_order: str = "top_down", seed: int = 42, ab
     if layer_order == "top_down":
         layers = layers[::-1]
     a = preprocess(data.relevance, abs=abs, normalise=normalise).flatten(1)
-    per_layer = []
+
+    def explained() -> torch.Tensor:
+        rel = torch.cat([data.explain(model, xs, ts).detach() for xs, ts in
+                         zip(data.inputs.split(data.batch_size), data.targets.split(data.batch_size))])
+        return preprocess(rel, abs=abs, normalise=normalise).flatten(1)
+
+    per_layer = [similar(a, explained())] if quantus_compat else []
     with torch.random.fork_rng(devices=[]):
         for _name, layer in layers:
             if layer_order == "independent":
@@ -286,12 +297,10 @@ def mprt(data: MetricInput, *, layer_order: str = "top_down", seed: int = 42, ab
             torch.manual_seed(seed + 1)
             with torch.no_grad():
                 layer.reset_parameters()
-            rel = torch.cat([data.explain(model, xs, ts).detach() for xs, ts in
-                             zip(data.inputs.split(data.batch_size), data.targets.split(data.batch_size))])
-            per_layer.append(similar(a, preprocess(rel, abs=abs, normalise=normalise).flatten(1)))
+            per_layer.append(similar(a, explained()))
     sims = torch.stack(per_layer, 1)
-    return MetricResult(sims.mean(1).float(), {"layers": [n for n, _ in layers],
-                                               "mean": sims.float().nanmean(0).tolist()})
+    names = (["original"] if quantus_compat else []) + [n for n, _ in layers]
+    return MetricResult(sims.mean(1).float(), {"layers": names, "mean": sims.float().nanmean(0).tolist()})
 
 
 # -------------------------------------------------------------------- axiomatic
@@ -345,36 +354,54 @@ def non_sensitivity(data: MetricInput, *, eps: float = 1e-5, features_in_step: i
     return MetricResult((no_effect ^ no_attr).sum(1).float())
 
 
-def shift_first_layer(model: nn.Module, input_shift: float) -> nn.Module:
+def shift_first_layer(model: nn.Module, input_shift: float, *, quantus_compat: bool = False,
+                      shape: tuple[int, ...] | None = None) -> nn.Module:
     """A copy of ``model`` whose first ``Conv2d`` / ``Linear`` absorbs a constant input
     shift: ``b' = b - input_shift * sum(W)`` per output, so that
     ``model'(x + shift) == model(x)`` (exactly for a linear layer or an unpadded
-    convolution; at a padded convolution's border the zeros are not shifted)."""
+    convolution; at a padded convolution's border the zeros are not shifted).
+
+    ``quantus_compat=True`` sets ``b' = 2b - min(response to a constant image of
+    input_shift)`` per channel (``shape``: the image's), as Quantus does: equal in
+    exact arithmetic for an unpadded layer, and rounded the same way as Quantus."""
     shifted = copy.deepcopy(model)
     for module in shifted.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             with torch.no_grad():
-                total = module.weight.sum(dim=tuple(range(1, module.weight.ndim)))
                 if module.bias is None:
-                    module.bias = nn.Parameter(torch.zeros_like(total))
-                module.bias -= input_shift * total
+                    module.bias = nn.Parameter(torch.zeros(module.weight.shape[0], dtype=module.weight.dtype,
+                                                           device=module.weight.device))
+                if quantus_compat:
+                    delta = torch.full((1, *shape[1:]), float(input_shift), dtype=module.weight.dtype,
+                                       device=module.weight.device)
+                    response = module(delta)[0]
+                    lowest = response.flatten(1).amin(1) if response.ndim > 1 else response
+                    module.bias.copy_(2 * module.bias - lowest)
+                else:
+                    total = module.weight.sum(dim=tuple(range(1, module.weight.ndim)))
+                    module.bias -= input_shift * total
             return shifted
     raise ValueError("input_invariance needs a model whose first layer is a Conv2d or Linear")
 
 
 def input_invariance(data: MetricInput, *, input_shift: float = -1.0, abs: bool = False,
-                     normalise: bool = False) -> MetricResult:
+                     normalise: bool = False, quantus_compat: bool = False) -> MetricResult:
     """Input invariance (Kindermans et al. 2019, "The (Un)reliability of Saliency
     Methods", in Explainable AI, LNCS 11700): explain ``x + input_shift`` on a copy
     of the model whose first layer cancels the shift (:func:`shift_first_layer`);
     the score is 1 if the maps agree everywhere (``|a - a'| <= 1e-4 + 1e-5 |a'|``,
     Quantus's tolerance), else 0. Higher is better. Quantus adjusts the bias by
     the smallest value of the first layer's response to a constant image, which
-    equals this only for an unpadded first layer."""
+    equals this only for an unpadded first layer, up to rounding (which can flip a
+    ReLU whose input is within rounding of 0), and its shifted input keeps the
+    first element of every image unshifted: ``quantus_compat=True`` does both."""
     _need_explain(data)
-    shifted = shift_first_layer(data.model, input_shift)
+    shifted = shift_first_layer(data.model, input_shift, quantus_compat=quantus_compat,
+                                shape=tuple(data.inputs.shape))
     a = preprocess(data.relevance, abs=abs, normalise=normalise)
     xs = data.inputs + input_shift
+    if quantus_compat:  # Quantus 0.6 leaves the first element of every image unshifted
+        xs[:, 0, 0, 0] = data.inputs[:, 0, 0, 0]
     rel = torch.cat([data.explain(shifted, x, t).detach() for x, t in
                      zip(xs.split(data.batch_size), data.targets.split(data.batch_size))])
     ap = preprocess(rel, abs=abs, normalise=normalise)
