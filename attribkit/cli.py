@@ -151,7 +151,8 @@ def cmd_explain_dataset(args: argparse.Namespace) -> int:
         except ValueError:
             raise AttribkitError(f"--target takes a class index or 'label', got {target!r}") from None
     store = explain_dataset(model, data, args.methods, args.out, target=target, layer=args.layer,
-                            batch_size=args.batch_size, num_workers=args.workers, metrics=args.metrics or (),
+                            batch_size=args.batch_size, num_workers=_workers(args.workers),
+                            metrics=args.metrics or (),
                             progress=not args.no_progress, strict=args.strict, **options)
     if _rank():
         return 0
@@ -163,6 +164,15 @@ def cmd_explain_dataset(args: argparse.Namespace) -> int:
     print(f"{run['images']} images in {run['seconds']:.1f} s ({rate:.1f} images/s, {run['processes']} "
           f"process{'es' if run['processes'] > 1 else ''}): {store.path}{stored}")
     return 0
+
+
+def _workers(given: int | None) -> int:
+    """``--workers``, by default one DataLoader worker per spare core of this process's share
+    of the machine (``torchrun`` starts ``LOCAL_WORLD_SIZE`` processes per node), at most 4."""
+    if given is not None:
+        return given
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(4, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")) - 1))
 
 
 def _rank() -> int:
@@ -336,7 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resize-only", action="store_true",
                    help="squash the whole image to SIZExSIZE instead of cropping its centre")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch and per chunk (default 64)")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader workers decoding images (default 0)")
+    p.add_argument("--workers", type=int,
+                   help="DataLoader worker processes decoding images (default: one per spare core, at most 4; "
+                        "0 decodes in the main process)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda (under torchrun: each rank's own GPU)")
     p.add_argument("--method-option", action="append", metavar="METHOD.OPTION=VALUE",
                    help="an option for one method, e.g. gradcam.relu=false (repeatable; JSON values)")
