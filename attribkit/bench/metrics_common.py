@@ -82,7 +82,7 @@ def baseline_values(images: torch.Tensor, perturb_baseline: str | float,
 
 #: steps of the per-pixel curves when ``features_in_step`` is None (Quantus's default is
 #: 1 pixel per step: ``H*W`` model calls per image, 4,096 at 64x64)
-DEFAULT_STEPS = 64
+DEFAULT_STEPS = 32
 
 
 def step_size(features_in_step: int | None, n_pixels: int) -> int:

@@ -257,7 +257,7 @@ def monotonicity(data: MetricInput, *, features_in_step: int | None = None, pert
     return MetricResult(score, _mean_curve(curves))
 
 
-def monotonicity_correlation(data: MetricInput, *, features_in_step: int | None = None, nr_samples: int = 10,
+def monotonicity_correlation(data: MetricInput, *, features_in_step: int | None = None, nr_samples: int = 5,
                              eps: float = 1e-5, perturb_baseline: str | float = "uniform", abs: bool = True,
                              normalise: bool = True, softmax: bool = True, seed: int = 0) -> MetricResult:
     """Monotonicity correlation (Nguyen & Martínez 2020, "On Quantitative Aspects of
@@ -297,7 +297,7 @@ def monotonicity_correlation(data: MetricInput, *, features_in_step: int | None 
 
 
 def sensitivity_n(data: MetricInput, *, n_max_percentage: float = 0.8, features_in_step: int | None = None,
-                  n_values: int = 8, nr_samples: int = 32, perturb_baseline: str | float = "black",
+                  n_values: int = 8, nr_samples: int = 16, perturb_baseline: str | float = "black",
                   abs: bool = False, normalise: bool = True, softmax: bool = True, seed: int = 0,
                   quantus_compat: bool = False) -> MetricResult:
     """Sensitivity-n (Ancona et al. 2018, "Towards Better Understanding of Gradient-based
@@ -307,7 +307,10 @@ def sensitivity_n(data: MetricInput, *, n_max_percentage: float = 0.8, features_
     ``S`` (``|S| = n``) of ``sum_{i in S} a_i`` and ``f(x) - f(x_{S->b})``. Here, per
     image, ``nr_samples`` subsets for each of ``n_values`` sizes spaced geometrically
     from ``features_in_step`` to ``n_max_percentage * HW``; the score is the mean
-    correlation over the sizes. Higher is better. Curves: the correlation per size.
+    correlation over the sizes. Sizes at which the output drops vary by no more
+    than float32 rounding (their std ``<= 1e-5 |f(x)|``, typical of single pixels in
+    a large image) have no correlation and are left out. Higher is better.
+    Curves: the correlation per size.
 
     Quantus instead removes the pixels cumulatively in relevance order and, at
     each step, correlates over the *images of the batch* the step's relevance sum
@@ -350,8 +353,11 @@ def sensitivity_n(data: MetricInput, *, n_max_percentage: float = 0.8, features_
     y = score_rows(data.predict, chosen.shape[1], build, data.targets, softmax=softmax,
                    batch_size=data.batch_size)
     sums = (chosen.double() * _flat(a)[:, None, :]).sum(-1)
-    corr = pearson(sums.view(b, len(sizes), nr_samples),
-                   (y0[:, None] - y).view(b, len(sizes), nr_samples))
+    drops = (y0[:, None] - y).view(b, len(sizes), nr_samples)
+    corr = pearson(sums.view(b, len(sizes), nr_samples), drops)
+    # drops that vary by no more than float32 rounding of f(x) correlate with noise: no value
+    flat = drops.std(2) <= 1e-5 * y0.abs()[:, None]
+    corr = torch.where(flat, torch.full_like(corr, float("nan")), corr)
     return MetricResult(corr.nanmean(1).float(),
                         {"x": sizes.tolist(), "mean": corr.float().nanmean(0).tolist()})
 
@@ -432,13 +438,14 @@ def irof(data: MetricInput, *, segmentation_method: str = "slic", patch_size: in
 
 # -------------------------------------------------------------------------- ROAD
 
-def road(data: MetricInput, *, percentages: tuple[int, ...] = tuple(range(1, 100, 2)), noise: float = 0.01,
+def road(data: MetricInput, *, percentages: tuple[int, ...] = tuple(range(5, 100, 10)), noise: float = 0.01,
          order: str = "morf", abs: bool = False, normalise: bool = True, seed: int = 0,
          iterations: int = 60) -> MetricResult:
     """ROAD, RemOve And Debias (Rong et al. 2022, "A Consistent and Efficient Evaluation
     Strategy for Attribution Methods", ICML), as Quantus scores it.
 
-    For each ``p`` in ``percentages``, the ``floor(HW * p / 100)`` most (``order="morf"``)
+    For each ``p`` in ``percentages`` (default 5, 15, ..., 95; Quantus's default is
+    1, 3, ..., 99: pass ``percentages=tuple(range(1, 100, 2))``), the ``floor(HW * p / 100)`` most (``order="morf"``)
     or least (``lerf``) relevant pixels are removed and filled by noisy linear
     imputation (:func:`attribkit.bench.metrics.noisy_linear_impute`, noise std
     ``noise``); the score is the share of percentages at which the model still
