@@ -94,6 +94,20 @@ def step_size(features_in_step: int | None, n_pixels: int) -> int:
     return int(features_in_step)
 
 
+def compact_fill(fill: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, 1, 1)`` when every image's fill is one constant (black, white, mean, a
+    number), so that building rows broadcasts it instead of copying it; else ``fill``."""
+    first = fill.flatten(1)[:, :1]
+    if bool((fill.flatten(1) == first).all()):
+        return first.view(-1, 1, 1, 1)
+    return fill
+
+
+def compact_ranks(ranks: torch.Tensor) -> torch.Tensor:
+    """Ranks as int32 (half the memory traffic of int64 when rows are built)."""
+    return ranks.to(torch.int32) if ranks.shape[-1] < 2**31 else ranks
+
+
 def generator_for(seed: int) -> torch.Generator:
     """A CPU generator (draws are moved to the device): the same numbers on any device."""
     return torch.Generator().manual_seed(int(seed))

@@ -22,6 +22,8 @@ from attribkit.bench.evaluate import MetricInput, MetricResult
 from attribkit.bench.metrics_common import (
     ascending_ranks,
     baseline_values,
+    compact_fill,
+    compact_ranks,
     block_ids,
     block_sums,
     descending_ranks,
@@ -50,10 +52,16 @@ def _cumulative(data: MetricInput, ranks: torch.Tensor, step: int, n_steps: int,
     ``fill`` (or, with ``insert``, put back into ``fill``), ``k = 0..n_steps-1``."""
     x = data.inputs
     b, c, h, w = x.shape
+    ranks, fill = compact_ranks(ranks), compact_fill(fill)
 
     def build(i: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        chosen = (ranks[i] < ((k + 1) * step)[:, None]).view(-1, 1, h, w)
-        return torch.where(chosen, x[i], fill[i]) if insert else torch.where(chosen, fill[i], x[i])
+        if i[0] == i[-1]:  # one image (the usual chunk): broadcast it instead of gathering copies
+            j = i[:1]
+            r, xi, fi = ranks[j], x[j], fill[j]
+        else:
+            r, xi, fi = ranks[i], x[i], fill[i]
+        chosen = (r < ((k + 1) * step).to(ranks.dtype)[:, None]).view(-1, 1, h, w)
+        return torch.where(chosen, xi, fi) if insert else torch.where(chosen, fi, xi)
 
     return score_rows(data.predict, n_steps, build, data.targets, softmax=softmax,
                       batch_size=data.batch_size)
@@ -64,6 +72,7 @@ def _chunks(data: MetricInput, ranks: torch.Tensor, step: int, n_steps: int, fil
     """``(B, n_steps)`` scores with only the pixels of rank in ``[k*step, (k+1)*step)`` replaced."""
     x = data.inputs
     h, w = x.shape[-2:]
+    ranks, fill = compact_ranks(ranks), compact_fill(fill)
 
     def build(i: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         r = ranks[i]
