@@ -369,9 +369,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synthetic (the trained reference CNN, the default), synthetic-vit (the trained "
                         "reference ViT, for the attention family) or " + MODEL_HELP)
     p.add_argument("--weights", help=WEIGHTS_HELP)
-    p.add_argument("--data", help="folder of images for a non-synthetic model (no ground truth)")
+    p.add_argument("--data", help="digits (with --model synthetic: the reference CNN trained on real "
+                   "handwritten digits, scikit-learn's, on cluttered canvases with known boxes), or a "
+                   "folder of images for a non-synthetic model (no ground truth)")
     p.add_argument("--methods", nargs="+", help="default: the profile's methods")
-    p.add_argument("--metrics", nargs="+", help="default: every registered metric that applies")
+    p.add_argument("--metrics", nargs="+", help="default: the profile's (quick: attribkit's 9; full: every "
+                   "registered metric that applies, the Quantus-named suite included)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true")

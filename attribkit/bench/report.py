@@ -39,7 +39,9 @@ def warnings_by_method(records: list[dict]) -> dict[str, list[str]]:
 
 def markdown(records: list[dict], title: str = "attribkit benchmark", note: str | None = None) -> str:
     """Methods x metrics (mean ± s.e.m., best in bold; arrows give the better direction),
-    then speed: median time per batch relative to the method's floor and to peers, errors,
+    then speed: median time per batch relative to the method's floor (a ratio below 1 for a
+    method that does its floor's work is re-measured, and marked noisy if it stays there),
+    the median and interquartile range in ms, peers, errors,
     and the warnings raised while the methods ran. ``note`` goes under the title."""
     methods, metrics, cells = metric_table(records)
     lines = [f"# {title}", ""] + ([note, ""] if note else [])
@@ -47,7 +49,7 @@ def markdown(records: list[dict], title: str = "attribkit benchmark", note: str 
     for name in metrics:
         higher = next((c[name].get("higher_is_better", True) for c in cells.values() if name in c), True)
         header.append(f"{name} {'↑' if higher else '↓'}")
-    header += ["time / floor ↓", "images/s ↑"]
+    header += ["time / floor ↓", "ms / batch: median [IQR]", "images/s ↑"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     best = {}
     for name in metrics:
@@ -67,9 +69,12 @@ def markdown(records: list[dict], title: str = "attribkit benchmark", note: str 
                 row.append(f"**{text}**" if m in best[name] else text)
         speed = cells[m].get("speed")
         if speed and "ratio" in speed:
-            row += [f"{speed['ratio']:.2f}× {speed['floor']}", f"{speed['images_per_s']:.1f}"]
+            noisy = " (noisy: below its floor after re-measuring)" if speed.get("noisy") else ""
+            spread = (f"{speed['median_ms']:.1f} [{speed['q1_ms']:.1f}–{speed['q3_ms']:.1f}]"
+                      if "q1_ms" in speed else f"{speed['median_ms']:.1f}")
+            row += [f"{speed['ratio']:.2f}× {speed['floor']}{noisy}", spread, f"{speed['images_per_s']:.1f}"]
         else:
-            row += ["", ""]
+            row += ["", "", ""]
         lines.append("| " + " | ".join(row) + " |")
     peers = [(m, cells[m]["speed"]) for m in methods
              if cells[m].get("speed", {}).get("peers")]
