@@ -3,10 +3,13 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from attribkit.bench.digits import TRAIN_DIGITS, DigitsTrainConfig, fit_digits, make_digits
 from attribkit.bench.runner import write_summary
+
+sklearn = pytest.importorskip("sklearn")  # load_digits ships the data (not yet a declared dependency)
 
 
 def test_canvases_hold_one_whole_digit_in_its_box():
