@@ -41,7 +41,13 @@ class DigitsData:
 
 
 def _digits() -> tuple[torch.Tensor, torch.Tensor]:
-    from sklearn.datasets import load_digits
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:
+        from attribkit.errors import MissingDependencyError
+
+        raise MissingDependencyError("the digits benchmark reads scikit-learn's handwritten digits, and "
+                                     "scikit-learn is not installed: pip install 'attribkit[bench]'") from exc
 
     bunch = load_digits()
     return (torch.from_numpy(bunch.images.astype(np.float32) / 16.0),
