@@ -18,8 +18,6 @@ scored on digits it never saw. :func:`digits_model` trains the reference CNN of
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from collections.abc import Callable
 
@@ -119,8 +117,9 @@ class DigitsTrainConfig:
     seed: int = 0
 
     def key(self) -> str:
-        blob = json.dumps({**dataclasses.asdict(self), "v": CACHE_VERSION}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        from attribkit.bench.reference import config_key
+
+        return config_key(self, CACHE_VERSION)
 
 
 def fit_digits(config: DigitsTrainConfig, *, log: Callable[[str], None] | None = None) -> tuple[nn.Module, dict]:
@@ -148,22 +147,14 @@ def digits_model(config: DigitsTrainConfig = DigitsTrainConfig(), *,
                  log: Callable[[str], None] | None = None) -> tuple[nn.Module, dict]:
     """The digits model from ``$ATTRIBKIT_CACHE`` (``digits-<key>.pt`` + ``.json``), else
     trained by :func:`fit_digits` and cached; with its record."""
-    from attribkit.bench.reference import ReferenceCNN, cache_dir
+    from attribkit.bench.reference import ReferenceCNN, cached_model
 
-    path = cache_dir() / f"digits-{config.key()}.pt"
-    meta_path = path.with_suffix(".json")
-    if path.exists() and meta_path.exists():
-        model = ReferenceCNN(10, config.width)
-        model.load_state_dict(torch.load(path, weights_only=True))
-        record = json.loads(meta_path.read_text())
-    else:
+    def trained() -> tuple[nn.Module, dict]:
         if log:
             log(f"training the digits model ({config.n_train} images, {config.epochs} epochs; cached after)")
-        model, record = fit_digits(config, log=log)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), path)
-        meta_path.write_text(json.dumps(record, indent=1))
-    return model.eval(), {**record, "path": str(path)}
+        return fit_digits(config, log=log)
+
+    return cached_model(f"digits-{config.key()}", lambda: ReferenceCNN(10, config.width), trained)
 
 
 def digits_subject(n_images: int, seed: int = 0, log: Callable[[str], None] = print):

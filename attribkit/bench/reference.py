@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -72,8 +73,7 @@ class TrainConfig:
     spurious: bool = False
 
     def key(self) -> str:
-        blob = json.dumps({**dataclasses.asdict(self), "v": CACHE_VERSION}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return config_key(self, CACHE_VERSION)
 
 
 def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs: int, batch: int,
@@ -171,20 +171,37 @@ def fit(config: TrainConfig, *, log: Callable[[str], None] | None = None) -> tup
                    "test_accuracy": test_accuracy, "threads": TRAIN_THREADS}
 
 
-def reference_model(config: TrainConfig = TrainConfig(), *,
-                    log: Callable[[str], None] | None = None) -> tuple[nn.Module, dict]:
-    """The trained reference model (from the cache when present, else :func:`fit`)
-    and its record (config, test accuracy, training seconds, threads, cache path)."""
-    path = cache_dir() / f"reference-{config.key()}.pt"
+def config_key(config: Any, version: int, **extra: Any) -> str:
+    """The cache key of a frozen training config: a short SHA-256 of its fields, the
+    cache ``version`` and any ``extra`` that the weights depend on (a library's version)."""
+    blob = json.dumps({**dataclasses.asdict(config), "v": version, **extra}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cached_model(name: str, build: Callable[[], nn.Module],
+                 fit_model: Callable[[], tuple[nn.Module, dict]]) -> tuple[nn.Module, dict]:
+    """A trained model cached as ``$ATTRIBKIT_CACHE/NAME.pt`` with its record in ``NAME.json``:
+    loaded into ``build()`` when both files exist (built on a forked RNG, since the initial
+    weights are overwritten), else trained by ``fit_model()`` and cached. Returns the model
+    in eval mode and its record, with the cache ``path``."""
+    path = cache_dir() / f"{name}.pt"
     meta_path = path.with_suffix(".json")
     if path.exists() and meta_path.exists():
-        with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: leave the caller's RNG
-            model = ReferenceCNN(config.classes, config.width)
+        with torch.random.fork_rng(devices=[]):
+            model = build()
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return model.eval(), json.loads(meta_path.read_text())
-    model, record = fit(config, log=log)
+    model, record = fit_model()
     record["path"] = str(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
     meta_path.write_text(json.dumps(record, indent=2))
-    return model, record
+    return model.eval(), record
+
+
+def reference_model(config: TrainConfig = TrainConfig(), *,
+                    log: Callable[[str], None] | None = None) -> tuple[nn.Module, dict]:
+    """The trained reference model (from the cache when present, else :func:`fit`)
+    and its record (config, test accuracy, training seconds, threads, cache path)."""
+    return cached_model(f"reference-{config.key()}", lambda: ReferenceCNN(config.classes, config.width),
+                        lambda: fit(config, log=log))

@@ -18,15 +18,13 @@ weights start from).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from attribkit.bench.reference import TRAIN_THREADS, accuracy, cache_dir, reproducible, train
+from attribkit.bench.reference import TRAIN_THREADS, accuracy, cached_model, config_key, reproducible, train
 from attribkit.bench.synthetic import make_dataset
 
 CACHE_VERSION = 1  # bump whenever the architecture or training changes
@@ -59,9 +57,7 @@ class ViTTrainConfig:
         """A hash of the config, :data:`CACHE_VERSION` and timm's version."""
         import timm
 
-        blob = json.dumps({**dataclasses.asdict(self), "v": CACHE_VERSION, "timm": timm.__version__},
-                          sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return config_key(self, CACHE_VERSION, timm=timm.__version__)
 
 
 def conv_stem_embed() -> type:
@@ -125,19 +121,8 @@ def vit_reference_model(config: ViTTrainConfig = ViTTrainConfig(), *,
                         log: Callable[[str], None] | None = None) -> tuple[nn.Module, dict]:
     """The trained reference ViT (from the cache when present, else :func:`fit_vit`,
     then cached) and its record (config, test accuracy, training seconds, cache path)."""
-    path = cache_dir() / f"reference-vit-{config.key()}.pt"
-    meta_path = path.with_suffix(".json")
-    if path.exists() and meta_path.exists():
-        with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: leave the caller's RNG
-            model = build_vit(config)
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model.eval(), json.loads(meta_path.read_text())
-    model, record = fit_vit(config, log=log)
-    record["path"] = str(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path)
-    meta_path.write_text(json.dumps(record, indent=2))
-    return model, record
+    return cached_model(f"reference-vit-{config.key()}", lambda: build_vit(config),
+                        lambda: fit_vit(config, log=log))
 
 
 #: the ViT ``attribkit bench --model synthetic-vit`` trains (its seed replaced by ``--seed``)
