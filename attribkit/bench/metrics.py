@@ -16,6 +16,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from attribkit.bench.metrics_common import average_ranks
+
 Predict = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -214,24 +216,7 @@ def road(predict: Predict, images: torch.Tensor, relevance: torch.Tensor, target
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Spearman rank correlation per image of two ``(B, ...)`` maps (average ranks for ties)."""
-    return _pearson(_average_ranks(a.flatten(1).double()), _average_ranks(b.flatten(1).double()))
-
-
-def _average_ranks(x: torch.Tensor) -> torch.Tensor:
-    order = x.argsort(dim=1, stable=True)
-    sorted_x = x.gather(1, order)
-    n = x.shape[1]
-    positions = torch.arange(n, device=x.device, dtype=x.dtype).expand_as(x)
-    # ties: every member of a run of equal values gets the run's mean position
-    new_run = torch.ones_like(sorted_x, dtype=torch.bool)
-    new_run[:, 1:] = sorted_x[:, 1:] != sorted_x[:, :-1]
-    run_id = new_run.long().cumsum(1) - 1
-    sums = torch.zeros_like(sorted_x).scatter_add_(1, run_id, positions)
-    counts = torch.zeros_like(sorted_x).scatter_add_(1, run_id, torch.ones_like(positions))
-    mean_pos = (sums / counts.clamp(min=1)).gather(1, run_id)
-    ranks = torch.empty_like(x)
-    ranks.scatter_(1, order, mean_pos)
-    return ranks
+    return _pearson(average_ranks(a.flatten(1)), average_ranks(b.flatten(1)))
 
 
 def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
