@@ -48,7 +48,7 @@ _EXPORTS = {
     "centre_kernel": "attribkit.training",
     # any model as predict(batch) -> scores, for black-box methods and metrics
     "as_predict": "attribkit.predict",
-    "evaluate": "attribkit.bench.evaluate",
+    "evaluate": "attribkit.evaluation.api",
     "Predict": "attribkit.predict",
     # images in and out
     "load_image": "attribkit.images",

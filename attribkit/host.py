@@ -38,7 +38,7 @@ BUILTIN_PLUGINS = (
     "attribkit.families.lrp",
     "attribkit.families.baseline",
     "attribkit.families.perturbation",
-    "attribkit.bench.builtin_metrics",
+    "attribkit.evaluation.plugin",
 )
 # What a plugin may raise without taking the host down: everything but GeneratorExit.
 _CAUGHT = (Exception, SystemExit, KeyboardInterrupt)

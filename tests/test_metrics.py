@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from attribkit.bench import metrics as M
+from attribkit.evaluation import functional as M
 
 
 def one_pixel_model(pixel, scale=10.0):

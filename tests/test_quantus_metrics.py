@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 import attribkit as ak
-from attribkit.bench.evaluate import MetricInput
-from attribkit.bench.metrics_localisation import focus_scores
+from attribkit.evaluation.base import MetricInput
+from attribkit.evaluation.localisation import focus_scores
 
 quantus = pytest.importorskip("quantus")
 
@@ -137,7 +137,7 @@ def test_monotonicity_quantus_compat(case):
 def test_monotonicity_follows_the_paper():
     """Pixels really are put back (Quantus's input never changes): with f = 10 x_p - 5 x_q,
     putting q back first lowers f, so the map fails; Quantus's version passes it."""
-    from attribkit.bench.metrics_faithfulness import monotonicity
+    from attribkit.evaluation.faithfulness import monotonicity
 
     def predict(x):
         v = 10 * x[:, 0, 0, 0] - 5 * x[:, 0, 1, 1]

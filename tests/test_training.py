@@ -103,7 +103,7 @@ def test_camloss_allowed_everywhere_and_the_kernel(tiny_cnn, images):
 
 def test_relu_mass_is_attribkits_gradcam_and_abs_counts_negative_evidence(tiny_cnn, images):
     import attribkit as ak
-    from attribkit.bench.metrics import pixel_relevance
+    from attribkit.evaluation.functional import pixel_relevance
 
     labels = torch.tensor([0, 1, 2, 3])
     relu = CAMLoss(tiny_cnn, "features", mass="relu")(images, labels)
@@ -364,7 +364,7 @@ def test_camloss_reads_token_and_channel_last_layers_from_the_model(build, size,
     attribkit's Grad-CAM on the same layer (which reads the layout from the model)."""
     import attribkit as ak
     import tests.test_vit_models as vm
-    from attribkit.bench.metrics import pixel_relevance
+    from attribkit.evaluation.functional import pixel_relevance
 
     model, x = getattr(vm, build)(), vm.vit_images(2, size)
     labels = torch.tensor([1, 3])

@@ -123,7 +123,7 @@ def _guidance(variant: str, model: torch.nn.Module, masks: torch.Tensor,
 def gradcam_mass(model: torch.nn.Module, split: Split, batch: int = 250) -> float:
     """Mean relevance mass accuracy of Grad-CAM (true class, automatic layer)."""
     from attribkit.api import explain
-    from attribkit.bench.metrics import pixel_relevance, relevance_mass_accuracy
+    from attribkit.evaluation.functional import pixel_relevance, relevance_mass_accuracy
 
     scores = []
     size = tuple(split.images.shape[-2:])

@@ -27,8 +27,8 @@ from typing import Any
 import torch
 
 from attribkit.api import explain, get_method, get_metric, methods, metrics
-from attribkit.bench.evaluate import MetricInput
-from attribkit.bench.metrics import pixel_relevance
+from attribkit.evaluation.base import MetricInput
+from attribkit.evaluation.functional import pixel_relevance
 from attribkit.bench.peers import peer_calls
 from attribkit.bench.timing import interleaved_times, median, peak_memory_mb
 from attribkit.errors import UnknownMethodError
@@ -203,9 +203,9 @@ def choose_methods(config: BenchConfig) -> list[MethodSpec]:
 
 def choose_metrics(config: BenchConfig, subject: Subject) -> list[MetricSpec]:
     """``--metrics`` or the profile's (quick: attribkit's own, less the Quantus-named suite
-    (:data:`attribkit.bench.builtin_metrics.QUICK_METRICS`), or with ``--data digits`` all
+    (:data:`attribkit.evaluation.plugin.QUICK_METRICS`), or with ``--data digits`` all
     of attribkit's; full: every registered metric), keeping those whose needs the subject meets."""
-    from attribkit.bench.builtin_metrics import QUICK_METRICS
+    from attribkit.evaluation.plugin import QUICK_METRICS
 
     if config.metrics:
         chosen = [get_metric(m) for m in config.metrics]

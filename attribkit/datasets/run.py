@@ -379,8 +379,8 @@ def _metric_scores(plan: Plan, spec: MethodSpec, x: torch.Tensor, result: Any, t
     """Each metric's per-image scores of ``spec``'s maps on this batch."""
     if not plan.metrics:
         return {}
-    from attribkit.bench.evaluate import MetricInput
-    from attribkit.bench.metrics import pixel_relevance
+    from attribkit.evaluation.base import MetricInput
+    from attribkit.evaluation.functional import pixel_relevance
     from attribkit.torch.guard import model_guard
 
     from attribkit.api import explain

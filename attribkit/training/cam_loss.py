@@ -47,7 +47,7 @@ class CAMLoss(_WatchingLoss):
     depends on the allowed region only.
 
     ``L`` is resized bilinearly (``align_corners=False``, as
-    :func:`attribkit.bench.metrics.pixel_relevance`) to the input's ``H, W`` and
+    :func:`attribkit.evaluation.functional.pixel_relevance`) to the input's ``H, W`` and
     normalised to unit mass, :math:`\hat L = L / (\sum_p L_p + \epsilon)`. The
     penalty of the image is the mass-weighted kernel
 

@@ -152,9 +152,9 @@ def sensitivity_max(model: Any, inputs: torch.Tensor, attribution: Attribution,
 
 
 def infidelity_metric(data: Any, **options: Any) -> Any:
-    """:func:`infidelity` on a benchmark :class:`attribkit.bench.evaluate.MetricInput`
+    """:func:`infidelity` on a benchmark :class:`attribkit.evaluation.base.MetricInput`
     (its ``(B, H, W)`` relevance spread over the input channels)."""
-    from attribkit.bench.evaluate import MetricResult
+    from attribkit.evaluation.base import MetricResult
 
     relevance = data.relevance[:, None] / data.inputs.shape[1]
     return MetricResult(infidelity(data.model if data.model is not None else data.predict,
@@ -169,7 +169,7 @@ def sensitivity_max_metric(data: Any, *, perturb_radius: float = 0.02, n_perturb
     import_captum()
     from captum.metrics import sensitivity_max as captum_sensitivity_max
 
-    from attribkit.bench.evaluate import MetricResult
+    from attribkit.evaluation.base import MetricResult
 
     def explanation(batch: Any, target: Any = None) -> Any:
         packed = isinstance(batch, (tuple, list))

@@ -75,8 +75,8 @@ def test_metric_descriptions_name_importable_functions():
 
 
 def test_metrics_are_registered_and_run_in_the_benchmark(model, images):
-    from attribkit.bench.evaluate import MetricInput
-    from attribkit.bench.metrics import pixel_relevance
+    from attribkit.evaluation.base import MetricInput
+    from attribkit.evaluation.functional import pixel_relevance
 
     assert {"captum.infidelity", "captum.sensitivity_max"} <= {m.name for m in ak.metrics()}
     assert ak.get_metric("captum.infidelity").plugin == "captum"

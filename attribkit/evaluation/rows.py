@@ -1,0 +1,283 @@
+"""Shared pieces of the Quantus-named metrics: preprocessing, baselines and batched rows.
+
+Every metric in ``attribkit.evaluation.<group>`` works on ``(B, H, W)`` pixel relevance
+and ``(B, C, H, W)`` images. A *feature* is a pixel: perturbing it sets all its
+channels (for one-channel images this is exactly Quantus's feature, an element
+of the flattened input; for colour images Quantus broadcasts the map to every
+channel and ranks the ``C*H*W`` elements one by one, which splits a pixel's
+channels over different steps).
+
+The perturbed inputs of a whole batch are described as *rows*: ``(image, step)``
+pairs enumerated image-major, built a chunk of ``batch_size`` rows at a time
+and scored by one model call per chunk (:func:`score_rows`). No metric loops
+over images in Python.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from attribkit.evaluation.base import MetricInput
+
+Predict = Callable[[torch.Tensor], torch.Tensor]
+BuildRows = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+BASELINES = ("black", "white", "mean", "uniform")
+
+
+def preprocess(relevance: torch.Tensor, *, abs: bool = False, normalise: bool = True,
+               per_image: bool = True) -> torch.Tensor:
+    """Quantus's attribution preprocessing: ``r / max|r|`` (``normalise_by_max``; an
+    all-zero batch is left as it is), then ``|r|`` if ``abs``. Returns float64.
+
+    ``per_image=True`` divides each map by its own maximum, so that an image's
+    score never depends on the other images; Quantus's default divides the whole
+    array of maps by its one largest value (``per_image=False``). The two differ
+    only for metrics that are not scale-invariant (thresholds, sums compared with
+    output differences)."""
+    r = relevance.detach().double()
+    if normalise and bool((r != 0).any()):
+        if per_image:
+            peak = r.abs().flatten(1).amax(1).view(-1, *([1] * (r.ndim - 1)))
+            peak = torch.where(peak > 0, peak, torch.ones_like(peak))  # an all-zero map stays 0
+        else:
+            peak = r.abs().max()
+        r = r / peak
+    if abs:
+        r = r.abs()
+    return r
+
+
+def baseline_values(images: torch.Tensor, perturb_baseline: str | float,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """``(B, C, H, W)`` values that perturbed pixels take.
+
+    ``"black"`` / ``"white"``: the image's minimum / maximum over all channels and
+    pixels; ``"mean"``: its mean; ``"uniform"``: independent U(0, 1) draws per
+    element; a number: that constant. Quantus computes these from the array
+    being perturbed at each step; for black and white that is the same value,
+    for ``"mean"`` Quantus's cumulative metrics drift as pixels are replaced,
+    here the baseline is the original image's mean (the papers' reference value).
+    """
+    b = images.shape[0]
+    flat = images.flatten(1)
+    if isinstance(perturb_baseline, (int, float)) and not isinstance(perturb_baseline, bool):
+        return torch.full_like(images, float(perturb_baseline))
+    kind = str(perturb_baseline).lower()
+    if kind == "black":
+        value = flat.amin(1)
+    elif kind == "white":
+        value = flat.amax(1)
+    elif kind == "mean":
+        value = flat.mean(1)
+    elif kind == "uniform":
+        return torch.rand(images.shape, generator=generator, dtype=images.dtype,
+                          device="cpu").to(images.device)
+    else:
+        raise ValueError(f"perturb_baseline must be a number or one of {', '.join(BASELINES)}, "
+                         f"got {perturb_baseline!r}")
+    return value.view(b, 1, 1, 1).expand_as(images).clone()
+
+
+#: steps of the per-pixel curves when ``features_in_step`` is None (Quantus's default is
+#: 1 pixel per step: ``H*W`` model calls per image, 4,096 at 64x64)
+DEFAULT_STEPS = 32
+
+
+def step_size(features_in_step: int | None, n_pixels: int) -> int:
+    """``features_in_step``, or (None) the step that makes :data:`DEFAULT_STEPS` steps."""
+    if features_in_step is None:
+        return max(1, math.ceil(n_pixels / DEFAULT_STEPS))
+    if int(features_in_step) < 1:
+        raise ValueError(f"features_in_step must be >= 1, got {features_in_step}")
+    return int(features_in_step)
+
+
+def compact_fill(fill: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, 1, 1)`` when every image's fill is one constant (black, white, mean, a
+    number), so that building rows broadcasts it instead of copying it; else ``fill``."""
+    first = fill.flatten(1)[:, :1]
+    if bool((fill.flatten(1) == first).all()):
+        return first.view(-1, 1, 1, 1)
+    return fill
+
+
+def compact_ranks(ranks: torch.Tensor) -> torch.Tensor:
+    """Ranks as int32 (half the memory traffic of int64 when rows are built)."""
+    return ranks.to(torch.int32) if ranks.shape[-1] < 2**31 else ranks
+
+
+def generator_for(seed: int) -> torch.Generator:
+    """A CPU generator (draws are moved to the device): the same numbers on any device."""
+    return torch.Generator().manual_seed(int(seed))
+
+
+def output_scores(scores: torch.Tensor, targets: torch.Tensor, softmax: bool) -> torch.Tensor:
+    """The target's logit, or its softmax probability, per row (float64)."""
+    scores = scores.double()
+    if softmax:
+        scores = scores.softmax(1)
+    return scores.gather(1, targets.view(-1, 1)).squeeze(1)
+
+
+def score_rows(predict: Predict, per_image: int, build: BuildRows, targets: torch.Tensor, *,
+               softmax: bool, batch_size: int, return_logits: bool = False) -> torch.Tensor:
+    """Score ``len(targets) * per_image`` perturbed inputs without holding them all in memory.
+
+    Rows are ``(image, step)`` pairs, image-major. ``build(image, step)`` gets two
+    ``(n,)`` index tensors and returns the ``(n, C, H, W)`` inputs of those rows;
+    rows are built and scored ``batch_size`` at a time, one model call each.
+    ``targets`` is per image. Returns ``(B, per_image)`` target scores (float64),
+    or the ``(B, per_image, classes)`` raw outputs with ``return_logits``.
+    """
+    n_images = len(targets)
+    n_rows = n_images * per_image
+    out = []
+    with torch.no_grad():
+        for start in range(0, n_rows, batch_size):
+            rows = torch.arange(start, min(start + batch_size, n_rows), device=targets.device)
+            image, step = rows // per_image, rows % per_image
+            scores = torch.as_tensor(predict(build(image, step)))
+            out.append(scores.double() if return_logits else output_scores(scores, targets[image], softmax))
+    flat = torch.cat(out)
+    return flat.view(n_images, per_image, *flat.shape[1:])
+
+
+def forward_scores(predict: Predict, images: torch.Tensor, targets: torch.Tensor, *,
+                   softmax: bool, batch_size: int) -> torch.Tensor:
+    """``(B,)`` target scores of the unperturbed images."""
+    return score_rows(predict, 1, lambda i, s: images[i], targets, softmax=softmax,
+                      batch_size=batch_size)[:, 0]
+
+
+def descending_ranks(relevance: torch.Tensor) -> torch.Tensor:
+    """``(B, H*W)`` rank of each pixel, 0 = most relevant (ties: the first pixel first)."""
+    flat = relevance.flatten(1)
+    order = flat.argsort(dim=1, descending=True, stable=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(flat.shape[1], device=flat.device).expand_as(order))
+    return ranks
+
+
+def ascending_ranks(relevance: torch.Tensor) -> torch.Tensor:
+    """``(B, H*W)`` rank of each pixel, 0 = least relevant."""
+    return descending_ranks(-relevance)
+
+
+def block_ids(h: int, w: int, patch_size: int, device: torch.device) -> tuple[torch.Tensor, int]:
+    """Patch index of every pixel (``(H*W,)``) and the number of patches.
+
+    Patches tile the image padded to a multiple of ``patch_size``, the padding
+    split evenly (the larger half after the image), as Quantus's region
+    perturbation and selectivity do; patch ids run row-major over the tiling.
+    """
+    def offsets(dim: int) -> tuple[int, int]:
+        rest = dim % patch_size
+        return (0, math.ceil(dim / patch_size)) if rest == 0 else \
+            ((patch_size - rest) // 2, math.ceil(dim / patch_size))
+
+    top, rows = offsets(h)
+    left, cols = offsets(w)
+    yy = (torch.arange(h, device=device) + top) // patch_size
+    xx = (torch.arange(w, device=device) + left) // patch_size
+    return (yy[:, None] * cols + xx[None, :]).flatten(), rows * cols
+
+
+def block_sums(relevance: torch.Tensor, ids: torch.Tensor, n_blocks: int) -> torch.Tensor:
+    """``(B, n_blocks)`` sum of the relevance in each patch."""
+    flat = relevance.flatten(1)
+    return torch.zeros(flat.shape[0], n_blocks, dtype=flat.dtype, device=flat.device).index_add_(
+        1, ids, flat)
+
+
+def trapezoid(curves: torch.Tensor, dx: float = 1.0) -> torch.Tensor:
+    """Composite trapezoid rule along the last axis (``np.trapezoid(curves, dx=dx)``)."""
+    if curves.shape[-1] < 2:
+        return torch.zeros(curves.shape[:-1], dtype=curves.dtype, device=curves.device)
+    return dx * (curves[..., 1:] + curves[..., :-1]).sum(-1) / 2
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation along the last axis (float64; NaN where a side is constant,
+    as ``scipy.stats.pearsonr``)."""
+    a = a.double() - a.double().mean(-1, keepdim=True)
+    b = b.double() - b.double().mean(-1, keepdim=True)
+    return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))
+
+
+def average_ranks(x: torch.Tensor) -> torch.Tensor:
+    """Ranks along the last axis, ties sharing their mean rank (``scipy.stats.rankdata``)."""
+    shape = x.shape
+    x = x.reshape(-1, shape[-1]).double()
+    order = x.argsort(dim=1, stable=True)
+    sorted_x = x.gather(1, order)
+    positions = torch.arange(shape[-1], device=x.device, dtype=x.dtype).expand_as(x)
+    new_run = torch.ones_like(sorted_x, dtype=torch.bool)
+    new_run[:, 1:] = sorted_x[:, 1:] != sorted_x[:, :-1]
+    run_id = new_run.long().cumsum(1) - 1
+    sums = torch.zeros_like(sorted_x).scatter_add_(1, run_id, positions)
+    counts = torch.zeros_like(sorted_x).scatter_add_(1, run_id, torch.ones_like(positions))
+    mean_pos = (sums / counts.clamp(min=1)).gather(1, run_id)
+    ranks = torch.empty_like(x)
+    ranks.scatter_(1, order, mean_pos)
+    return ranks.view(shape)
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman rank correlation along the last axis (NaN where a side is constant)."""
+    return pearson(average_ranks(a), average_ranks(b))
+
+
+# ------------------------------------------------------- rows shared by the curve metrics
+
+def mean_curve(curves: torch.Tensor) -> dict[str, list[float]]:
+    return {"x": list(range(1, curves.shape[1] + 1)), "mean": curves.float().nanmean(0).tolist()}
+
+
+def cumulative_scores(data: MetricInput, ranks: torch.Tensor, step: int, n_steps: int,
+                fill: torch.Tensor, softmax: bool, *, insert: bool = False) -> torch.Tensor:
+    """``(B, n_steps)`` scores with the pixels of rank ``< (k+1) * step`` replaced by
+    ``fill`` (or, with ``insert``, put back into ``fill``), ``k = 0..n_steps-1``."""
+    x = data.inputs
+    b, c, h, w = x.shape
+    ranks, fill = compact_ranks(ranks), compact_fill(fill)
+
+    def build(i: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        if i[0] == i[-1]:  # one image (the usual chunk): broadcast it instead of gathering copies
+            j = i[:1]
+            r, xi, fi = ranks[j], x[j], fill[j]
+        else:
+            r, xi, fi = ranks[i], x[i], fill[i]
+        chosen = (r < ((k + 1) * step).to(ranks.dtype)[:, None]).view(-1, 1, h, w)
+        return torch.where(chosen, xi, fi) if insert else torch.where(chosen, fi, xi)
+
+    return score_rows(data.predict, n_steps, build, data.targets, softmax=softmax,
+                      batch_size=data.batch_size)
+
+
+def group_scores(data: MetricInput, ranks: torch.Tensor, step: int, n_steps: int, fill: torch.Tensor,
+            softmax: bool) -> torch.Tensor:
+    """``(B, n_steps)`` scores with only the pixels of rank in ``[k*step, (k+1)*step)`` replaced."""
+    x = data.inputs
+    h, w = x.shape[-2:]
+    ranks, fill = compact_ranks(ranks), compact_fill(fill)
+
+    def build(i: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        r = ranks[i]
+        chosen = ((r >= (k * step)[:, None]) & (r < ((k + 1) * step)[:, None])).view(-1, 1, h, w)
+        return torch.where(chosen, fill[i], x[i])
+
+    return score_rows(data.predict, n_steps, build, data.targets, softmax=softmax,
+                      batch_size=data.batch_size)
+
+
+def group_sums(a: torch.Tensor, ranks: torch.Tensor, step: int, n_steps: int) -> torch.Tensor:
+    """``(B, n_steps)`` relevance of the pixels of rank in ``[k*step, (k+1)*step)``."""
+    flat = a.flatten(1)
+    by_rank = torch.zeros_like(flat).scatter_(1, ranks, flat)  # relevance in rank order
+    pad = n_steps * step - flat.shape[1]
+    by_rank = torch.nn.functional.pad(by_rank, (0, pad))
+    return by_rank.view(flat.shape[0], n_steps, step).sum(-1)
