@@ -94,6 +94,7 @@ class AttributionStore:
                              "explain_dataset (its attributes lack attribkit's metadata)")
         self.meta: dict[str, Any] = dict(meta)
         self._arrays: dict[str, Any] = {}
+        self._writers: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ reading
 
@@ -213,10 +214,25 @@ class AttributionStore:
     # ------------------------------------------------------------------ writing
 
     def write_batch(self, batch: int, start: int, columns: Mapping[str, np.ndarray]) -> None:
-        """Write batch ``batch`` (rows from ``start``): every column, then its marker."""
+        """Write batch ``batch`` (rows from ``start``): every column, then its marker.
+
+        Each column is chunk ``batch`` of its array, written straight to its file
+        (:mod:`attribkit.datasets.chunks`) where the array allows it, else through zarr."""
         for key, values in columns.items():
-            self._array(key)[start:start + len(values)] = values
-        self._array("done")[batch] = True
+            self._write_rows(key, batch, start, values)
+        self._write_rows("done", batch, batch, np.ones(1, dtype=bool))
+
+    def _write_rows(self, key: str, batch: int, start: int, values: np.ndarray) -> None:
+        if key not in self._writers:
+            from attribkit.datasets.chunks import chunk_writer
+
+            self._writers[key] = chunk_writer(self._array(key))
+        write = self._writers[key]
+        array = self._array(key)
+        if write is not None and start == batch * array.chunks[0] and len(values) <= array.chunks[0]:
+            write(batch, values)
+        else:
+            array[start:start + len(values)] = values
 
     def add_run(self, record: Mapping[str, Any]) -> None:
         """Append a run record to the metadata (one process: rank 0)."""
