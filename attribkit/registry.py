@@ -230,6 +230,17 @@ class MethodSpec(_Spec):
             _check_choice("needs", need, NEEDS, self.name)
 
 
+def family_specs(family: str, kernels: str, **defaults: Any) -> Callable[..., MethodSpec]:
+    """A :class:`MethodSpec` builder for one family: ``make(name, **fields)`` gives a spec
+    of ``family`` whose factory is ``"{kernels}:{name}"`` (``module=`` names another
+    kernel module), with ``defaults`` for the fields an entry does not give."""
+
+    def make(name: str, *, module: str = kernels, **fields: Any) -> MethodSpec:
+        return MethodSpec(name=name, family=family, factory=f"{module}:{name}", **{**defaults, **fields})
+
+    return make
+
+
 @dataclasses.dataclass(frozen=True)
 class MetricSpec(_Spec):
     """A faithfulness, localisation, sanity or robustness metric.

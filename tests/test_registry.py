@@ -95,3 +95,14 @@ def test_factory_string_and_callable_load_once():
     assert spec(factory="os.path:join").load() is __import__("os").path.join
     with pytest.raises(SpecError, match="not callable"):
         spec(factory=lambda: 42).load()
+
+
+def test_family_specs_builds_specs_of_one_family():
+    from attribkit.registry import MethodSpec, family_specs
+
+    make = family_specs("cam", "pkg.kernels", output="layer", options={"relu": True})
+    spec = make("mycam", needs=("layer",), description="d")
+    assert isinstance(spec, MethodSpec) and spec.family == "cam" and spec.output == "layer"
+    assert spec.factory == "pkg.kernels:mycam" and spec.options == {"relu": True}
+    other = make("othercam", module="pkg.other", options={}, output="pixel")
+    assert other.factory == "pkg.other:othercam" and other.options == {} and other.output == "pixel"

@@ -10,45 +10,32 @@ over the patch grid (``result.upsampled()`` resizes it to the input). Formulas:
 from __future__ import annotations
 
 from attribkit.hookspecs import hookimpl
-from attribkit.registry import MethodSpec
+from attribkit.registry import family_specs
 
 KERNELS = "attribkit.torch.attention"
 # read from the model when None (attribkit.torch.layout.token_layout); given, they override it
 TOKENS = {"prefix_tokens": None, "grid": None}
 
 
-def _attention(name: str, *, aliases: tuple[str, ...] = (), needs: tuple[str, ...],
-               options: dict, reference: str, description: str) -> MethodSpec:
-    return MethodSpec(
-        name=name,
-        aliases=aliases,
-        family="attention",
-        factory=f"{KERNELS}:{name}",
-        needs=needs,
-        output="layer",
-        sign="non-negative",
-        options={**options, **TOKENS},
-        reference=reference,
-        description=description,
-    )
+_attention = family_specs("attention", KERNELS, output="layer", sign="non-negative")
 
 
 SPECS = (
     _attention(
         "raw_attention", needs=("module", "attention"),
-        options={"head_fusion": "mean"},
+        options={"head_fusion": "mean", **TOKENS},
         reference="the last block's attention weights, as visualised by Dosovitskiy et al. 2021, "
                   "An Image is Worth 16x16 Words, ICLR, arXiv:2010.11929",
         description="last block's class-token attention over the patches, heads averaged"),
     _attention(
         "attention_rollout", aliases=("rollout",), needs=("module", "attention"),
-        options={"head_fusion": "mean", "discard_ratio": 0.0},
+        options={"head_fusion": "mean", "discard_ratio": 0.0, **TOKENS},
         reference="Abnar & Zuidema 2020, Quantifying Attention Flow in Transformers, ACL, "
                   "arXiv:2005.00928",
         description="product of the blocks' head-fused attention plus identity, class-token row"),
     _attention(
         "generic_attention", aliases=("chefer2021", "chefer"), needs=("autograd", "module", "attention"),
-        options={},
+        options=TOKENS,
         reference="Chefer, Gur & Wolf 2021, Generic Attention-model Explainability for "
                   "Interpreting Bi-Modal and Encoder-Decoder Transformers, ICCV, arXiv:2103.15679",
         description="relevance accumulated from gradient-weighted positive attention"),

@@ -14,7 +14,7 @@ Ablation-CAM take channels-first layers only). The kernels live in
 from __future__ import annotations
 
 from attribkit.hookspecs import hookimpl
-from attribkit.registry import MethodSpec
+from attribkit.registry import family_specs
 
 KERNELS = "attribkit.torch.cam"
 FORWARD_BATCH_SIZE = 64
@@ -22,21 +22,7 @@ FORWARD_BATCH_SIZE = 64
 LAYOUT = {"layout": None, "prefix_tokens": None, "grid": None}
 
 
-def _cam(name: str, *, aliases: tuple[str, ...], needs: tuple[str, ...], reference: str,
-         description: str, options: dict | None = None, output: str = "layer",
-         sign: str = "non-negative", module: str = KERNELS) -> MethodSpec:
-    return MethodSpec(
-        name=name,
-        aliases=aliases,
-        family="cam",
-        factory=f"{module}:{name}",
-        needs=needs,
-        output=output,
-        sign=sign,
-        options={"relu": True, **LAYOUT} if options is None else options,
-        reference=reference,
-        description=description,
-    )
+_cam = family_specs("cam", KERNELS, output="layer", sign="non-negative", options={"relu": True, **LAYOUT})
 
 
 SPECS = (
