@@ -20,6 +20,7 @@ import torch
 
 import attribkit as ak
 from benchmarks.conftest import bench_device
+from benchmarks.shared import forward, forward_backward
 
 timm = pytest.importorskip("timm")
 
@@ -35,16 +36,6 @@ def setup():
     x = torch.randn(batch, 3, 224, 224, device=device)
     targets = torch.arange(batch, device=device) % 1000
     return model, x, targets
-
-
-def forward(model, x):
-    with torch.no_grad():
-        return model(x)
-
-
-def forward_backward(model, x, targets):
-    x = x.detach().requires_grad_()
-    return torch.autograd.grad(model(x).gather(1, targets[:, None]).sum(), x)[0]
 
 
 @pytest.mark.parametrize("impl", ["floor", "raw_attention", "attention_rollout"])

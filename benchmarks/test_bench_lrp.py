@@ -15,43 +15,25 @@ import os
 
 import pytest
 import torch
-import torchvision
 
 import attribkit as ak
 from attribkit.bench.peers import peer_calls
 from benchmarks.conftest import bench_device, bench_size
+from benchmarks.shared import forward_backward, lrp_model, lrp_variant
 
 MODEL = os.environ.get("ATTRIBKIT_BENCH_LRP_MODEL", "resnet50")
 BATCH = int(os.environ.get("ATTRIBKIT_BENCH_LRP_BATCH", 8))
 COMPOSITES = os.environ.get("ATTRIBKIT_BENCH_LRP_COMPOSITES", "epsilon_plus_flat").split(",")
 
 
-def variant(composite):
-    """The bench's name of LRP with ``composite`` (its Zennit peer is filed under it)."""
-    return "lrp" if composite == ak.get_method("lrp").options["composite"] else f"lrp.{composite}"
-
-
 @pytest.fixture(scope="module")
 def setup():
-    gen = torch.Generator().manual_seed(0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = torchvision.models.get_model(MODEL).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+    gen = torch.Generator().manual_seed(1)
     device = bench_device()
-    model = model.to(device)
+    model = lrp_model(MODEL, device)
     x = torch.randn(BATCH, 3, bench_size(), bench_size(), generator=gen).to(device)
     targets = torch.arange(BATCH, device=device) % 1000
     return model, x, targets
-
-
-def forward_backward(model, x, targets):
-    x = x.detach().requires_grad_()
-    return torch.autograd.grad(model(x).gather(1, targets[:, None]).sum(), x)[0]
 
 
 @pytest.mark.parametrize("composite", COMPOSITES)
@@ -64,7 +46,7 @@ def test_lrp(run, benchmark, setup, composite, impl):
     elif impl == "attribkit":
         run(lambda: ak.explain(model, x, targets, method="lrp", composite=composite), "attribkit")
     else:
-        calls = peer_calls(variant(composite))
+        calls = peer_calls(lrp_variant(composite))
         if "zennit" not in calls:
             pytest.skip("zennit is not installed (pip install attribkit[dev])")
         run(lambda: calls["zennit"](model, x, targets, None), "peer", "zennit")

@@ -7,8 +7,6 @@ without gradients for the CAM family. ``pytest benchmarks --benchmark-only``;
 ``--benchmark-json`` output works with ``pytest-benchmark compare``.
 """
 
-import os
-
 import pytest
 import torch
 import torchvision
@@ -16,20 +14,9 @@ import torchvision
 import attribkit as ak
 from attribkit.bench.peers import peer_calls
 from benchmarks.conftest import bench_batch, bench_device, bench_models, bench_size
+from benchmarks.shared import built_in, forward, forward_backward
 
 LAYER = "layer4"
-# options of the methods that run one forward (and backward) per channel or noisy sample
-SLOW_OPTIONS = {"forward_batch_size", "n_samples"}
-
-
-def built_in(family, **required):
-    """The names of attribkit's own methods of ``family`` whose spec has the ``required``
-    attribute values; the slow ones only with ``ATTRIBKIT_BENCH_ALL=1``."""
-    every = os.environ.get("ATTRIBKIT_BENCH_ALL") == "1"
-    return [s.name for s in ak.methods(family=family)
-            if s.plugin == f"attribkit.families.{family}"
-            and all(getattr(s, key) == value for key, value in required.items())
-            and (every or not SLOW_OPTIONS & set(s.options))]
 
 
 def with_peers(methods):
@@ -45,16 +32,6 @@ def setup(request):
     x = torch.randn(bench_batch(), 3, bench_size(), bench_size(), device=device)
     targets = torch.arange(bench_batch(), device=device) % 1000
     return request.param, model, x, targets
-
-
-def forward_backward(model, x, targets):
-    x = x.detach().requires_grad_()
-    return torch.autograd.grad(model(x).gather(1, targets[:, None]).sum(), x)[0]
-
-
-def forward(model, x):
-    with torch.no_grad():
-        return model(x)
 
 
 # ---------------------------------------------------------------- the suites
