@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.attribkit-installed
 OUT ?= demo-out
 
-.PHONY: demo test bench bench-kernels install clean
+.PHONY: demo test bench bench-kernels bench-gpu install clean
 
 install: $(STAMP)
 
@@ -34,6 +34,11 @@ bench: $(STAMP)
 # pytest-benchmark suites: kernels vs floors and peers on torchvision models
 bench-kernels: $(STAMP)
 	$(PY) -m pytest benchmarks --benchmark-only -q
+
+# the headline comparisons on one CUDA GPU in <= 8 minutes: gpu-out/gpu.json and gpu-out/gpu.md
+# (make bench-gpu GPU_ARGS=--dry-run: the same code on the CPU at tiny sizes)
+bench-gpu: $(STAMP)
+	PYTHON=$(PY) benchmarks/gpu.sh $(GPU_ARGS)
 
 clean:
 	rm -rf $(VENV) $(OUT) bench-out .pytest_cache .benchmarks
