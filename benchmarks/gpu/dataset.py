@@ -23,13 +23,14 @@ from benchmarks.shared import torchvision_model
 SECTION = "dataset"
 
 
-def synthetic_images(n: int, size: int, chunk: int = 1024) -> torch.utils.data.TensorDataset:
-    """``n`` random ``3 x size x size`` float images in memory (seed 0), as a dataset
-    of ``(image,)`` items."""
-    gen = torch.Generator().manual_seed(0)
+def synthetic_images(n: int, size: int, device: torch.device, chunk: int = 1024) -> torch.utils.data.TensorDataset:
+    """``n`` random ``3 x size x size`` float images in host memory (seed 0), as a
+    dataset of ``(image,)`` items; drawn on ``device`` (fast on a GPU), chunk by chunk."""
+    gen = torch.Generator(device=device).manual_seed(0)
     images = torch.empty(n, 3, size, size)
     for start in range(0, n, chunk):
-        images[start:start + chunk] = torch.rand(min(chunk, n - start), 3, size, size, generator=gen)
+        count = min(chunk, n - start)
+        images[start:start + count] = torch.rand(count, 3, size, size, generator=gen, device=device).cpu()
     return torch.utils.data.TensorDataset(images)
 
 
@@ -39,7 +40,7 @@ def run(config: Config) -> list[Row]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = torchvision_model(config.dataset_model).to(config.device)
-    data = synthetic_images(n, config.dataset_size)
+    data = synthetic_images(n, config.dataset_size, config.device)
     images = data.tensors[0]
     batches = [images[i:i + batch].to(config.device) for i in range(0, n, batch)]
     with tempfile.TemporaryDirectory(prefix="attribkit-gpu-") as folder:
