@@ -1,6 +1,6 @@
-"""Faithfulness metrics that correlate relevance with output changes (faithfulness
-correlation and estimate, monotonicity correlation, sensitivity-n) and sufficiency,
-named as Quantus names them, batched. Notation as in :mod:`attribkit.evaluation.faithfulness`.
+"""Faithfulness metrics that compare relevance with output changes (faithfulness
+correlation and estimate, monotonicity correlation, sensitivity-n, infidelity) and
+sufficiency, named as Quantus names them, batched. Notation as in :mod:`attribkit.evaluation.faithfulness`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from attribkit.evaluation.base import MetricInput, MetricResult
 from attribkit.evaluation.rows import (
     ascending_ranks,
     baseline_values,
+    block_ids,
+    block_sums,
     cumulative_scores,
     descending_ranks,
     forward_scores,
@@ -212,4 +214,60 @@ def sufficiency(data: MetricInput, *, threshold: float = 0.6, abs: bool = True,
     same = (pred[None, :] == pred[:, None]).double()
     total = similar.sum(1)
     score = torch.where(total > 0, (same * similar).sum(1) / total.clamp(min=1), torch.zeros_like(total))
+    return MetricResult(score.float())
+
+
+# -------------------------------------------------------------------- infidelity
+
+def infidelity(data: MetricInput, *, perturb_patch_sizes: tuple[int, ...] | list[int] = (4,),
+               n_perturb_samples: int = 10, perturb_baseline: str | float = "black", loss_func: str = "mse",
+               abs: bool = False, normalise: bool = False, softmax: bool = False, seed: int = 0,
+               quantus_compat: bool = False) -> MetricResult:
+    """Infidelity (Yeh et al. 2019, "On the (In)fidelity and Sensitivity of Explanations",
+    NeurIPS): ``INFD = E_I[(I^T a - (f(x) - f(x - I)))^2]``, the mean squared gap between
+    the relevance-weighted perturbation and the output drop it causes. Lower is better.
+
+    The perturbations ``I = x - x'`` are the paper's square removals on a grid: for
+    each ``p`` in ``perturb_patch_sizes`` the image is tiled into ``p x p`` squares
+    (padded evenly, as region perturbation), and each square alone is set to the
+    baseline (``x' = x_{square->b}``), so ``I^T a = sum_{i in square} a_i sum_c (x_ic - b_ic)``.
+    The expectation is the mean over the squares, then over the patch sizes, then over
+    ``n_perturb_samples`` draws of the baseline (only ``"uniform"`` draws; a fixed
+    baseline gives the same perturbations every time, so they are scored once).
+
+    Quantus 0.6 removes the squares *cumulatively* in row-major order (the ``k``-th
+    perturbation is the first ``k`` squares together) and fails for a patch size that
+    does not divide the image (an edge-padded array reshaped to the unpadded size);
+    it normalises by the batch's largest map. ``quantus_compat=True`` does all three
+    (a patch size that does not divide is tiled as above).
+    """
+    if loss_func != "mse":
+        raise ValueError(f"loss_func must be 'mse', got {loss_func!r}")
+    a = preprocess(data.relevance, abs=abs, normalise=normalise, per_image=not quantus_compat)
+    x = data.inputs
+    b, c, h, w = x.shape
+    random_fill = isinstance(perturb_baseline, str) and perturb_baseline.lower() == "uniform"
+    samples = int(n_perturb_samples) if random_fill else 1
+    gen = generator_for(seed)
+    fills = torch.stack([baseline_values(x, perturb_baseline, gen) for _ in range(samples)], 1)  # (B, S, C, H, W)
+    y0 = forward_scores(data.predict, x, data.targets, softmax=softmax, batch_size=data.batch_size)
+    losses = []
+    for p in perturb_patch_sizes:
+        ids, n_blocks = block_ids(h, w, int(p), x.device)
+        ids_c = ids.to(torch.int32)
+        # I^T a per square: sum over the square's pixels of a * sum_c (x - fill)
+        weighted = (a[:, None] * (x[:, None] - fills).double().sum(2)).flatten(2)  # (B, S, HW)
+        sums = block_sums(weighted.flatten(0, 1), ids, n_blocks).view(b, samples, n_blocks)
+        if quantus_compat:
+            sums = sums.cumsum(2)
+
+        def build(i: torch.Tensor, row: torch.Tensor, ids_c=ids_c, n_blocks=n_blocks) -> torch.Tensor:
+            s, k = row // n_blocks, (row % n_blocks).to(torch.int32)
+            chosen = (ids_c[None, :] <= k[:, None]) if quantus_compat else (ids_c[None, :] == k[:, None])
+            return torch.where(chosen.view(-1, 1, h, w), fills[i, s], x[i])
+
+        y = score_rows(data.predict, samples * n_blocks, build, data.targets, softmax=softmax,
+                       batch_size=data.batch_size).view(b, samples, n_blocks)
+        losses.append(((y0[:, None, None] - y - sums) ** 2).mean(2))  # (B, S)
+    score = torch.stack(losses, 2).mean(2).mean(1)
     return MetricResult(score.float())

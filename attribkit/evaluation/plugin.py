@@ -57,6 +57,8 @@ MONTAVON = ("Montavon, Samek & Müller 2018, Methods for Interpreting and Unders
             "Networks, Digital Signal Processing 73")
 YEH = "Yeh et al. 2019, On the (In)fidelity and Sensitivity of Explanations, NeurIPS"
 AGARWAL = "Agarwal et al. 2022, Rethinking Stability for Attribution-based Explanations, arXiv:2203.06877"
+HEDSTROM = ("Hedström et al. 2023, Sanity Checks Revisited: An Exploration to Repair the Model Parameter "
+            "Randomisation Test, XAI in Action workshop, NeurIPS")
 _PRE = {"abs": False, "normalise": True}
 _ABS = {"abs": True, "normalise": True}
 
@@ -111,6 +113,10 @@ SUITE: list[tuple[str, str, str, bool, tuple[str, ...], dict, str, str]] = [
     ("sufficiency", CORR, "faithfulness", True, ("forward",), {"threshold": 0.6, **_ABS},
      "Dasgupta, Frost & Moshkovitz 2022, Framework for Evaluating Faithfulness of Local Explanations, ICML",
      "share of the images with a similar explanation that get the same prediction"),
+    ("infidelity", CORR, "faithfulness", False, ("forward",),
+     {"perturb_patch_sizes": (4,), "n_perturb_samples": 10, "perturb_baseline": "black", "loss_func": "mse",
+      "abs": False, "normalise": False, "softmax": False, "seed": 0, "quantus_compat": False}, YEH,
+     "mean squared gap between the relevance of a removed square (times the change) and the output drop"),
     ("local_lipschitz_estimate", ROBUST, "robustness", False, ("model", "method", "forward"),
      {"nr_samples": 200, "perturb_mean": 0.0, "perturb_std": 0.1, **_PRE,
       "return_nan_when_prediction_changes": False, "seed": 0, "quantus_compat": False},
@@ -136,6 +142,15 @@ SUITE: list[tuple[str, str, str, bool, tuple[str, ...], dict, str, str]] = [
      {"nr_samples": 200, "lower_bound": 0.02, "upper_bound": 0.2, "abs": False, "normalise": False,
       "eps_min": 1e-6, "return_nan_when_prediction_changes": True, "seed": 0, "quantus_compat": False}, AGARWAL,
      "largest relative map change over logit change (prediction kept)"),
+    ("relative_representation_stability", ROBUST, "robustness", False, ("model", "method", "forward"),
+     {"nr_samples": 200, "lower_bound": 0.02, "upper_bound": 0.2, "abs": False, "normalise": False,
+      "eps_min": 1e-6, "layer_names": None, "layer": None, "return_nan_when_prediction_changes": True,
+      "seed": 0, "quantus_compat": False}, AGARWAL,
+     "largest relative map change over relative change of a layer's representation (prediction kept)"),
+    ("consistency", ROBUST, "robustness", True, ("forward",),
+     {"discretise_func": "top_n_sign", "n": 5, **_ABS, "quantus_compat": False},
+     "Dasgupta, Frost & Moshkovitz 2022, Framework for Evaluating Faithfulness of Local Explanations, ICML",
+     "share of the images with the same discretised explanation that get the same prediction"),
     ("attribution_localisation", LOCAL, "localisation", True, ("ground_truth",),
      {"weighted": False, "max_size": 1.0, "positive_attributions": False, **_ABS, "quantus_compat": False},
      "Kohlbrenner et al. 2020, Towards Best Practice in Explaining Neural Network Decisions with LRP, IJCNN",
@@ -161,6 +176,15 @@ SUITE: list[tuple[str, str, str, bool, tuple[str, ...], dict, str, str]] = [
      {"layer_order": "top_down", "seed": 42, **_ABS, "similarity_func": "spearman",
       "quantus_compat": False}, ADEBAYO,
      "mean Spearman similarity to the original maps while layers are re-initialised (Quantus's MPRT)"),
+    ("emprt", RANDOM, "sanity", True, ("model", "method"),
+     {"layer_order": "bottom_up", "seed": 42, "n_bins": 100, "skip_layers": True, "abs": False,
+      "normalise": False, "quantus_compat": False}, HEDSTROM,
+     "relative rise of the map's histogram entropy when the model is fully randomised (efficient MPRT)"),
+    ("smprt", RANDOM, "sanity", False, ("model", "method"),
+     {"layer_order": "bottom_up", "seed": 42, "nr_samples": 50, "noise_magnitude": 0.1,
+      "return_last_correlation": False, **_ABS, "similarity_func": "spearman", "noise_seed": 0,
+      "quantus_compat": False},
+     HEDSTROM, "mean Spearman similarity of noise-averaged maps while layers are re-initialised (smooth MPRT)"),
     ("completeness", AXIOM, "axiomatic", False, ("forward",),
      {"perturb_baseline": "black", "abs": False, "normalise": False, "softmax": False, "quantus_compat": False},
      "Sundararajan, Taly & Yan 2017, Axiomatic Attribution for Deep Networks, ICML",

@@ -1,5 +1,8 @@
 """Robustness metrics named as Quantus names them, batched.
 
+Lipschitz estimate, max / avg sensitivity, continuity, the relative input, output and
+representation stabilities, and consistency.
+
 These re-explain: ``data.explain(model, inputs, targets) -> (B, H, W)`` is called
 on stacks of perturbed copies (``nr_samples`` per image) ``batch_size`` rows at a
 time, so a batch's ``B * nr_samples`` explanations take
@@ -11,6 +14,7 @@ copy, ``a' = Φ(x')``; norms are over all pixels (and channels) of one image.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
@@ -191,24 +195,35 @@ def _relative(change: torch.Tensor, base: torch.Tensor, eps: float) -> torch.Ten
     return change / (base + (base == 0).to(base.dtype) * eps)
 
 
-def _stability(data: MetricInput, output: bool, nr_samples: int, lower_bound: float, upper_bound: float,
+def _stability(data: MetricInput, output: str, nr_samples: int, lower_bound: float, upper_bound: float,
                abs: bool, normalise: bool, eps_min: float, return_nan: bool, seed: int,
-               quantus_compat: bool) -> MetricResult:
+               quantus_compat: bool, layers: list[tuple[str, nn.Module]] | None = None) -> MetricResult:
+    """The relative stabilities; ``output``: ``"input"`` (``x``), ``"output"`` (logits
+    ``h(x)``) or ``"representation"`` (``L(x)``, the outputs of ``layers``, relative)."""
     require_explain(data)
     x = data.inputs.double()
     a = preprocess(data.relevance, abs=abs, normalise=normalise)
     xp, ap = _noisy(data, nr_samples, _uniform(lower_bound, upper_bound), seed, abs, normalise, True)
     top = _norm(_relative(a[:, None] - ap, a[:, None], eps_min), 2)
-    if output:
+    changed = None
+    if output == "output":
         with torch.no_grad():
             h0 = torch.as_tensor(data.predict(data.inputs)).double()
             hp = torch.cat([torch.as_tensor(data.predict(chunk)).double()
                             for chunk in xp.flatten(0, 1).split(data.batch_size)]).view(*xp.shape[:2], -1)
         bottom = (h0[:, None] - hp).norm(dim=-1)
+    elif output == "representation":
+        l0, logits0 = representations(data.model, data.inputs, layers, data.batch_size)
+        lp, logits = representations(data.model, xp.flatten(0, 1), layers, data.batch_size)
+        lp = lp.view(*xp.shape[:2], -1)
+        bottom = _relative(l0[:, None] - lp, l0[:, None], eps_min).norm(dim=-1)
+        if return_nan:  # the same forwards give the predictions
+            changed = logits.argmax(1).view(xp.shape[:2]) != logits0.argmax(1)[:, None]
     else:
         bottom = _norm(_relative(x[:, None] - xp.double(), x[:, None], eps_min), 3)
     bottom = bottom + (bottom == 0).double() * eps_min
-    changed = _changed(data, xp) if return_nan else None
+    if return_nan and changed is None:
+        changed = _changed(data, xp)
     return MetricResult(_reduce(top / bottom, changed, "max", quantus_compat).float())
 
 
@@ -224,7 +239,7 @@ def relative_input_stability(data: MetricInput, *, nr_samples: int = 200, lower_
     predicted class: draws that change it are left out (NaN if all do); Quantus
     makes the image's score NaN as soon as one draw changes it
     (``quantus_compat=True``). Lower is better."""
-    return _stability(data, False, nr_samples, lower_bound, upper_bound, abs, normalise, eps_min,
+    return _stability(data, "input", nr_samples, lower_bound, upper_bound, abs, normalise, eps_min,
                       return_nan_when_prediction_changes, seed, quantus_compat)
 
 
@@ -235,5 +250,128 @@ def relative_output_stability(data: MetricInput, *, nr_samples: int = 200, lower
     """Relative output stability (Agarwal et al. 2022, arXiv:2203.06877): as
     :func:`relative_input_stability` with the denominator ``||h(x) - h(x')||_2`` over
     the model's outputs (logits). Lower is better."""
-    return _stability(data, True, nr_samples, lower_bound, upper_bound, abs, normalise, eps_min,
+    return _stability(data, "output", nr_samples, lower_bound, upper_bound, abs, normalise, eps_min,
                       return_nan_when_prediction_changes, seed, quantus_compat)
+
+
+# ------------------------------------------------------- relative representation stability
+
+def hidden_layers(model: nn.Module, layer_names: list[str] | None = None,
+                  layer: nn.Module | str | None = None) -> list[tuple[str, nn.Module]]:
+    """The ``(name, module)`` pairs whose outputs make the representation ``L(x)``.
+
+    ``layer``: one module or dotted name; ``layer_names``: those modules; neither: every
+    submodule except ``nn.Sequential`` containers (Quantus's default: all layers)."""
+    named = dict(model.named_modules())
+    if layer is not None:
+        if isinstance(layer, nn.Module):
+            found = [(n, m) for n, m in named.items() if m is layer]
+            if not found:
+                raise ValueError("layer is not a submodule of the model")
+            return found[:1]
+        layer_names = [layer]
+    if layer_names is not None:
+        missing = [n for n in layer_names if n not in named]
+        if missing:
+            raise ValueError(f"no layer named {', '.join(map(repr, missing))} in the model")
+        return [(n, named[n]) for n in layer_names]
+    return [(n, m) for n, m in named.items()
+            if n and not isinstance(m, (nn.Sequential, type(model)))]
+
+
+def representations(model: nn.Module, inputs: torch.Tensor, layers: list[tuple[str, nn.Module]],
+                    batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N, D)`` float64 concatenated flattened outputs of ``layers`` (captured with
+    :class:`attribkit.torch.capture.LayerCapture`, hooks removed after each chunk) and
+    the ``(N, classes)`` model outputs of the same forwards, ``batch_size`` rows at a time."""
+    from attribkit.torch.capture import LayerCapture, tensor_output
+
+    reps, outs = [], []
+    with torch.no_grad():
+        for chunk in inputs.split(batch_size):
+            captures = [LayerCapture(m, n, check=tensor_output(n)) for n, m in layers]
+            with contextlib.ExitStack() as stack:
+                for cap in captures:
+                    stack.enter_context(cap)
+                outs.append(torch.as_tensor(model(chunk)).double())
+            missing = [cap.name for cap in captures if cap.calls == 0]
+            if missing:
+                raise ValueError(f"layer(s) {', '.join(missing)} not called by the forward")
+            reps.append(torch.cat([cap.output.reshape(len(chunk), -1).double() for cap in captures], 1))
+    return torch.cat(reps), torch.cat(outs)
+
+
+def relative_representation_stability(data: MetricInput, *, nr_samples: int = 200, lower_bound: float = 0.02,
+                                      upper_bound: float = 0.2, abs: bool = False, normalise: bool = False,
+                                      eps_min: float = 1e-6, layer_names: list[str] | None = None,
+                                      layer: nn.Module | str | None = None,
+                                      return_nan_when_prediction_changes: bool = True, seed: int = 0,
+                                      quantus_compat: bool = False) -> MetricResult:
+    """Relative representation stability (Agarwal et al. 2022, "Rethinking Stability for
+    Attribution-based Explanations", arXiv:2203.06877):
+    ``max_{x'} ||(a - a') / a||_2 / max(||(L(x) - L(x')) / L(x)||_2, eps_min)`` over draws
+    ``x' = x + U(lower_bound, upper_bound)``, ``L(x)`` the model's internal representation:
+    the outputs of ``layer`` (a module or dotted name) or of ``layer_names``, flattened
+    and concatenated; by default, as Quantus, of every submodule but ``nn.Sequential``
+    containers. Zeros in a denominator are replaced by ``eps_min``. The paper
+    maximises over the ``x'`` that keep the predicted class (NaN if none does); Quantus
+    makes the score NaN as soon as one draw changes it (``quantus_compat=True``).
+    The representations are captured by forward hooks removed after each chunk; the
+    model is not changed. Lower is better."""
+    require_explain(data)
+    layers = hidden_layers(data.model, layer_names, layer)
+    return _stability(data, "representation", nr_samples, lower_bound, upper_bound, abs, normalise, eps_min,
+                      return_nan_when_prediction_changes, seed, quantus_compat, layers)
+
+
+# -------------------------------------------------------------------- consistency
+
+def _discretise(a: torch.Tensor, how: str | Callable[[torch.Tensor], torch.Tensor], n: int,
+                quantus_compat: bool) -> torch.Tensor:
+    """``(B, K)`` keys of the flattened maps ``a`` (``(B, D)``); equal keys = equal explanation."""
+    if callable(how):
+        return torch.as_tensor(how(a)).reshape(len(a), -1).double()
+    if how == "top_n_sign":
+        if quantus_compat:  # Quantus: the signs of the first n elements, not of the top n
+            return a[:, :n].sign()
+        idx = a.abs().argsort(dim=1, descending=True, stable=True)[:, :n]
+        return torch.cat([idx.double(), a.gather(1, idx).sign()], 1)
+    if how == "sign":
+        return a.sign()
+    if how == "rank":
+        return a.argsort(dim=1, stable=True).flip(1).double()
+    if how == "floating_points":
+        return torch.round(a * 10**n) / 10**n
+    raise ValueError("discretise_func must be 'top_n_sign', 'sign', 'rank', 'floating_points' or a callable, "
+                     f"got {how!r}")
+
+
+def consistency(data: MetricInput, *, discretise_func: str | Callable[[torch.Tensor], torch.Tensor] = "top_n_sign",
+                n: int = 5, abs: bool = True, normalise: bool = True, quantus_compat: bool = False) -> MetricResult:
+    """Consistency (Dasgupta, Frost & Moshkovitz 2022, "Framework for Evaluating
+    Faithfulness of Local Explanations", ICML): the probability that two inputs with
+    the same (discretised) explanation get the same prediction,
+    ``c_i = sum_{j != i} [e_j = e_i][f(x_j) = f(x_i)] / sum_{j != i} [e_j = e_i]`` over the
+    batch (0 when no other image shares the explanation, as Quantus). Higher is better
+    (Quantus 0.6 labels it lower-is-better).
+
+    The explanation ``e`` is the preprocessed map discretised by ``discretise_func``:
+    ``"top_n_sign"`` (default): the positions of the ``n`` largest ``|a|`` and their signs;
+    ``"sign"``: every sign; ``"rank"``: the pixel order; ``"floating_points"``: values
+    rounded to ``n`` decimals; or a callable ``(B, D) -> (B, K)`` keys. Quantus's
+    ``top_n_sign`` takes the signs of the *first* ``n`` elements of the flattened map
+    (``np.sign(a)[:n]``), not of the top ``n`` (``quantus_compat=True``). Depends on
+    the batch by definition; needs only forwards.
+    """
+    a = preprocess(data.relevance, abs=abs, normalise=normalise, per_image=not quantus_compat).flatten(1)
+    keys = _discretise(a, discretise_func, n, quantus_compat)
+    same_e = (keys[:, None, :] == keys[None, :, :]).all(-1)
+    same_e &= ~torch.eye(len(a), dtype=torch.bool, device=a.device)
+    with torch.no_grad():
+        pred = torch.cat([torch.as_tensor(data.predict(chunk)).argmax(1)
+                          for chunk in data.inputs.split(data.batch_size)])
+    same_y = pred[:, None] == pred[None, :]
+    total = same_e.double().sum(1)
+    agree = (same_e & same_y).double().sum(1)
+    score = torch.where(total > 0, agree / total.clamp(min=1), torch.zeros_like(total))
+    return MetricResult(score.float())
