@@ -63,7 +63,7 @@ def real(device: torch.device) -> Config:
 def dry(device: torch.device) -> Config:
     """Tiny sizes for a CPU: the same sections and code path, one timed round."""
     return Config(device=device, dry_run=True, repeats=1, group_budget_s=2.0,
-                  cnn="resnet18", batch=2, size=64,
+                  cnn="resnet18", batch=2, size=32,
                   vit="deit_small_patch16_224", vit_size=32, vit_batch=2,
                   lrp_model="resnet18", lrp_batch=2,
                   pf_images=4, pf_size=8, pf_rows=64,
