@@ -101,7 +101,11 @@ def parse_item(item: Any, index: int) -> Item | Unreadable:
 
 
 class Indexed(torch.utils.data.Dataset):
-    """``dataset[i]`` as ``(i, dataset[i])``, so that a batch knows its rows."""
+    """``dataset[i]`` as ``(i, dataset[i])``, so that a batch knows its rows.
+
+    The DataLoader fetches a batch's items in one :meth:`__getitems__` call: a
+    ``TensorDataset``'s batch is then sliced from its tensors (:class:`Stacked`)
+    instead of taken item by item and stacked again."""
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
@@ -112,6 +116,59 @@ class Indexed(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[int, Any]:
         return index, self.dataset[index]
 
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[int, Any]] | Stacked:
+        """The items of a batch (``indices``: consecutive rows)."""
+        stacked = Stacked.of(self.dataset, indices)
+        return stacked if stacked is not None else [(i, self.dataset[i]) for i in indices]
+
+
+@dataclasses.dataclass
+class Stacked:
+    """Rows ``start .. start + size - 1`` of a ``TensorDataset``: its tensors sliced."""
+
+    start: int
+    size: int
+    parts: tuple[torch.Tensor, ...]
+
+    @staticmethod
+    def of(dataset: Any, indices: Sequence[int]) -> Stacked | None:
+        """The rows ``indices`` of ``dataset`` sliced, or ``None`` unless it is a plain
+        ``TensorDataset`` and ``indices`` are consecutive."""
+        if type(dataset) is not torch.utils.data.TensorDataset or not len(indices) or \
+                list(indices) != list(range(indices[0], indices[0] + len(indices))):
+            return None
+        rows = slice(indices[0], indices[0] + len(indices))
+        # a worker sends its batch to the main process: a copy, not a view of the whole tensor
+        copy = torch.utils.data.get_worker_info() is not None
+        parts = tuple(t[rows].clone() if copy else t[rows] for t in dataset.tensors)
+        return Stacked(indices[0], len(indices), parts)
+
+    def items(self) -> list[tuple[int, Any]]:
+        """The rows as ``(index, item)`` pairs, as ``dataset[i]`` gives them."""
+        return [(self.start + k, tuple(part[k] for part in self.parts)) for k in range(self.size)]
+
+    def parsed(self) -> tuple[torch.Tensor, np.ndarray | None, torch.Tensor | None] | None:
+        """``(images, labels, masks)`` of the rows when every row is a well-formed item
+        (what :func:`parse_item` accepts), else ``None`` (then parse them one by one)."""
+        parts = self.parts
+        if not 1 <= len(parts) <= 3 or parts[0].ndim != 4:
+            return None
+        images, labels, masks = parts[0], None, None
+        if len(parts) >= 2:
+            label = parts[1]
+            if label.dtype.is_floating_point or label.dtype.is_complex or label.dtype == torch.bool or \
+                    label.numel() != self.size:
+                return None
+            labels = label.reshape(self.size).numpy().astype(np.int64)
+        if len(parts) == 3:
+            mask = parts[2]
+            if mask.ndim == 4 and mask.shape[1] == 1:
+                mask = mask[:, 0]
+            if tuple(mask.shape[1:]) != tuple(images.shape[-2:]) or mask.ndim != 3:
+                return None
+            masks = mask.bool()
+        return images, labels, masks
+
 
 class Collate:
     """Make a :class:`Batch` of ``[(index, item), ...]`` (picklable, for workers)."""
@@ -119,7 +176,15 @@ class Collate:
     def __init__(self, batch_size: int) -> None:
         self.batch_size = batch_size
 
-    def __call__(self, pairs: Sequence[tuple[int, Any]]) -> Batch:
+    def __call__(self, pairs: Sequence[tuple[int, Any]] | Stacked) -> Batch:
+        if isinstance(pairs, Stacked):
+            parsed = pairs.parsed()
+            if parsed is not None:
+                batch = Batch(number=pairs.start // self.batch_size, start=pairs.start, size=pairs.size,
+                              errors=[""] * pairs.size, readable=np.ones(pairs.size, dtype=bool))
+                batch.images, batch.labels, batch.masks = parsed
+                return batch
+            pairs = pairs.items()
         indices = [i for i, _ in pairs]
         batch = Batch(number=indices[0] // self.batch_size, start=indices[0], size=len(pairs))
         try:
