@@ -245,3 +245,149 @@ def test_ctrl_c_says_how_much_is_stored_and_the_rest_resumes(model, tmp_path):
     data.interrupt = False
     resumed = run(model, data, out, batch_size=2)
     assert resumed.complete and resumed.runs[-1]["images"] == 4
+
+
+# ------------------------------------------------------------------ stored dtype and compressor
+
+
+def _map_bytes(out, method):
+    return sum(p.stat().st_size for p in (out / "maps" / method / "c").rglob("*") if p.is_file())  # the chunks
+
+
+@pytest.mark.parametrize("dtype, compressor", [("float16", "zstd"), ("float16", "blosc-lz4"), ("float16", None),
+                                               ("float32", "gzip"), ("float32", "blosc-zstd")])
+def test_float16_and_compressed_maps_equal_explain_within_rounding(model, tmp_path, dtype, compressor):
+    data = Numbered(10, unreadable=(6,))
+    out = tmp_path / "run.zarr"
+    store = run(model, data, out, ["saliency", "gradcam"], batch_size=4, dtype=dtype, compressor=compressor)
+    assert store.settings["dtype"] == dtype and store.settings["compressor"] == (compressor or "none")
+    readable = [i for i in range(10) if i != 6]
+    x = stacked(10)[readable]
+    for method in ("saliency", "gradcam"):
+        expected = ak.explain(model, x, method=method).numpy()
+        got = np.asarray(store[method])
+        assert got.dtype == np.dtype(dtype) and got.shape[1:] == expected.shape[1:]
+        assert np.isnan(got[6]).all()  # the unreadable row: the fill value
+        if dtype == "float16":  # float16's rounding: half a unit in the last of 11 significant bits
+            np.testing.assert_allclose(got[readable].astype(np.float32), expected, rtol=2 ** -11 + 1e-5, atol=1e-7)
+        else:
+            np.testing.assert_allclose(got[readable], expected, rtol=1e-5, atol=1e-7)
+        again = ak.open_store(out)[method]  # a fresh reader, zarr decodes the codec
+        np.testing.assert_array_equal(np.asarray(again), got)
+
+
+def test_float16_and_a_compressor_make_the_maps_smaller(model, tmp_path):
+    data = Numbered(16)
+    sizes = {}
+    for dtype, compressor in [("float32", None), ("float16", None), ("float16", "zstd")]:
+        out = tmp_path / f"{dtype}-{compressor}.zarr"
+        run(model, data, out, ["saliency", "gradcam"], batch_size=8, dtype=dtype, compressor=compressor)
+        sizes[dtype, compressor] = sum(_map_bytes(out, m) for m in ("saliency", "gradcam"))
+    raw = 16 * (3 + 1) * 16 * 16 * 4  # TinyCNN's gradcam is at the input's 16x16
+    assert sizes["float32", None] == raw
+    assert sizes["float16", None] == raw // 2
+    assert sizes["float16", "zstd"] < sizes["float16", None]
+
+
+@pytest.mark.parametrize("options, error, match", [
+    ({"dtype": "float64"}, "StoreDtypeError", "float64.*float32, float16"),
+    ({"dtype": "bfloat16"}, "StoreDtypeError", "bfloat16.*zarr.*cannot store"),
+    ({"dtype": torch.bfloat16}, "StoreDtypeError", "bfloat16"),
+    ({"compressor": "lzma"}, "CompressorError", "lzma.*none, zstd"),
+])
+def test_an_unknown_dtype_or_compressor_is_refused_before_any_work(model, tmp_path, options, error, match):
+    from attribkit.datasets import encoding
+
+    class Untouchable(Numbered):
+        def __getitem__(self, index):
+            raise AssertionError("the data was read")
+
+    out = tmp_path / "run.zarr"
+    with assert_model_untouched(model), pytest.raises(getattr(encoding, error), match=match) as caught:
+        run(model, Untouchable(4), out, **options)
+    assert isinstance(caught.value, ak.AttribkitError) and isinstance(caught.value, InvalidOptionError)
+    assert not out.exists()
+
+
+def test_resuming_with_another_dtype_or_compressor_is_refused(model, tmp_path):
+    out = tmp_path / "run.zarr"
+    run(model, Numbered(6), out, batch_size=3, dtype="float16", compressor="zstd")
+    with pytest.raises(StoreError, match="dtype was 'float16', now 'float32'"):
+        run(model, Numbered(6), out, batch_size=3, compressor="zstd")
+    with pytest.raises(StoreError, match="compressor was 'zstd', now 'blosc-lz4'"):
+        run(model, Numbered(6), out, batch_size=3, dtype="float16", compressor="blosc-lz4")
+    again = run(model, Numbered(6), out, batch_size=3, dtype=np.float16, compressor="ZSTD")  # the same settings
+    assert again.runs[-1]["images"] == 0
+
+
+def test_a_store_from_before_the_dtype_setting_resumes_as_float32_uncompressed(model, tmp_path):
+    out = tmp_path / "run.zarr"
+    run(model, Numbered(6), out, batch_size=3)
+    group = zarr.open_group(out, mode="r+")
+    meta = group.attrs["attribkit"]
+    del meta["settings"]["dtype"], meta["settings"]["compressor"]
+    group.attrs["attribkit"] = meta
+    assert run(model, Numbered(6), out, batch_size=3).runs[-1]["images"] == 0
+    with pytest.raises(StoreError, match="dtype was 'float32', now 'float16'"):
+        run(model, Numbered(6), out, batch_size=3, dtype="float16")
+
+
+class Quadratic(torch.nn.Module):
+    """Scores that grow with the square of the input: saliency grows with the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, CLASSES, 3, padding=1)
+
+    def forward(self, x):
+        return (self.conv(x) ** 2).mean(dim=(2, 3))
+
+
+class Loud(Numbered):
+    """Items from ``loud`` on have images 1e8 times larger."""
+
+    loud = 4
+
+    def __getitem__(self, index):
+        image, label = super().__getitem__(index)
+        return (image * 1e8 if index >= self.loud else image), label
+
+
+def test_float16_refuses_values_beyond_its_range_instead_of_storing_inf(tmp_path):
+    from attribkit.datasets.encoding import Float16RangeError
+
+    torch.manual_seed(0)
+    model = Quadratic().eval()
+    data = Loud(10)
+    out = tmp_path / "run.zarr"
+    with pytest.raises(Float16RangeError, match=r"saliency's maps of items 4-7 reach \|value\| = .*65504.*float32"):
+        run(model, data, out, batch_size=4, dtype="float16")
+    store = ak.open_store(out)
+    assert store.batches_done.tolist() == [True, False, False]  # the batch before is kept, nothing is inf
+    assert not np.isinf(np.asarray(store["saliency"])).any()
+    data.loud = 0  # the first item already: refused by the probe, before anything is written
+    with pytest.raises(Float16RangeError, match="items 0-0"):
+        run(model, data, tmp_path / "probe.zarr", batch_size=4, dtype="float16")
+    assert not (tmp_path / "probe.zarr").exists()
+    assert run(model, data, tmp_path / "f32.zarr", batch_size=4).complete  # float32 stores them
+
+
+class Tensors(torch.utils.data.TensorDataset):
+    """A TensorDataset subclass: read item by item (the sliced path is for TensorDataset itself)."""
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_tensor_dataset_is_sliced_and_equals_item_by_item(model, tmp_path, workers):
+    x = stacked(10)
+    labels = torch.tensor([Numbered().label(i) for i in range(10)])
+    masks = torch.stack([Numbered().mask(i) for i in range(10)])[:, None]  # (N, 1, H, W): also a mask form
+    sliced = run(model, torch.utils.data.TensorDataset(x, labels, masks), tmp_path / "a.zarr", ["saliency"],
+                 batch_size=4, num_workers=workers, metrics=["pointing_game"])
+    per_item = run(model, Tensors(x, labels, masks), tmp_path / "b.zarr", ["saliency"], batch_size=4,
+                   metrics=["pointing_game"])
+    np.testing.assert_array_equal(np.asarray(sliced["saliency"]), np.asarray(per_item["saliency"]))
+    np.testing.assert_array_equal(sliced.labels, labels.numpy())
+    np.testing.assert_array_equal(sliced.metrics["saliency"]["pointing_game"],
+                                  per_item.metrics["saliency"]["pointing_game"])
+    with pytest.raises(InputError, match="item 0 of the data has the label"):  # as item by item
+        run(model, torch.utils.data.TensorDataset(x, labels.float()), tmp_path / "c.zarr", batch_size=4)

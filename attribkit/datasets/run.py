@@ -26,6 +26,7 @@ import torch
 
 from attribkit import __version__
 from attribkit.datasets import items as I
+from attribkit.datasets.encoding import check_compressor, check_dtype, codecs, stored_maps
 from attribkit.datasets.settings import (
     as_json,
     data_fingerprint,
@@ -61,6 +62,8 @@ class Plan:
     ids: np.ndarray
     device: torch.device
     strict: bool
+    dtype: str = "float32"
+    compressor: str = "none"
     has_labels: bool = False
     predicts: bool = False
 
@@ -69,6 +72,7 @@ def explain_dataset(model: Any, data: Any, methods: str | Sequence[str], out: st
                     layer: Any = None, batch_size: int | None = None, num_workers: int | None = None,
                     metrics: Sequence[str] = (), progress: bool = True, *, strict: bool = False,
                     metric_options: Mapping[str, Mapping[str, Any]] | None = None,
+                    dtype: Any = "float32", compressor: str | None = None,
                     **method_options: Any) -> AttributionStore:
     """Explain every item of ``data`` with each of ``methods`` and store the maps at ``out``.
 
@@ -95,15 +99,25 @@ def explain_dataset(model: Any, data: Any, methods: str | Sequence[str], out: st
         strict: unreadable items (and, for a folder, files that are not images)
             raise instead of being stored as skipped rows.
         metric_options: ``{metric: {option: value}}``.
+        dtype: the stored maps' dtype, ``"float32"`` or ``"float16"`` (half the
+            bytes; a finite value beyond float16's range raises
+            :class:`~attribkit.datasets.encoding.Float16RangeError` rather than
+            being stored as ``inf``). ``"bfloat16"`` is refused: zarr cannot store it.
+        compressor: the maps' lossless compressor: ``None``/``"none"`` (default),
+            ``"zstd"``, ``"gzip"``, ``"blosc-lz4"``, ``"blosc-lz4hc"``, ``"blosc-zstd"``,
+            ``"blosc-zlib"`` (zarr v3 codecs; :mod:`attribkit.datasets.encoding`).
         **method_options: options for every method that has them, or
             ``METHOD={...}`` for one method's own.
 
     Returns the :class:`~attribkit.datasets.store.AttributionStore` (also
     :func:`~attribkit.datasets.store.open_store` of ``out``): ``store[method]`` has
-    the values ``explain`` gives on the stacked images, as float32.
+    the values ``explain`` gives on the stacked images, as ``dtype`` (metrics
+    are scored on the float32 maps, before they are stored).
     """
+    stored = check_dtype(dtype), check_compressor(compressor)  # before any work
     plan = _plan(model, data, methods, target, layer, batch_size, num_workers, metrics, strict,
                  metric_options, method_options)
+    plan.dtype, plan.compressor = stored
     out = Path(out)
     with joined(plan.device) as processes:
         store = _open_for(plan, out, processes)
@@ -220,6 +234,8 @@ def _probe_and_create(plan: Plan, out: Path) -> tuple[bool, bool, dict[str, str 
         "metrics": [m.name for m in plan.metrics],
         "metric_options": plan.metric_options,
         "image_shape": list(item.image.shape),
+        "dtype": plan.dtype,
+        "compressor": plan.compressor,
         "attribkit": __version__,
     })
     if (out / "zarr.json").is_file():
@@ -231,6 +247,7 @@ def _probe_and_create(plan: Plan, out: Path) -> tuple[bool, bool, dict[str, str 
     layers, rows = {}, {}
     for spec in plan.specs:
         result = _explain(plan, spec, x, probe_target)
+        stored_maps(result.values, plan.dtype, spec.name, (index, index))  # float16's range, before any work
         layers[spec.name] = result.layer
         rows[spec.name] = tuple(result.values.shape[1:])
     with torch.no_grad():
@@ -245,7 +262,7 @@ def _probe_and_create(plan: Plan, out: Path) -> tuple[bool, bool, dict[str, str 
     if predicts:
         columns.update({"predictions": ((), np.int64), "scores": ((), np.float32)})
     for spec in plan.specs:
-        columns[f"maps/{spec.name}"] = (rows[spec.name], np.float32)
+        columns[f"maps/{spec.name}"] = (rows[spec.name], np.dtype(plan.dtype))
         for metric in plan.metrics:
             columns[f"metrics/{spec.name}/{metric.name}"] = ((), np.float32)
     _, classes, skipped = I.item_ids(plan.dataset)
@@ -253,7 +270,7 @@ def _probe_and_create(plan: Plan, out: Path) -> tuple[bool, bool, dict[str, str 
             "skipped_files": [list(pair) for pair in skipped], "runs": []}
     if isinstance(plan.dataset, I.ImageFolder):  # where the pictures are, for attribkit report
         meta["images"] = {"root": str(plan.dataset.root.resolve()), "crop": plan.dataset.crop}
-    create_store(out, meta, columns, len(plan.dataset), plan.batch_size)
+    create_store(out, meta, columns, len(plan.dataset), plan.batch_size, map_codecs=codecs(plan.compressor))
     return item.label is not None, predicts, layers
 
 
@@ -319,8 +336,7 @@ def _columns(plan: Plan, batch: I.Batch) -> dict[str, np.ndarray]:
     targets = predictions = None
     for spec in plan.specs:
         result = _explain(plan, spec, x, target)
-        values = result.values.detach().float().cpu().numpy() if isinstance(result.values, torch.Tensor) \
-            else np.asarray(result.values, dtype=np.float32)
+        values = stored_maps(result.values, plan.dtype, spec.name, (rows.start, rows.stop - 1))
         columns[f"maps/{spec.name}"] = _spread(values, ok, np.nan)
         if targets is None and result.target is not None:
             targets = torch.as_tensor(result.target).long()

@@ -4,8 +4,8 @@ when the run resumes, and how the call's options reach each method.
 A run may resume only with the same settings: the model (its class and a
 fingerprint of its weights), the data (its class, its size, a fingerprint of
 its ids), the methods with their bound options and requested layers, the
-target, the batch size, the metrics with their options, the image shape and
-the attribkit version. Settings are stored as JSON, so they are compared in
+target, the batch size, the metrics with their options, the image shape, the
+maps' stored dtype and compressor, and the attribkit version. Settings are stored as JSON, so they are compared in
 their JSON form (a tuple and a list are the same option).
 """
 

@@ -9,7 +9,8 @@ rows is chunked by ``B`` rows, so batch ``b`` is chunk ``b`` of each)::
     labels                     (N,) int64, when the data has labels (-1: unreadable item)
     targets                    (N,) int64, the explained class (absent for a callable target)
     predictions, scores        (N,) int64 top class and float32 its score (the model's output)
-    maps/METHOD                (N, ...) float32 maps, as ``explain`` returns them; uncompressed
+    maps/METHOD                (N, ...) maps, as ``explain`` returns them, as float32 (default) or float16,
+                               uncompressed (default) or compressed (:mod:`attribkit.datasets.encoding`)
     metrics/METHOD/METRIC      (N,) float32 per-image scores
     done                       (batches,) bool: batch b's completion marker
 
@@ -23,8 +24,8 @@ on resume; temporary files a kill left behind are removed then.
 
 The metadata holds ``settings`` (what the values depend on: the model's class
 and a fingerprint of its weights, the data, methods with their options and
-layers, target, batch size, metrics, image shape, the attribkit version),
-compared when a run resumes; ``layers`` (the layer each method used),
+layers, target, batch size, metrics, image shape, the maps' dtype and
+compressor, the attribkit version), compared when a run resumes; ``layers`` (the layer each method used),
 ``classes`` (class names, when the data has them), ``skipped_files`` (files of
 a folder that are not images), ``images`` (an image folder's root and crop, for
 ``attribkit report``) and ``runs`` (one record per finished call).
@@ -42,6 +43,7 @@ import numpy as np
 from attribkit.errors import AttribkitError, MissingDependencyError
 
 FORMAT = 1
+UNSTATED_SETTINGS = {"dtype": "float32", "compressor": "none"}  # what a store from before these settings used
 _PARTIAL = re.compile(r".*\.[0-9a-f]{32}\.partial")  # zarr LocalStore's temporary chunk files
 
 
@@ -260,9 +262,11 @@ def _open(path: str | Path, mode: str) -> AttributionStore:
 
 
 def create_store(path: Path, meta: Mapping[str, Any], columns: Mapping[str, tuple[tuple[int, ...], np.dtype]],
-                 items: int, batch_size: int) -> AttributionStore:
+                 items: int, batch_size: int, map_codecs: Any = None) -> AttributionStore:
     """A new store at ``path`` (absent or an empty folder) with one array per
-    column (``name -> (row shape, dtype)``) of ``items`` rows chunked by ``batch_size``."""
+    column (``name -> (row shape, dtype)``) of ``items`` rows chunked by ``batch_size``;
+    the maps compressed by ``map_codecs`` (zarr codecs; ``None``: uncompressed), the
+    other columns by zarr's default."""
     zarr = zarr_module()
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise StoreError(f"{path} exists and is not an attribkit store; refusing to write into it "
@@ -272,7 +276,7 @@ def create_store(path: Path, meta: Mapping[str, Any], columns: Mapping[str, tupl
         dtype = np.dtype(dtype)
         group.create_array(name, shape=(items, *shape), chunks=(batch_size, *shape),
                            dtype=str if dtype.kind in "OU" else dtype, fill_value=fill_value(dtype),
-                           compressors=None if name.startswith("maps/") else "auto")
+                           compressors=map_codecs if name.startswith("maps/") else "auto")
     group.create_array("done", shape=(-(-items // batch_size),), chunks=(1,), dtype=bool, fill_value=False)
     return AttributionStore(group)
 
@@ -281,9 +285,10 @@ def resume_store(path: Path, settings: Mapping[str, Any]) -> AttributionStore:
     """The writable store at ``path`` if it was written with these ``settings``, else
     :class:`StoreError` naming what differs. Temporary files of a killed writer are removed."""
     store = _open(path, "r+")
-    differences = [f"{key} was {_short(store.settings.get(key))}, now {_short(settings.get(key))}"
-                   for key in sorted(set(store.settings) | set(settings))
-                   if store.settings.get(key) != settings.get(key)]
+    stored = {**UNSTATED_SETTINGS, **store.settings}
+    differences = [f"{key} was {_short(stored.get(key))}, now {_short(settings.get(key))}"
+                   for key in sorted(set(stored) | set(settings))
+                   if stored.get(key) != settings.get(key)]
     if differences:
         raise StoreError(f"{path} holds the results of another run ({'; '.join(differences)}); "
                          f"pass another output path, or delete {path} to start over")
