@@ -67,7 +67,8 @@ def pytest_terminal_summary(terminalreporter, config):
         return
     groups: dict[str, list] = {}
     for bench in session.benchmarks:
-        groups.setdefault(bench.group, []).append(bench)
+        if bench.stats.rounds:  # a benchmark that raised has no timings
+            groups.setdefault(bench.group, []).append(bench)
     lines = ["", f"time relative to the group's floor, median and min over rounds (device "
                  f"{bench_device()}, batch {bench_batch()}, {bench_size()}x{bench_size()})"]
     for group, benches in sorted(groups.items()):
