@@ -152,7 +152,7 @@ def cmd_explain_dataset(args: argparse.Namespace) -> int:
             raise AttribkitError(f"--target takes a class index or 'label', got {target!r}") from None
     store = explain_dataset(model, data, args.methods, args.out, target=target, layer=args.layer,
                             batch_size=args.batch_size, num_workers=_workers(args.workers),
-                            metrics=args.metrics or (),
+                            metrics=args.metrics or (), dtype=args.dtype, compressor=args.compressor,
                             progress=not args.no_progress, strict=args.strict, **options)
     if _rank():
         return 0
@@ -346,6 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resize-only", action="store_true",
                    help="squash the whole image to SIZExSIZE instead of cropping its centre")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch and per chunk (default 64)")
+    p.add_argument("--dtype", default="float32",
+                   help="the stored maps' dtype: float32 (default) or float16 (half the bytes)")
+    p.add_argument("--compressor", default="none",
+                   help="the maps' lossless compressor: none (default), zstd, gzip, blosc-lz4, blosc-lz4hc, "
+                        "blosc-zstd, blosc-zlib")
     p.add_argument("--workers", type=int,
                    help="DataLoader worker processes decoding images (default: one per spare core, at most 4; "
                         "0 decodes in the main process)")
