@@ -147,3 +147,21 @@ def test_a_missing_folder(tmp_path, capsys):
     assert main(["explain-dataset", str(tmp_path / "nope"), "--model", MODEL, "--methods", "saliency",
                  "--out", str(tmp_path / "run.zarr")]) == 2
     assert "is not a folder of images" in capsys.readouterr().err
+
+
+def test_dtype_and_compressor_options(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    folder = make_folder(tmp_path / "images", per_class=2)
+    out = tmp_path / "run.zarr"
+    args = ["explain-dataset", str(folder), "--model", MODEL, "--methods", "saliency", "--size", "16",
+            "--no-progress"]
+    assert main([*args, "--dtype", "float16", "--compressor", "blosc-lz4", "--out", str(out)]) == 0
+    store = ak.open_store(out)
+    assert store["saliency"].dtype == np.float16 and store.settings["compressor"] == "blosc-lz4"
+    capsys.readouterr()
+    assert main([*args, "--dtype", "bfloat16", "--out", str(tmp_path / "bf.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert "bfloat16" in err and "cannot store" in err and "Traceback" not in err
+    assert main([*args, "--compressor", "lzma", "--out", str(tmp_path / "lz.zarr")]) == 2
+    assert "compressor='lzma'" in capsys.readouterr().err
+    assert not (tmp_path / "bf.zarr").exists() and not (tmp_path / "lz.zarr").exists()
