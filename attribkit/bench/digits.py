@@ -12,19 +12,21 @@ metrics have ground truth on real data.
 The first 1,400 digits feed the training images and the last 397 (other
 samples, partly other writers) the test and benchmark images, so the model is
 scored on digits it never saw. :func:`digits_model` trains the reference CNN of
-:mod:`attribkit.bench.reference` on it, reproducibly, cached like the synthetic one.
+:mod:`attribkit.bench.reference` on it, reproducibly, cached like the synthetic one
+(the ``digits`` benchmark task, :mod:`attribkit.bench.tasks.digits`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from attribkit.bench.training import Recipe, cached_model, config_key, fit_classifier
 
 TRAIN_DIGITS = 1400  # load_digits rows 0..1399 for training, 1400.. for test / bench
 CACHE_VERSION = 1
@@ -103,51 +105,36 @@ def _paste(canvas: torch.Tensor, piece: torch.Tensor, top: torch.Tensor, left: t
 
 
 @dataclasses.dataclass(frozen=True)
-class DigitsTrainConfig:
-    """Everything that determines the digits model's weights (and its cache key)."""
+class DigitsTrainConfig(Recipe):
+    """Everything that determines the digits model's weights (and its cache key): the
+    shared :class:`~attribkit.bench.training.Recipe`, the canvas and digit sizes, the width."""
 
     size: int = 64
     digit: int = 28
-    n_train: int = 4000
-    n_test: int = 1000
-    epochs: int = 8
-    batch: int = 64
-    lr: float = 3e-3
     width: int = 32
-    seed: int = 0
 
     def key(self) -> str:
-        from attribkit.bench.reference import config_key
-
+        """A hash of the config and :data:`CACHE_VERSION`."""
         return config_key(self, CACHE_VERSION)
 
 
 def fit_digits(config: DigitsTrainConfig, *, log: Callable[[str], None] | None = None) -> tuple[nn.Module, dict]:
-    """Train the reference CNN (10 classes) on :func:`make_digits` from scratch, with
-    :func:`attribkit.bench.reference.reproducible` and its ``train``."""
-    from attribkit.bench.reference import ReferenceCNN, accuracy, reproducible, train
+    """Train the reference CNN (10 classes) on :func:`make_digits` from scratch by
+    :func:`~attribkit.bench.training.fit_classifier` (training canvases drawn from
+    ``config.seed``, test canvases from ``config.seed + 10_000``)."""
+    from attribkit.bench.reference import ReferenceCNN
 
     data = make_digits(config.n_train, size=config.size, digit=config.digit, split="train", seed=config.seed)
     test = make_digits(config.n_test, size=config.size, digit=config.digit, split="test",
                        seed=config.seed + 10_000)
-    cl = torch.channels_last
-    with reproducible(config.seed):
-        model = ReferenceCNN(10, config.width).to(memory_format=cl)
-        start = time.perf_counter()
-        train(model, torch.from_numpy(data.images).contiguous(memory_format=cl), torch.from_numpy(data.labels),
-              epochs=config.epochs, batch=config.batch, lr=config.lr, seed=config.seed, log=log)
-        seconds = time.perf_counter() - start
-        model.to(memory_format=torch.contiguous_format)
-        test_accuracy = accuracy(model, torch.from_numpy(test.images), torch.from_numpy(test.labels))
-    return model, {"config": dataclasses.asdict(config), "train_seconds": seconds,
-                   "test_accuracy": test_accuracy}
+    return fit_classifier(lambda: ReferenceCNN(10, config.width), data, test, config, channels_last=True, log=log)
 
 
 def digits_model(config: DigitsTrainConfig = DigitsTrainConfig(), *,
                  log: Callable[[str], None] | None = None) -> tuple[nn.Module, dict]:
     """The digits model from ``$ATTRIBKIT_CACHE`` (``digits-<key>.pt`` + ``.json``), else
     trained by :func:`fit_digits` and cached; with its record."""
-    from attribkit.bench.reference import ReferenceCNN, cached_model
+    from attribkit.bench.reference import ReferenceCNN
 
     def trained() -> tuple[nn.Module, dict]:
         if log:

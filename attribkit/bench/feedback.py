@@ -7,7 +7,7 @@ only. A model that learned the background fails on the test split made with
 ``spurious=False`` (the cue broken).
 
 The same small CNN (:class:`~attribkit.bench.reference.ReferenceCNN`, trained by
-:func:`~attribkit.bench.reference.train`) is trained per seed with:
+:func:`~attribkit.bench.training.train`) is trained per seed with:
 
 ``plain``
     cross-entropy only;
@@ -43,7 +43,8 @@ from typing import Any
 
 import torch
 
-from attribkit.bench.reference import ReferenceCNN, accuracy, train
+from attribkit.bench.reference import ReferenceCNN
+from attribkit.bench.training import accuracy, train
 from attribkit.bench.synthetic import make_dataset
 
 # Chosen by the sweep recorded in docs/training.md (quick-profile data, seed 0).
@@ -104,7 +105,7 @@ def _split(n: int, s: dict, *, seed: int, spurious: bool, centred: bool, p: floa
 
 def _guidance(variant: str, model: torch.nn.Module, masks: torch.Tensor,
               weight: float) -> tuple[contextlib.AbstractContextManager, Callable | None]:
-    """``(watch block, extra_loss)`` for :func:`~attribkit.bench.reference.train`: the loss
+    """``(watch block, extra_loss)`` for :func:`~attribkit.bench.training.train`: the loss
     watches train's own forward, so the guided step runs one forward, as the plain one."""
     from attribkit.training import CAMLoss, RRRLoss
 

@@ -1,6 +1,7 @@
 """The reference vision transformer: a small ViT trained on the synthetic data, cached.
 
-``attribkit bench --model synthetic-vit`` explains it, so that the attention
+The ``shapes-vit`` benchmark task (:mod:`attribkit.bench.tasks.shapes_vit`;
+``attribkit bench --task shapes-vit``) explains it, so that the attention
 family (and the token CAMs) are scored with ground truth, as the reference CNN
 (:mod:`attribkit.bench.reference`) scores the others. It is timm's
 ``VisionTransformer`` with small dimensions (a class token, a few blocks, small
@@ -8,8 +9,8 @@ patches, randomly initialised; a convolutional stem as its patch embedding, see
 :func:`conv_stem_embed`: a plain patchify ViT of this size stays near chance on the
 task in the time budget), so attribkit reads its token layout from the model like
 any timm ViT. Training reuses the reference CNN's reproducible
-recipe (:func:`attribkit.bench.reference.reproducible`, :func:`~attribkit.bench.reference.train`:
-seeded, deterministic, one thread) and the same cache folder
+recipe (:func:`attribkit.bench.training.fit_classifier`: seeded, deterministic,
+one thread) and the same cache folder
 (``$ATTRIBKIT_CACHE``), keyed by a hash of everything that determines the weights
 (the config, :data:`CACHE_VERSION` and timm's version, whose initialisation the
 weights start from).
@@ -18,26 +19,30 @@ weights start from).
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from attribkit.bench.reference import TRAIN_THREADS, accuracy, cached_model, config_key, reproducible, train
+from attribkit.bench.training import Recipe, cached_model, config_key, fit_classifier
 from attribkit.bench.synthetic import make_dataset
 
 CACHE_VERSION = 1  # bump whenever the architecture or training changes
 
 
 @dataclasses.dataclass(frozen=True)
-class ViTTrainConfig:
-    """Everything that determines the trained ViT's weights (and so the cache key).
+class ViTTrainConfig(Recipe):
+    """Everything that determines the trained ViT's weights (and so the cache key): the
+    shared :class:`~attribkit.bench.training.Recipe` (more images and epochs, a lower
+    rate) and the ViT's sizes.
 
     The defaults reach a test accuracy of 0.951 after 80 s of training on one CPU
     thread (plus about 10 s to draw the scenes); tests pass a tiny config.
     """
 
+    n_train: int = 6000
+    epochs: int = 12
+    lr: float = 2e-3
     classes: int = 6
     size: int = 32
     patch: int = 4
@@ -46,12 +51,6 @@ class ViTTrainConfig:
     heads: int = 4
     mlp_ratio: float = 2.0
     stem: bool = True
-    n_train: int = 6000
-    n_test: int = 1000
-    epochs: int = 12
-    batch: int = 64
-    lr: float = 2e-3
-    seed: int = 0
 
     def key(self) -> str:
         """A hash of the config, :data:`CACHE_VERSION` and timm's version."""
@@ -101,20 +100,13 @@ def build_vit(config: ViTTrainConfig = ViTTrainConfig()) -> nn.Module:
 
 def fit_vit(config: ViTTrainConfig = ViTTrainConfig(), *,
             log: Callable[[str], None] | None = None) -> tuple[nn.Module, dict]:
-    """Train the ViT from scratch (no cache); returns it with its record (config,
-    training seconds, test accuracy, threads). The data, initial weights and batch
-    order are drawn from ``config.seed`` as :func:`attribkit.bench.reference.fit` does."""
+    """Train the ViT from scratch (no cache) by :func:`~attribkit.bench.training.fit_classifier`;
+    returns it with its record (config, training seconds, test accuracy, threads). The
+    scenes are drawn from ``config.seed`` as :func:`attribkit.bench.reference.fit` draws them."""
     data = make_dataset(config.n_train, size=config.size, classes=config.classes, seed=config.seed)
     test = make_dataset(config.n_test, size=config.size, classes=config.classes, seed=config.seed + 10_000)
-    with reproducible(config.seed):
-        model = build_vit(config)
-        start = time.perf_counter()
-        train(model, torch.from_numpy(data.images), torch.from_numpy(data.labels), epochs=config.epochs,
-              batch=config.batch, lr=config.lr, seed=config.seed, log=log)
-        seconds = time.perf_counter() - start
-        test_accuracy = accuracy(model, torch.from_numpy(test.images), torch.from_numpy(test.labels))
-    return model, {"model": "synthetic-vit", "config": dataclasses.asdict(config), "train_seconds": seconds,
-                   "test_accuracy": test_accuracy, "threads": TRAIN_THREADS}
+    model, record = fit_classifier(lambda: build_vit(config), data, test, config, log=log)
+    return model, {"model": "synthetic-vit", **record}
 
 
 def vit_reference_model(config: ViTTrainConfig = ViTTrainConfig(), *,
