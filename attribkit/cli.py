@@ -208,11 +208,15 @@ def parse_method_options(items: list[str]) -> dict[str, dict[str, Any]]:
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.experiment == "feedback":
         return cmd_bench_feedback(args)
+    if args.experiment == "tasks":
+        return cmd_bench_tasks(args)
     from attribkit.bench.runner import BenchConfig, run_bench
 
-    factories_from_cwd(args.model)
-    config = BenchConfig(out=Path(args.out), profile=args.profile, model=args.model, weights=args.weights,
-                         data=args.data, methods=args.methods, metrics=args.metrics, device=args.device,
+    if args.model:
+        factories_from_cwd(args.model)
+    config = BenchConfig(out=Path(args.out), profile=args.profile, task=args.task, model=args.model,
+                         weights=args.weights, data=args.data, methods=args.methods, metrics=args.metrics,
+                         device=args.device,
                          amp=args.amp, channels_last=args.channels_last, n_images=args.n_images,
                          batch_size=args.batch_size, seed=args.seed,
                          method_options=parse_method_options(args.method_option or []))
@@ -225,6 +229,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     html = write_bench_html(Path(args.out))
     print(f"report.md, {html.name if html else 'no report.html'}, results.json, results.jsonl and plots "
           f"in {args.out}")
+    return 0
+
+
+def cmd_bench_tasks(args: argparse.Namespace) -> int:
+    """``attribkit bench tasks``: the benchmark tasks, one line each."""
+    from attribkit.bench.tasks import task_rows
+
+    rows = task_rows()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_table(rows, ("name", "evidence", "also", "description")))
     return 0
 
 
@@ -261,8 +277,8 @@ def cmd_bench_feedback(args: argparse.Namespace) -> int:
     """``attribkit bench feedback``: plain vs attribution-guided training on the spurious-cue data."""
     from attribkit.bench.feedback import FeedbackConfig, run_feedback
 
-    ignored = [flag for flag, value in (("--model", args.model != "synthetic"), ("--weights", args.weights),
-                                        ("--data", args.data), ("--methods", args.methods),
+    ignored = [flag for flag, value in (("--task", args.task), ("--model", args.model),
+                                        ("--weights", args.weights), ("--data", args.data), ("--methods", args.methods),
                                         ("--metrics", args.metrics), ("--n-images", args.n_images),
                                         ("--method-option", args.method_option)) if value]
     if ignored:
@@ -364,21 +380,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_explain_dataset)
 
     p = sub.add_parser("bench", help="speed and faithfulness of every method, with ground truth; "
+                       "`bench tasks`: the benchmark tasks; "
                        "`bench feedback`: attribution-guided training on the spurious-cue data")
-    p.add_argument("experiment", nargs="?", choices=("methods", "feedback"), default="methods",
-                   help="methods (default): speed + faithfulness of every method; feedback: train a CNN "
+    p.add_argument("experiment", nargs="?", choices=("methods", "tasks", "feedback"), default="methods",
+                   help="methods (default): speed + faithfulness of every method on a task; tasks: list "
+                        "the tasks; feedback: train a CNN "
                         "plain / with RRR / with CAM losses and compare accuracy with the cue broken")
-    p.add_argument("--profile", choices=("quick", "full"), default="quick")
+    p.add_argument("--profile", choices=("quick", "full"), default="quick",
+                   help="quick (default): the quick metrics with attribkit's methods, minutes a task; "
+                        "full: every metric and method")
+    p.add_argument("--task", help="a benchmark task: data with known evidence and its reference model, "
+                   "trained on first use and cached (`attribkit bench tasks` lists them; default: shapes)")
     p.add_argument("--seeds", type=int, help="feedback: seeds per variant (default: the profile's, 5)")
-    p.add_argument("--model", default="synthetic",
-                   help="synthetic (the trained reference CNN, the default), synthetic-vit (the trained "
-                        "reference ViT, for the attention family) or " + MODEL_HELP)
+    p.add_argument("--model", help="your model, " + MODEL_HELP + "; or, as before --task, synthetic "
+                   "(--task shapes) or synthetic-vit (--task shapes-vit)")
     p.add_argument("--weights", help=WEIGHTS_HELP)
-    p.add_argument("--data", help="digits (with --model synthetic: the reference CNN trained on real "
-                   "handwritten digits, scikit-learn's, on cluttered canvases with known boxes), or a "
-                   "folder of images for a non-synthetic model (no ground truth)")
+    p.add_argument("--data", help="a folder of images for your --model (no ground truth); or, as before "
+                   "--task, digits (--task digits)")
     p.add_argument("--methods", nargs="+", help="default: the profile's methods")
-    p.add_argument("--metrics", nargs="+", help="default: the profile's (quick: attribkit's 9; full: every "
+    p.add_argument("--metrics", nargs="+", help="default: the profile's (quick: 9 on every task; full: every "
                    "registered metric that applies, the Quantus-named suite included)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
@@ -389,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an option for one method, e.g. rise.n_masks=500 (repeatable; JSON values)")
     p.add_argument("--seed", type=int, default=0, help="(feedback: the first of the seeds)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true", help="tasks: as JSON")
     p.add_argument("--out", default="bench-out")
     p.set_defaults(func=cmd_bench)
 

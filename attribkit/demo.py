@@ -63,24 +63,20 @@ def run_demo(out: Path, n_images: int = 4, bench_images: int = 32) -> list[Path]
     """Print the methods table, explain test images of the reference model with every
     method (perturbation methods excepted: see ``attribkit explain``), save PNGs, and
     print a short benchmark."""
-    import torch
-
     from attribkit.api import explain, methods
-    from attribkit.bench.reference import TrainConfig, reference_model
     from attribkit.bench.runner import BenchConfig, run_bench
-    from attribkit.bench.synthetic import make_dataset
+    from attribkit.bench.tasks import DEFAULT_TASK, get_task
     from attribkit.tables import format_table, method_rows
     from attribkit.viz import compare, save
 
     print(format_table(method_rows(), ["name", "aliases", "family", "needs", "output", "plugin"]))
     out.mkdir(parents=True, exist_ok=True)
-    config = TrainConfig()
-    print("\nreference model (trained on first use, then cached):")
-    model, record = reference_model(config, log=lambda s: print("  " + s))
-    print(f"  test accuracy {record['test_accuracy']:.3f}, weights {record['path']}")
-    data = make_dataset(n_images, size=config.size, classes=config.classes, seed=config.seed + 20_000)
-    x = torch.from_numpy(data.images)
-    shown = data.images.transpose(0, 2, 3, 1)
+    task = get_task(DEFAULT_TASK)
+    print(f"\nreference model of the {task.name} task (trained on first use, then cached):")
+    model = task.model(log=lambda s: print("  " + s))
+    data = task.data(n_images)
+    x = data.inputs
+    shown = x.numpy().transpose(0, 2, 3, 1)
     written = []
     print(f"\nexplaining {n_images} test images (classes: "
           f"{', '.join(data.class_names[int(c)] for c in data.labels)}):")

@@ -13,12 +13,8 @@ import pytest
 import torch
 
 from attribkit.api import get_method
-from attribkit.bench.runner import (
-    BenchConfig,
-    ResultsFileWarning,
-    ResultStore,
-    run_bench,
-)
+from attribkit.bench.runner import BenchConfig, run_bench
+from attribkit.bench.store import ResultsFileWarning, ResultStore
 from attribkit.hookspecs import hookimpl
 from attribkit.host import get_host
 from attribkit.registry import MethodSpec

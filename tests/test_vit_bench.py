@@ -1,11 +1,12 @@
 """The bench on transformers: methods whose needs the model cannot meet (the attention
-family on a CNN) are left out quietly, and ``--model synthetic-vit`` (a small timm ViT
+family on a CNN) are left out quietly, and the ``shapes-vit`` task (a small timm ViT
 trained on the synthetic ground-truth data, cached) resolves and trains."""
 
 import torch
 
 import attribkit as ak
-from attribkit.bench.runner import Subject, runnable
+from attribkit.bench.selection import runnable
+from attribkit.bench.subject import Subject
 from attribkit.testing import TinyCNN
 from attribkit.torch.attention import has_attention
 from tests.test_vit_models import timm_vit, torchvision_vit, vit_images
@@ -54,13 +55,16 @@ def test_synthetic_vit_trains_reproducibly_and_is_cached(tmp_path, monkeypatch):
 
 
 def test_bench_runs_on_synthetic_vit(tmp_path, monkeypatch):
-    from attribkit.bench import vit_reference
+    import dataclasses
+
     from attribkit.bench.runner import BenchConfig, run_bench
+    from attribkit.bench.tasks import shapes_vit
+    from attribkit.bench.vit_reference import ViTTrainConfig
 
     monkeypatch.setenv("ATTRIBKIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(vit_reference, "BENCH_CONFIG", vit_reference.ViTTrainConfig(**TINY))
+    monkeypatch.setattr(shapes_vit, "TASK", dataclasses.replace(shapes_vit.TASK, config=ViTTrainConfig(**TINY)))
     methods = ["raw_attention", "attention_rollout", "generic_attention", "gradcam", "saliency", "random"]
-    records = run_bench(BenchConfig(out=tmp_path / "out", model="synthetic-vit", methods=methods, n_images=4,
+    records = run_bench(BenchConfig(out=tmp_path / "out", task="shapes-vit", methods=methods, n_images=4,
                                     metrics=["pointing_game", "relevance_mass_accuracy"]),
                         progress=False, log=lambda s: None)
     scored = {(r["method"], r["metric"]): r for r in records}

@@ -142,14 +142,3 @@ def digits_model(config: DigitsTrainConfig = DigitsTrainConfig(), *,
         return fit_digits(config, log=log)
 
     return cached_model(f"digits-{config.key()}", lambda: ReferenceCNN(10, config.width), trained)
-
-
-def digits_subject(n_images: int, seed: int = 0, log: Callable[[str], None] = print):
-    """``(model, inputs, targets, masks, class names)`` for ``attribkit bench --data digits``:
-    the digits model and ``n_images`` test canvases (seed ``seed + 20_000``)."""
-    config = DigitsTrainConfig(seed=seed)
-    model, record = digits_model(config, log=log)
-    log(f"digits model: test accuracy {record['test_accuracy']:.3f} ({record['path']})")
-    data = make_digits(n_images, size=config.size, digit=config.digit, split="test", seed=seed + 20_000)
-    return (model, torch.from_numpy(data.images), torch.from_numpy(data.labels),
-            torch.from_numpy(data.masks), data.class_names)

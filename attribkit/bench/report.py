@@ -115,7 +115,8 @@ def write_report(records: list[dict], out: Path, *, config: Any = None, subject:
     out.mkdir(parents=True, exist_ok=True)
     title = "attribkit benchmark"
     if config is not None:
-        title += f": {config.model}, profile {config.profile}, {config.device}"
+        title += f": {subject.name if subject is not None else config.subject_task().name}, " \
+                 f"profile {config.profile}, {config.device}"
     written = {"report": out / "report.md", "json": out / "results.json"}
     written["report"].write_text(markdown(records, title, note))
     written["json"].write_text(json.dumps(records, indent=1))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-import torch
 from torch import nn
 
 from attribkit.bench.training import Recipe, cached_model, config_key, fit_classifier
@@ -115,23 +114,3 @@ def vit_reference_model(config: ViTTrainConfig = ViTTrainConfig(), *,
     then cached) and its record (config, test accuracy, training seconds, cache path)."""
     return cached_model(f"reference-vit-{config.key()}", lambda: build_vit(config),
                         lambda: fit_vit(config, log=log))
-
-
-#: the ViT ``attribkit bench --model synthetic-vit`` trains (its seed replaced by ``--seed``)
-BENCH_CONFIG = ViTTrainConfig()
-
-
-def synthetic_vit_data(n_images: int, seed: int = 0, log: Callable[[str], None] = print,
-                       config: ViTTrainConfig | None = None
-                       ) -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, tuple[str, ...]]:
-    """What ``attribkit bench --model synthetic-vit`` explains: the reference ViT
-    (:data:`BENCH_CONFIG` trained with ``seed``, or ``config``) and ``n_images`` held-out
-    synthetic images (seed + 20000, as the reference CNN's bench images) as
-    ``(model, inputs, labels, masks, class names)``."""
-    config = config or dataclasses.replace(BENCH_CONFIG, seed=seed)
-    model, record = vit_reference_model(config, log=log)
-    log(f"reference ViT: test accuracy {record['test_accuracy']:.3f}, trained in "
-        f"{record['train_seconds']:.0f} s ({record['path']})")
-    data = make_dataset(n_images, size=config.size, classes=config.classes, seed=config.seed + 20_000)
-    return (model, torch.from_numpy(data.images), torch.from_numpy(data.labels), torch.from_numpy(data.masks),
-            data.class_names)

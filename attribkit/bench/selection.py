@@ -1,0 +1,96 @@
+"""Which methods and metrics a bench run scores: ``--methods`` / ``--metrics`` or the
+profile's (:mod:`attribkit.bench.profiles`), less what the subject cannot run."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from attribkit.api import get_method, get_metric, methods, metrics
+from attribkit.errors import UnknownMethodError
+from attribkit.registry import MethodSpec, MetricSpec
+
+if TYPE_CHECKING:
+    from attribkit.bench.config import BenchConfig
+    from attribkit.bench.subject import Subject
+
+SLOW_FAMILIES = ("perturbation",)
+#: methods scored once per value of one option: the registered default under the
+#: method's name, each other value as ``name.value`` (``lrp.epsilon_gamma_box``), in
+#: this order (the quick profile takes the first one)
+VARIANTS: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "lrp": ("composite", ("epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1",
+                          "epsilon_plus")),
+}
+
+
+def variants(spec: MethodSpec, limit: int | None = None) -> list[MethodSpec]:
+    """``spec``, then one spec per other value of its :data:`VARIANTS` option (at most
+    ``limit``), named ``name.value`` with that value as its default (explain takes the
+    spec itself)."""
+    if spec.name not in VARIANTS:
+        return [spec]
+    option, values = VARIANTS[spec.name]
+    others = [dataclasses.replace(spec, name=f"{spec.name}.{value}", aliases=(),
+                                  options={**spec.options, option: value})
+              for value in values if value != spec.options[option]]
+    return [spec, *others[:limit]]
+
+
+def bench_method(name: str) -> MethodSpec:
+    """A registered method by name or alias, or a :func:`variants` name."""
+    try:
+        return get_method(name)
+    except UnknownMethodError:
+        base = name.rpartition(".")[0]
+        if base in VARIANTS:
+            for spec in variants(get_method(base)):
+                if spec.name == name:
+                    return spec
+        raise
+
+
+
+def choose_methods(config: BenchConfig) -> list[MethodSpec]:
+    """``--methods`` or the profile's: every registered method except the perturbation
+    family (ask for those by name), only attribkit's own in the quick profile; each with
+    its :func:`variants` (the LRP composites: all in full, one in quick)."""
+    if config.methods:
+        return [bench_method(m) for m in config.methods]
+    settings = config.settings()
+    chosen = [s for s in methods() if s.family not in SLOW_FAMILIES]
+    if settings["builtin_only"]:
+        chosen = [s for s in chosen if (s.plugin or "").startswith("attribkit.")]
+    return [v for s in chosen for v in variants(s, settings["variants"])]
+
+
+def choose_metrics(config: BenchConfig, subject: Subject) -> list[MetricSpec]:
+    """``--metrics`` or the profile's (quick: :data:`~attribkit.bench.profiles.QUICK_METRICS`;
+    full: every registered metric), keeping those whose needs the subject meets (the
+    ground-truth metrics need evidence masks)."""
+    if config.metrics:
+        chosen = [get_metric(m) for m in config.metrics]
+    else:
+        names = config.settings()["metrics"]
+        chosen = [m for m in metrics() if names is None or m.name in names]
+    return [m for m in chosen if "ground_truth" not in m.needs or subject.masks is not None]
+
+
+def runnable(specs: list[MethodSpec], subject: Subject, log: Callable[[str], None] = print,
+             asked: bool = False) -> list[MethodSpec]:
+    """``specs`` without the methods whose needs the model cannot meet: those that need
+    attention when the model runs none that :mod:`attribkit.torch.attention` can read
+    (the attention family on a CNN). They are left out quietly, with one line in the
+    log only when they were asked for by name (``asked``)."""
+    wanting = [s.name for s in specs if "attention" in s.needs]
+    if not wanting:
+        return specs
+    from attribkit.torch.attention import has_attention
+
+    if has_attention(subject.model, subject.inputs[:1]):
+        return specs
+    if asked:
+        log(f"skipped (the model has no attention to read): {', '.join(wanting)}")
+    return [s for s in specs if "attention" not in s.needs]
+
