@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from attribkit.evaluation.rows import average_ranks
+from attribkit.evaluation.rows import average_ranks, threshold_scores
 
 Predict = Callable[[torch.Tensor], torch.Tensor]
 
@@ -129,23 +129,17 @@ def deletion_insertion(predict: Predict, images: torch.Tensor, relevance: torch.
     if mode not in ("deletion", "insertion"):
         raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
     b, c, h, w = images.shape
-    ranks = pixel_ranks(relevance).view(b, 1, 1, h, w)
+    ranks = pixel_ranks(relevance)
     fractions = torch.arange(steps + 1, device=images.device) / steps
-    counts = torch.round(fractions * h * w).view(1, -1, 1, 1, 1)
-    chosen = ranks < counts  # (B, steps+1, 1, H, W): pixels deleted / inserted at each step
-    if mode == "deletion":
-        if baseline is None:
-            other = gaussian_blur(images, blur_sigma)[:, None]
-        else:
-            other = torch.as_tensor(baseline, dtype=images.dtype, device=images.device)
-            other = other.expand_as(images)[:, None] if other.ndim else other
-        batch = torch.where(chosen, other, images[:, None])
+    counts = torch.round(fractions * h * w)  # pixels deleted / inserted at each step
+    if mode == "deletion" and baseline is not None:
+        other = torch.as_tensor(baseline, dtype=images.dtype, device=images.device)
+        other = other.expand_as(images) if other.ndim else other.expand(b, 1, 1, 1)
     else:
-        blurred = gaussian_blur(images, blur_sigma)[:, None]
-        batch = torch.where(chosen, images[:, None], blurred)
-    curves = target_probability(predict, batch.reshape(-1, c, h, w),
-                                targets.repeat_interleave(steps + 1), batch_size)
-    curves = curves.view(b, steps + 1)
+        other = gaussian_blur(images, blur_sigma)
+    # rows (image, step) built and scored batch_size at a time; float32 probabilities
+    curves = threshold_scores(predict, images, ranks, counts, other, targets, softmax=True,
+                              batch_size=batch_size, insert=mode == "insertion", dtype=torch.float32)
     return trapezoid_auc(curves), curves
 
 
