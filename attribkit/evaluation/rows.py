@@ -144,7 +144,16 @@ def score_rows(predict: Predict, per_image: int, build: BuildRows, targets: torc
     """
     n_images = len(targets)
     n_rows = n_images * per_image
-    out = []
+    out: list[torch.Tensor] = []
+    pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # raw outputs, scored together
+
+    def flush() -> None:
+        scores = torch.cat([p for p, _ in pending]) if len(pending) > 1 else pending[0][0]
+        rows_targets = torch.cat([t for _, t in pending]) if len(pending) > 1 else pending[0][1]
+        out.append(output_scores(scores, rows_targets, softmax, dtype))
+        pending.clear()
+
+    held = 0
     with torch.no_grad():
         for start in range(0, n_rows, batch_size):
             stop = min(start + batch_size, n_rows)
@@ -159,7 +168,17 @@ def score_rows(predict: Predict, per_image: int, build: BuildRows, targets: torc
                 batch = build(image, rows % per_image)
                 chunk_targets = targets[image]
             scores = torch.as_tensor(predict(batch))
-            out.append(scores.double() if return_logits else output_scores(scores, chunk_targets, softmax, dtype))
+            if return_logits:
+                out.append(scores.double())
+                continue
+            # softmax and selection are row-wise: done once per ~1M outputs, not per call
+            pending.append((scores, chunk_targets))
+            held += scores.numel()
+            if held >= 2**20:
+                flush()
+                held = 0
+        if pending:
+            flush()
     flat = torch.cat(out)
     return flat.view(n_images, per_image, *flat.shape[1:])
 
