@@ -391,3 +391,26 @@ def test_a_tensor_dataset_is_sliced_and_equals_item_by_item(model, tmp_path, wor
                                   per_item.metrics["saliency"]["pointing_game"])
     with pytest.raises(InputError, match="item 0 of the data has the label"):  # as item by item
         run(model, torch.utils.data.TensorDataset(x, labels.float()), tmp_path / "c.zarr", batch_size=4)
+
+
+def test_recode_store_writes_the_chunks_a_run_with_those_settings_writes(model, tmp_path):
+    from attribkit.datasets.recode import recode_store
+
+    data = Numbered(10, unreadable=(3,))
+    run(model, data, tmp_path / "f32.zarr", ["saliency", "gradcam"], batch_size=4)
+    direct = run(model, data, tmp_path / "direct.zarr", ["saliency", "gradcam"], batch_size=4, dtype="float16",
+                 compressor="zstd")
+    copy = recode_store(tmp_path / "f32.zarr", tmp_path / "copy.zarr", dtype="float16", compressor="zstd")
+    assert copy.complete and copy.settings == direct.settings and copy.layers == direct.layers
+    for method in ("saliency", "gradcam"):
+        folder = f"maps/{method}/c"
+        chunks = sorted(p.relative_to(tmp_path / "direct.zarr") for p in (tmp_path / "direct.zarr" / folder).rglob("*")
+                        if p.is_file())
+        assert len(chunks) == 3
+        for chunk in chunks:
+            assert (tmp_path / "copy.zarr" / chunk).read_bytes() == (tmp_path / "direct.zarr" / chunk).read_bytes()
+    np.testing.assert_array_equal(copy.ids, direct.ids)
+    np.testing.assert_array_equal(copy.labels, direct.labels)
+    assert copy.skipped == direct.skipped
+    with pytest.raises(StoreError, match="the source itself"):
+        recode_store(tmp_path / "f32.zarr", tmp_path / "f32.zarr", dtype="float16")
