@@ -82,7 +82,8 @@ def road_lerf(data: MetricInput, *, noise: float = 0.01, seed: int = 0) -> Metri
 # ------------------------------------------------------------------- pixel flipping
 
 def pixel_flipping(data: MetricInput, *, features_in_step: int | None = None, perturb_baseline: str | float = "black",
-                   abs: bool = False, normalise: bool = True, softmax: bool = True) -> MetricResult:
+                   abs: bool = False, normalise: bool = True, softmax: bool = True,
+                   quantus_compat: bool = False) -> MetricResult:
     """Pixel flipping (Bach et al. 2015, "On Pixel-Wise Explanations for Non-Linear
     Classifier Decisions by Layer-Wise Relevance Propagation", PLoS ONE 10(7)).
 
@@ -92,13 +93,27 @@ def pixel_flipping(data: MetricInput, *, features_in_step: int | None = None, pe
     score is the area under ``y_1..y_K`` with unit steps,
     ``sum_k (y_k + y_{k+1}) / 2`` (Quantus's ``return_auc_per_sample=True``).
     Lower is better. Curves: the mean ``y_k``.
+
+    A pixel is flipped with all its channels (as the paper and Quantus 0.5). Quantus
+    0.6 ranks the ``C*H*W`` elements of the map broadcast over the channels and flips
+    ``features_in_step`` *elements* per step, so a colour pixel's channels can fall in
+    different steps: ``quantus_compat=True`` does that (``K = ceil(CHW /
+    features_in_step)``), a pixel's channels in channel order. Where ``C`` divides
+    ``features_in_step`` every step holds whole pixels and this is exactly Quantus 0.6;
+    otherwise Quantus's unstable ``np.argsort`` decides which of a split pixel's
+    channels goes first, which no implementation can reproduce reliably.
     """
     a = preprocess(data.relevance, abs=abs, normalise=normalise)
     b, c, h, w = data.inputs.shape
-    features_in_step = step_size(features_in_step, h * w)
-    n_steps = math.ceil(h * w / features_in_step)
+    ranks = descending_ranks(a)
+    n_features = h * w
+    if quantus_compat and c > 1:  # element ranks: the pixel's rank, then its channel
+        ranks = (ranks[:, None, :] * c + torch.arange(c, device=ranks.device)[None, :, None]).flatten(1)
+        n_features = c * h * w
+    features_in_step = step_size(features_in_step, n_features)
+    n_steps = math.ceil(n_features / features_in_step)
     fill = baseline_values(data.inputs, perturb_baseline, generator_for(0))
-    curves = cumulative_scores(data, descending_ranks(a), features_in_step, n_steps, fill, softmax)
+    curves = cumulative_scores(data, ranks, features_in_step, n_steps, fill, softmax)
     return MetricResult(trapezoid(curves).float(), mean_curve(curves))
 
 

@@ -85,7 +85,7 @@ SUITE: list[tuple[str, str, str, bool, tuple[str, ...], dict, str, str]] = [
       "softmax": True, "seed": 0}, NGUYEN,
      "Spearman correlation of each pixel group's relevance with the output variance when it is perturbed"),
     ("pixel_flipping", FAITH, "faithfulness", False, ("forward",),
-     {"features_in_step": None, "perturb_baseline": "black", **_PRE, "softmax": True},
+     {"features_in_step": None, "perturb_baseline": "black", **_PRE, "softmax": True, "quantus_compat": False},
      "Bach et al. 2015, On Pixel-Wise Explanations for Non-Linear Classifier Decisions by LRP, PLoS ONE 10(7)",
      "area under the target probability as the most relevant pixels are set to the baseline (unit steps)"),
     ("region_perturbation", FAITH, "faithfulness", True, ("forward",),

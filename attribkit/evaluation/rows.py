@@ -288,6 +288,8 @@ def threshold_scores(predict: Predict, x: torch.Tensor, ranks: torch.Tensor, thr
     """``(B, n)`` scores of the copies of each image with its pixels of rank
     ``< thresholds[k]`` replaced by ``fill`` (``insert``: the image's pixels put back into
     ``fill``), ``k = 0..n-1``; rows built and scored ``batch_size`` at a time.
+    ``ranks`` are ``(B, H*W)`` (a pixel: all its channels) or ``(B, C*H*W)`` (each
+    element on its own, Quantus 0.6's features on colour images).
 
     The rows are ``lerp(x, fill, w)`` with 0/1 weights ``w`` (:func:`removal_weights`):
     PyTorch's lerp returns either end exactly at weights 0 and 1, so every row equals
@@ -297,7 +299,8 @@ def threshold_scores(predict: Predict, x: torch.Tensor, ranks: torch.Tensor, thr
     b, c, h, w = x.shape
     ranks, fill = compact_ranks(ranks), compact_fill(fill)
     n = len(thresholds)
-    exact = (x.is_floating_point() and h * w < 2**24 and bool(torch.isfinite(x).all())
+    planes = ranks.shape[-1] // (h * w)  # 1: ranks of pixels; C: ranks of elements (c, y, x)
+    exact = (x.is_floating_point() and ranks.shape[-1] < 2**24 and bool(torch.isfinite(x).all())
              and bool(torch.isfinite(fill).all()))
     if exact:
         fill = fill.to(x.dtype)
@@ -305,7 +308,7 @@ def threshold_scores(predict: Predict, x: torch.Tensor, ranks: torch.Tensor, thr
         thr_f = thresholds.to(device=x.device, dtype=torch.float32)
 
         def blend(xi: torch.Tensor, fi: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-            weights = weights.view(-1, 1, h, w).to(x.dtype)
+            weights = weights.view(-1, planes, h, w).to(x.dtype)
             return torch.lerp(fi, xi, weights) if insert else torch.lerp(xi, fi, weights)
 
         def span(j: int, first: int, stop: int) -> torch.Tensor:
@@ -317,7 +320,7 @@ def threshold_scores(predict: Predict, x: torch.Tensor, ranks: torch.Tensor, thr
         thr = thresholds.to(device=x.device, dtype=ranks.dtype)
 
         def rows(r: torch.Tensor, xi: torch.Tensor, fi: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            chosen = (r < t[:, None]).view(-1, 1, h, w)
+            chosen = (r < t[:, None]).view(-1, planes, h, w)
             return torch.where(chosen, xi, fi) if insert else torch.where(chosen, fi, xi)
 
         def span(j: int, first: int, stop: int) -> torch.Tensor:
