@@ -7,13 +7,13 @@ One module per group of Quantus's taxonomy, each metric a function
   pixel flipping, region perturbation, selectivity, monotonicity, IROF, ROAD);
   :mod:`~attribkit.evaluation.faithfulness_correlation`: correlations of relevance
   with output changes (faithfulness correlation / estimate, monotonicity
-  correlation, sensitivity-n, sufficiency);
+  correlation, sensitivity-n, infidelity, sufficiency);
 - :mod:`~attribkit.evaluation.robustness`: Lipschitz estimate, sensitivities,
-  continuity, relative stabilities;
+  continuity, relative input / output / representation stabilities, consistency;
 - :mod:`~attribkit.evaluation.localisation`: pointing game, relevance mass / rank,
   attribution localisation, top-k intersection, ROC AUC, Focus;
 - :mod:`~attribkit.evaluation.complexity`: sparseness, complexity, effective complexity;
-- :mod:`~attribkit.evaluation.randomisation`: cascading randomisation, random logit, MPRT;
+- :mod:`~attribkit.evaluation.randomisation`: cascading randomisation, random logit, MPRT, eMPRT, sMPRT;
 - :mod:`~attribkit.evaluation.axiomatic`: completeness, non-sensitivity, input invariance.
 
 Shared pieces: :mod:`~attribkit.evaluation.base` (the input and result types),
