@@ -208,3 +208,29 @@ def test_pixel_flipping_colour_channels(trapz):
     np.testing.assert_allclose(run(features_in_step=6, quantus_compat=True), q6, atol=1e-4)
     np.testing.assert_allclose(run(features_in_step=2), q6, atol=1e-4)  # whole pixels, 2 per step
     assert run(features_in_step=4, quantus_compat=True).shape == (4,)  # 27 steps of 4 elements
+
+
+@pytest.mark.parametrize("name, options", [
+    ("infidelity", {"perturb_patch_sizes": [8]}),
+    ("consistency", {}),
+    ("relative_representation_stability", {"nr_samples": 3, "layer_names": None}),
+    ("emprt", {}),
+    ("smprt", {"nr_samples": 2}),
+])
+def test_new_metrics_through_evaluate_with_a_method(name, options):
+    """Each is registered and runs through ak.evaluate with method= on a colour model,
+    one score per image, the model left untouched."""
+    import attribkit as ak
+    from attribkit.testing import TinyCNN
+
+    torch.manual_seed(0)
+    model = TinyCNN().eval()
+    x = torch.rand(3, 3, 32, 32)
+    maps = ak.explain(model, x, method="saliency")
+    spec = ak.get_metric(name)
+    assert spec.reference and spec.description and spec.kind in ("faithfulness", "robustness", "sanity")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = ak.evaluate(model, x, maps, metrics=[name], method="saliency", options={name: options})[name]
+    assert result.scores.shape == (3,)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(not m._forward_hooks for m in model.modules())
