@@ -17,7 +17,7 @@ METHODS = ["random", "saliency", "gradcam", "guided_backprop", "input_x_gradient
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    records = run_bench(BenchConfig(out=out, methods=METHODS), progress=False, log=lambda s: None)
+    records = run_bench(BenchConfig(out=out, methods=METHODS, n_images=64), progress=False, log=lambda s: None)
     table = {(r["method"], r["metric"]): r for r in records}
     return out, table
 
@@ -107,7 +107,7 @@ def test_resume_never_recomputes(results, monkeypatch):
 
     monkeypatch.setattr("attribkit.bench.runner._relevance", boom)
     monkeypatch.setattr("attribkit.bench.runner.measure_speed", boom)
-    records = run_bench(BenchConfig(out=out, methods=METHODS), progress=False, log=lambda s: None)
+    records = run_bench(BenchConfig(out=out, methods=METHODS, n_images=64), progress=False, log=lambda s: None)
     assert len(records) == len(table)
     assert (out / "results.jsonl").read_text().count("\n") == lines_before
 

@@ -25,15 +25,16 @@ SUITE_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 #: per profile: ``metrics`` (a list, or None for every registered one), ``builtin_only``
-#: (attribkit's own methods only), images scored, images for the re-explaining metrics,
+#: (attribkit's own methods only), images scored, images for the re-explaining metrics
+#: and for the ``few_images`` metrics (ROAD's imputation is the quick profile's costliest),
 #: timing repeats and batch, the metrics' options, and how many of a method's variants
 #: beside its default (None: all; see :data:`attribkit.bench.selection.VARIANTS`)
 PROFILES: dict[str, dict[str, Any]] = {
-    "quick": {"metrics": QUICK_METRICS, "builtin_only": True, "n_images": 64, "sanity_images": 16,
-              "repeats": 3, "speed_batch": 16, "variants": 1,
+    "quick": {"metrics": QUICK_METRICS, "builtin_only": True, "n_images": 32, "sanity_images": 16,
+              "few_images": ("road_morf", "road_lerf"), "repeats": 3, "speed_batch": 16, "variants": 1,
               "metric_options": {**SUITE_OPTIONS, "deletion_auc": {"steps": 16}, "insertion_auc": {"steps": 16}}},
     "full": {"metrics": None, "builtin_only": False, "n_images": 500, "sanity_images": 64,
-             "repeats": 10, "speed_batch": 64, "variants": None, "metric_options": {**SUITE_OPTIONS}},
+             "few_images": (), "repeats": 10, "speed_batch": 64, "variants": None, "metric_options": {**SUITE_OPTIONS}},
 }
 
 

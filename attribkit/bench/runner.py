@@ -175,7 +175,8 @@ def _score(metric: MetricSpec, spec: MethodSpec, subject: Subject, relevance: to
            explain_fn: Callable, config: BenchConfig, settings: dict) -> dict:
     """One metric's record for one method (its error when it fails: the run goes on)."""
     reexplains = metric.kind == "sanity" or "method" in metric.needs  # robustness, focus, ...
-    n = settings["sanity_images"] if reexplains else len(subject.inputs)
+    few = reexplains or metric.name in settings.get("few_images", ())
+    n = min(settings["sanity_images"], len(subject.inputs)) if few else len(subject.inputs)
     data = MetricInput(
         predict=subject.model, inputs=subject.inputs[:n], relevance=relevance[:n],
         targets=subject.targets[:n], masks=None if subject.masks is None else subject.masks[:n],
