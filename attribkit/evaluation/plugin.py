@@ -62,11 +62,6 @@ HEDSTROM = ("Hedström et al. 2023, Sanity Checks Revisited: An Exploration to R
 _PRE = {"abs": False, "normalise": True}
 _ABS = {"abs": True, "normalise": True}
 
-#: the metrics of the bench's quick profile (the others run with --profile full or --metrics)
-QUICK_METRICS = ("deletion_auc", "insertion_auc", "road_morf", "road_lerf", "pointing_game",
-                 "relevance_mass_accuracy", "relevance_rank_accuracy", "cascading_randomization",
-                 "random_logit")
-
 #: (name, module, kind, higher is better, needs, options (Quantus's names; attribkit's defaults), paper, what)
 SUITE: list[tuple[str, str, str, bool, tuple[str, ...], dict, str, str]] = [
     ("faithfulness_correlation", CORR, "faithfulness", True, ("forward",),
