@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from attribkit.evaluation.rows import average_ranks, threshold_scores
+from attribkit.evaluation.rows import average_ranks, descending_ranks, threshold_scores
 
 Predict = Callable[[torch.Tensor], torch.Tensor]
 
@@ -82,12 +82,9 @@ def gaussian_blur(images: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
 
 
 def pixel_ranks(relevance: torch.Tensor) -> torch.Tensor:
-    """``(B, H*W)`` rank of each pixel, 0 = most relevant (ties: first pixel first)."""
-    flat = relevance.flatten(1)
-    order = flat.argsort(dim=1, descending=True, stable=True)
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(flat.shape[1], device=flat.device).expand_as(order))
-    return ranks
+    """``(B, H*W)`` rank of each pixel, 0 = most relevant (ties: first pixel first);
+    :func:`attribkit.evaluation.rows.descending_ranks`."""
+    return descending_ranks(relevance)
 
 
 def target_probability(predict: Predict, batch: torch.Tensor, targets: torch.Tensor,
