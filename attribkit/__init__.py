@@ -66,6 +66,7 @@ _EXPORTS = {
     "open_store": "attribkit.datasets.store",
     "AttributionStore": "attribkit.datasets.store",
     "image_folder": "attribkit.datasets.folder",
+    "recode_store": "attribkit.datasets.recode",
     # the self-contained HTML report of a store or a bench folder
     "write_report": "attribkit.report",
 }
