@@ -61,3 +61,14 @@ class ModelLoadError(AttribkitError, ValueError):
 
 class DownloadError(AttribkitError, ConnectionError):
     """Pretrained weights could not be downloaded (no network, or the server refused)."""
+
+
+class StoreError(AttribkitError, ValueError):
+    """A path is not an attribkit store, holds the results of another run or other data,
+    is damaged, or is being written by another process (also
+    ``attribkit.datasets.store.StoreError``)."""
+
+
+class StoreWriteError(AttribkitError, OSError):
+    """Writing a dataset run's store failed (a full disk, a file too large); the batches
+    stored before it are kept, and the same call resumes from them."""

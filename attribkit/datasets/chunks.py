@@ -27,12 +27,13 @@ from typing import Any
 
 import numpy as np
 
-ChunkWrite = Callable[[int, np.ndarray], None]
+ChunkWrite = Callable[[int, np.ndarray], bytes]
 
 
 def chunk_writer(array: Any) -> ChunkWrite | None:
     """``write(b, rows)`` that stores ``rows`` (at most one chunk's) as chunk ``b`` of the
-    zarr ``array``, or ``None`` when ``array`` cannot be written this way."""
+    zarr ``array`` and returns the bytes written, or ``None`` when ``array`` cannot be
+    written this way."""
     try:
         from zarr.abc.codec import SupportsSyncCodec
         from zarr.core.buffer import default_buffer_prototype
@@ -53,7 +54,7 @@ def chunk_writer(array: Any) -> ChunkWrite | None:
     except (ImportError, AttributeError, TypeError, AssertionError):
         return None
 
-    def write(b: int, rows: np.ndarray) -> None:
+    def write(b: int, rows: np.ndarray) -> bytes:
         values = np.asarray(rows, dtype=dtype)
         if len(values) < rows_per_chunk:  # the last batch: zarr's chunks are whole, padded with the fill
             padded = np.full((rows_per_chunk, *values.shape[1:]), fill, dtype=dtype)
@@ -63,9 +64,17 @@ def chunk_writer(array: Any) -> ChunkWrite | None:
         for codec in codecs:
             data = codec._encode_sync(data, spec)
         key = metadata.encode_chunk_key((b,) + (0,) * (array.ndim - 1))
-        atomic_write(folder / key, data.as_numpy_array().tobytes())
+        payload = data.as_numpy_array().tobytes()
+        atomic_write(folder / key, payload)
+        return payload
 
     return write
+
+
+def chunk_path(array: Any, b: int) -> Path:
+    """The file of chunk ``b`` (along the rows) of the zarr ``array`` in a local store."""
+    key = array.metadata.encode_chunk_key((b,) + (0,) * (array.ndim - 1))
+    return Path(str(array.store_path.store.root)) / array.store_path.path / key
 
 
 def atomic_write(path: Path, payload: bytes) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from attribkit.datasets.encoding import check_compressor, check_dtype, codecs, stored_maps
-from attribkit.datasets.store import UNSTATED_SETTINGS, AttributionStore, StoreError, create_store, open_store
+from attribkit.datasets.store import RECORDS, UNSTATED_SETTINGS, AttributionStore, StoreError, create_store, open_store
 
 
 def recode_store(source: str | Path, out: str | Path, dtype: Any = "float32",
@@ -38,6 +38,7 @@ def recode_store(source: str | Path, out: str | Path, dtype: Any = "float32",
     meta = {key: value for key, value in old.meta.items() if key != "format"}
     meta["settings"] = {**UNSTATED_SETTINGS, **old.settings, "dtype": dtype, "compressor": compressor}
     new = create_store(Path(out), meta, columns, len(old), old.batch_size, map_codecs=codecs(compressor))
+    records = old.records()
     for batch in np.flatnonzero(old.batches_done):
         start = int(batch) * old.batch_size
         rows = slice(start, min(len(old), start + old.batch_size))
@@ -46,14 +47,15 @@ def recode_store(source: str | Path, out: str | Path, dtype: Any = "float32",
             if name.startswith("maps/"):
                 values[name] = stored_maps(values[name], dtype, name.removeprefix("maps/"),
                                            (rows.start, rows.stop - 1))
-        new.write_batch(int(batch), start, values)
+        record = records[batch]
+        new.write_batch(int(batch), start, values, inputs=record.get("inputs") if isinstance(record, dict) else None)
     return open_store(out)
 
 
 def _array_names(group: Any) -> list[str]:
-    """Every array of the store but the completion markers, by path (``maps/gradcam``)."""
+    """Every array of the store but the batches' markers and records, by path (``maps/gradcam``)."""
     found = []
     for name, member in group.members(max_depth=None):
-        if hasattr(member, "dtype") and name != "done":
+        if hasattr(member, "dtype") and name not in ("done", RECORDS):
             found.append(name)
     return sorted(found)

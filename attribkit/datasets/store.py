@@ -12,6 +12,7 @@ rows is chunked by ``B`` rows, so batch ``b`` is chunk ``b`` of each)::
     maps/METHOD                (N, ...) maps, as ``explain`` returns them, as float32 (default) or float16,
                                uncompressed (default) or compressed (:mod:`attribkit.datasets.encoding`)
     metrics/METHOD/METRIC      (N,) float32 per-image scores
+    integrity                  (batches,) str: batch b's record, JSON (below), written just before its marker
     done                       (batches,) bool: batch b's completion marker
 
 A batch is written whole or not at all: zarr's ``LocalStore`` writes every
@@ -21,6 +22,15 @@ written only after every one of its chunks. Chunk files alone could not say a
 batch is finished: a batch spans many arrays, and zarr writes no chunk whose
 values all equal the fill value. A batch without its marker is computed again
 on resume; temporary files a kill left behind are removed then.
+
+Batch ``b``'s record ``integrity[b]`` is ``{"chunks": {array: [size, digest] or
+null}, "inputs": [digest per item] or null}``: the size and BLAKE2b digest of
+each chunk file the batch wrote (``null``: zarr wrote none, all fill values),
+and a digest of each item's input bytes (:mod:`attribkit.datasets.fingerprint`).
+A resumed run computes again a batch whose chunk files no longer have their
+recorded sizes, and refuses data whose items differ from the digests of the
+batches it skips; :meth:`AttributionStore.verify` checks every digest. A store
+written before these records resumes as before (its batches are taken as they are).
 
 The metadata holds ``settings`` (what the values depend on: the model's class
 and a fingerprint of its weights, the data, methods with their options and
@@ -33,6 +43,7 @@ a folder that are not images), ``images`` (an image folder's root and crop, for
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -40,15 +51,18 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from attribkit.errors import AttribkitError, MissingDependencyError
+from attribkit.datasets import validate
+from attribkit.errors import MissingDependencyError, StoreError
+
+__all__ = ["AttributionStore", "Predictions", "StoreError", "open_store", "open_writable", "create_store",
+           "resume_store"]
 
 FORMAT = 1
 UNSTATED_SETTINGS = {"dtype": "float32", "compressor": "none"}  # what a store from before these settings used
+RECORDS = "integrity"  # the array of the batches' records
+OPTIONAL = ("labels", "targets", "predictions", "scores", RECORDS)
 _PARTIAL = re.compile(r".*\.[0-9a-f]{32}\.partial")  # zarr LocalStore's temporary chunk files
-
-
-class StoreError(AttribkitError, ValueError):
-    """A path is not an attribkit store, or holds the results of another run."""
+UNREADABLE = "unreadable"  # a record or marker that cannot be read (damaged)
 
 
 class Predictions(NamedTuple):
@@ -94,9 +108,19 @@ class AttributionStore:
         if not isinstance(meta, Mapping) or meta.get("format") != FORMAT:
             raise StoreError(f"{self.path} is a zarr store, but not one written by attribkit's "
                              "explain_dataset (its attributes lack attribkit's metadata)")
+        validate.check_meta(meta, str(self.path / "zarr.json"))
         self.meta: dict[str, Any] = dict(meta)
-        self._arrays: dict[str, Any] = {}
         self._writers: dict[str, Any] = {}
+        self._arrays: dict[str, Any] = {}
+        self._open_arrays()
+
+    def _open_arrays(self) -> None:
+        """Open (and check) every array the metadata promises, and the optional ones present."""
+        items, size = len(self), self.batch_size
+        for key in validate.expected_arrays(self.meta) + [k for k in OPTIONAL
+                                                          if (self.path / k / "zarr.json").exists()]:
+            rows, chunk = (-(-items // size), 1) if key in ("done", RECORDS) else (items, size)
+            self._arrays[key] = validate.check_array(self._group, self.path, key, rows, chunk)
 
     # ------------------------------------------------------------------ reading
 
@@ -106,7 +130,7 @@ class AttributionStore:
         return self._arrays[key]
 
     def _column(self, key: str) -> np.ndarray | None:
-        return self._array(key)[:] if key in self._group else None
+        return self._array(key)[:] if key in self._arrays else None
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -174,7 +198,7 @@ class AttributionStore:
     @property
     def predictions(self) -> Predictions | None:
         """Top class and score per image, or ``None`` when the model's output is not ``(B, classes)``."""
-        if "predictions" not in self._group:
+        if "predictions" not in self._arrays:
             return None
         return Predictions(self._array("predictions")[:], self._array("scores")[:])
 
@@ -186,8 +210,42 @@ class AttributionStore:
 
     @property
     def batches_done(self) -> np.ndarray:
-        """One flag per batch: its completion marker is written."""
-        return self._array("done")[:]
+        """One flag per batch: its completion marker is written (a damaged marker reads as not)."""
+        return np.array([state is True for state in self.markers()], dtype=bool)
+
+    def markers(self) -> list[bool | str]:
+        """Each batch's completion marker: ``True``, ``False``, or ``"unreadable"`` (damaged)."""
+        return [bool(v) if v is not None else UNREADABLE for v in _rows_or_none(self._array("done"))]
+
+    def records(self) -> list[dict[str, Any] | str | None]:
+        """Each batch's record (module docstring): a dict, ``None`` when it has none (not
+        stored yet, or a store from before the records), or ``"unreadable"`` (damaged)."""
+        if RECORDS not in self._arrays:
+            return [None] * len(self.batches_done)
+        found: list[dict[str, Any] | str | None] = []
+        for text in _rows_or_none(self._array(RECORDS)):
+            if text is None:
+                found.append(UNREADABLE)
+            elif text == "":
+                found.append(None)
+            else:
+                try:
+                    record = json.loads(str(text))
+                except json.JSONDecodeError:
+                    record = None
+                found.append(record if isinstance(record, dict) and isinstance(record.get("chunks"), dict)
+                             else UNREADABLE)
+        return found
+
+    def verify(self, checksums: bool = True) -> Any:
+        """The store's health: every stored batch's chunk files against its record (their
+        sizes, and with ``checksums`` their digests; a batch from before the records is
+        read through zarr instead), and its markers. Returns a
+        :class:`~attribkit.datasets.verify.StoreHealth` (``ok``, ``problems``,
+        ``summary()``, ``to_dict()``)."""
+        from attribkit.datasets.verify import verify_store
+
+        return verify_store(self, checksums=checksums)
 
     @property
     def done(self) -> np.ndarray:
@@ -215,26 +273,38 @@ class AttributionStore:
 
     # ------------------------------------------------------------------ writing
 
-    def write_batch(self, batch: int, start: int, columns: Mapping[str, np.ndarray]) -> None:
-        """Write batch ``batch`` (rows from ``start``): every column, then its marker.
+    def write_batch(self, batch: int, start: int, columns: Mapping[str, np.ndarray],
+                    inputs: list[str] | None = None) -> None:
+        """Write batch ``batch`` (rows from ``start``): every column, then its record (the
+        chunk files' sizes and digests, and ``inputs``: a digest per item), then its marker.
 
         Each column is chunk ``batch`` of its array, written straight to its file
         (:mod:`attribkit.datasets.chunks`) where the array allows it, else through zarr."""
-        for key, values in columns.items():
-            self._write_rows(key, batch, start, values)
+        chunks = {key: self._write_rows(key, batch, start, values) for key, values in columns.items()}
+        if RECORDS in self._arrays:
+            record = json.dumps({"chunks": chunks, "inputs": inputs}, separators=(",", ":"))
+            self._write_rows(RECORDS, batch, batch, np.array([record], dtype=object))
         self._write_rows("done", batch, batch, np.ones(1, dtype=bool))
 
-    def _write_rows(self, key: str, batch: int, start: int, values: np.ndarray) -> None:
-        if key not in self._writers:
-            from attribkit.datasets.chunks import chunk_writer
+    def _write_rows(self, key: str, batch: int, start: int, values: np.ndarray) -> list[Any] | None:
+        """Write chunk ``batch`` of ``key``; returns ``[size, digest]`` of its file (``None``: no file)."""
+        from attribkit.datasets.chunks import chunk_path, chunk_writer
+        from attribkit.datasets.fingerprint import chunk_digest, file_record
 
+        if key not in self._writers:
             self._writers[key] = chunk_writer(self._array(key))
         write = self._writers[key]
         array = self._array(key)
         if write is not None and start == batch * array.chunks[0] and len(values) <= array.chunks[0]:
-            write(batch, values)
-        else:
-            array[start:start + len(values)] = values
+            payload = write(batch, values)
+            return [len(payload), chunk_digest(payload)]
+        array[start:start + len(values)] = values
+        return file_record(chunk_path(array, batch))
+
+    def unmark(self, batches: list[int]) -> None:
+        """Remove the completion markers of ``batches`` (found damaged: computed again)."""
+        for batch in batches:
+            self._write_rows("done", batch, batch, np.zeros(1, dtype=bool))
 
     def add_run(self, record: Mapping[str, Any]) -> None:
         """Append a run record to the metadata (one process: rank 0)."""
@@ -258,7 +328,31 @@ def _open(path: str | Path, mode: str) -> AttributionStore:
     if not (path / "zarr.json").is_file():
         what = "does not exist" if not path.exists() else "is not a zarr store (it has no zarr.json)"
         raise StoreError(f"{path} {what}")
-    return AttributionStore(zarr.open_group(path, mode=mode))
+    document = validate.read_json(path / "zarr.json")
+    if not isinstance(document, dict) or document.get("node_type") != "group":
+        raise StoreError(f"{path / 'zarr.json'} does not describe a zarr group ({validate.DAMAGED})")
+    try:
+        group = zarr.open_group(path, mode=mode)
+    except Exception as exc:  # noqa: BLE001 - zarr's errors for malformed metadata vary
+        raise StoreError(f"{path / 'zarr.json'} cannot be opened as a zarr group: {type(exc).__name__}: "
+                         f"{exc} ({validate.DAMAGED})") from None
+    return AttributionStore(group)
+
+
+def _rows_or_none(array: Any) -> list[Any]:
+    """Every element of the 1-d ``array`` (one per chunk), ``None`` for those whose chunk
+    cannot be decoded (a damaged file): the rest still read."""
+    try:
+        return list(array[:])
+    except Exception:  # noqa: BLE001 - a damaged chunk: zarr's decoding errors vary
+        pass
+    values = []
+    for i in range(array.shape[0]):
+        try:
+            values.append(array[i])
+        except Exception:  # noqa: BLE001
+            values.append(None)
+    return values
 
 
 def create_store(path: Path, meta: Mapping[str, Any], columns: Mapping[str, tuple[tuple[int, ...], np.dtype]],
@@ -277,8 +371,13 @@ def create_store(path: Path, meta: Mapping[str, Any], columns: Mapping[str, tupl
         group.create_array(name, shape=(items, *shape), chunks=(batch_size, *shape),
                            dtype=str if dtype.kind in "OU" else dtype, fill_value=fill_value(dtype),
                            compressors=map_codecs if name.startswith("maps/") else "auto")
+    _create_records(group, -(-items // batch_size))
     group.create_array("done", shape=(-(-items // batch_size),), chunks=(1,), dtype=bool, fill_value=False)
     return AttributionStore(group)
+
+
+def _create_records(group: Any, batches: int) -> None:
+    group.create_array(RECORDS, shape=(batches,), chunks=(1,), dtype=str, fill_value="")
 
 
 def resume_store(path: Path, settings: Mapping[str, Any]) -> AttributionStore:
@@ -295,6 +394,9 @@ def resume_store(path: Path, settings: Mapping[str, Any]) -> AttributionStore:
     for leftover in path.rglob("*.partial"):
         if _PARTIAL.fullmatch(leftover.name):
             leftover.unlink(missing_ok=True)
+    if RECORDS not in store._arrays:  # a store from before the records: later batches get theirs
+        _create_records(store._group, len(store.batches_done))
+        store = _open(path, "r+")
     return store
 
 
