@@ -27,8 +27,8 @@ def chromium_path() -> str | None:
     return os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="module")
-def browser():
+def headless_chromium():
+    """Yields a launched headless Chromium (skips the test where there is none), closed after."""
     path = chromium_path()
     if path is None:
         pytest.skip("no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)")
@@ -39,6 +39,11 @@ def browser():
             pytest.skip(f"chromium at {path} does not start: {str(exc).splitlines()[0]}")
         yield launched
         launched.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    yield from headless_chromium()
 
 
 def open_page(browser, path: Path):

@@ -82,10 +82,17 @@ def gradient_css(lut: Sequence[Sequence[int]], stops: int = 9) -> str:
     return f"linear-gradient(90deg, {colours})"
 
 
+#: the characters that could end or change an inline script (``</script>``, ``<!--``, ``]]>``, an
+#: entity) or a JavaScript string (the line separators), as JSON's ``\\uXXXX`` escapes
+HTML_SAFE_JSON = str.maketrans({c: f"\\u{ord(c):04x}" for c in "<>&\u2028\u2029"})
+
+
 def json_script(data: Any) -> str:
-    """``data`` as JSON inside a ``<script type="application/json">`` (``</`` escaped)."""
-    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
-    return text.replace("</", "<\\/")
+    """``data`` as JSON safe inside a ``<script type="application/json">``: ``<``, ``>``, ``&``,
+    U+2028 and U+2029 written as ``\\uXXXX`` (``JSON.parse`` reads them back unchanged), so no
+    value, whatever it holds (``</script>``, ``<!--``), can end or change the script."""
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    return text.translate(HTML_SAFE_JSON)
 
 
 def page(title: str, body: str, data: Any, *, subtitle: str = "") -> str:

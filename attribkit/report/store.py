@@ -307,8 +307,16 @@ def _class_values(store: AttributionStore, names: Any, field: str, rows: np.ndar
     return [] if column is None else [label_of(column[int(r)]) for r in rows]
 
 
+def _method_text(method: str, layer: str | None, options: dict[str, Any]) -> str:
+    """``gradcam at layer4 (relu=True)``: a method as the run used it."""
+    where = f" at {layer}" if layer else ""
+    given = ", ".join(f"{k}={v!r}" for k, v in options.items())
+    return f"{method}{where}" + (f" ({given})" if given else "")
+
+
 def _intro(store: AttributionStore, shown: int, pictures: bool, sign: str, outlier_perc: float) -> str:
     notes = []
+    options = store.settings.get("options") or {}
     if shown < len(store):
         notes.append(f"{shown} of the store's {len(store)} images are shown "
                      f"({int(store.done.sum())} stored).")
@@ -316,6 +324,8 @@ def _intro(store: AttributionStore, shown: int, pictures: bool, sign: str, outli
         notes.append("The pictures are not in the store: the maps are drawn alone. Pass the image "
                      "folder (attribkit report RUN --images DIR) or, in Python, "
                      "ak.write_report(store, images=dataset).")
+    notes.append("Methods: " + "; ".join(_method_text(m, store.layers.get(m), options.get(m) or {})
+                                         for m in store.methods) + ".")
     what = "magnitude" if sign == "absolute_value" else "positive part"
     notes.append(f"Each method has one colour scale for all its maps (its bar in the column header): the "
                  f"{what} of the map, channels summed, the top {outlier_perc:g}% saturated. Click a column "
