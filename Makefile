@@ -5,6 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # torch 2.14.1 + torchvision 0.29.1 lie on these machines' disk; override elsewhere.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# Where torch comes from. Empty: on Linux without an NVIDIA GPU the CPU wheel index
+# (download.pytorch.org/whl/cpu) when it answers within 3 s, else the configured index
+# (PyPI's default build, which bundles CUDA); see tools/choose_torch.py and docs/install.md.
+TORCH_INDEX ?=
 STAMP := $(VENV)/.attribkit-installed
 OUT ?= demo-out
 
@@ -17,8 +21,9 @@ PLUGINS := plugins/attribkit-example plugins/attribkit-captum
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) tools/choose_torch.py install --python $(PY) --spec "$(TORCH_SPEC)" --index "$(TORCH_INDEX)"
 	$(PY) -m pip install --quiet -e '.[dev,all]' $(addprefix -e ,$(PLUGINS))
+	$(PY) tools/choose_torch.py report --venv $(VENV)
 	touch $@
 
 demo: $(STAMP)
