@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from attribkit import __version__
-from attribkit.errors import AttribkitError, InputError
-from attribkit.models import note_on_stderr
+from attribkit.commands.common import factories_from_cwd, parse_method_options
+from attribkit.commands.dataset import cmd_explain_dataset
+from attribkit.commands.explain import cmd_explain
+from attribkit.errors import AttribkitError
 from attribkit.tables import (
     METHOD_COLUMNS,
     METRIC_COLUMNS,
@@ -24,7 +26,6 @@ from attribkit.tables import (
     metric_rows,
 )
 
-BUILTIN_SOURCES = ("torchvision", "timm", "synthetic")
 MODEL_HELP = ("torchvision:NAME, timm:NAME or PKG.MOD:FACTORY; PKG.MOD:FACTORY imports PKG.MOD (the current "
               "folder first, as python -m does) and calls FACTORY(): that runs the module's code, so "
               "name only code you trust")
@@ -69,140 +70,6 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         row["methods"] = len(row["methods"])
     print(format_table(rows, ["name", "distribution", "version", "status", "methods", "error"]))
     return 0
-
-
-def factories_from_cwd(model: str) -> None:
-    """Let ``--model pkg.mod:factory`` find ``pkg.mod`` in the current folder, as ``python -m`` does
-    (the ``attribkit`` script's own folder is on ``sys.path`` instead)."""
-    if model.partition(":")[0] not in BUILTIN_SOURCES and "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-
-
-def read_images(paths: Sequence[str], size: int, resize_only: bool) -> Any:
-    """The image files as one normalised ``(B, 3, size, size)`` batch: centre-cropped as
-    ImageNet models are evaluated, or (``resize_only``) the whole image squashed to the size."""
-    from attribkit.images import load_image, to_input
-
-    pictures = []
-    for path in paths:
-        try:
-            pictures.append(load_image(path))
-        except OSError as exc:  # PIL cannot identify the file, or cannot read it
-            raise InputError(f"cannot read image {path}: {exc}") from None
-    if not resize_only:
-        print(f"note: images are resized (shorter side {round(size * 256 / 224)} px) and centre-cropped "
-              f"to {size}x{size}; --resize-only keeps the whole image", file=sys.stderr)
-    return to_input(pictures, size, crop=not resize_only)
-
-
-def cmd_explain(args: argparse.Namespace) -> int:
-    missing = [p for p in args.images if not Path(p).is_file()]
-    if missing:
-        raise InputError(f"no such image file: {', '.join(missing)}")
-    import numpy as np
-
-    from attribkit.api import explain
-    from attribkit.images import IMAGENET_MEAN, IMAGENET_STD, class_label, to_display
-    from attribkit.models import open_model
-    from attribkit.viz import render, save, show
-
-    factories_from_cwd(args.model)
-    loaded = open_model(args.model, args.weights)
-    batch = read_images(args.images, args.size, args.resize_only)
-    result = explain(loaded.model, batch, target=args.target, method=args.method,
-                     layer=args.layer, batch_size=args.batch_size)
-    shown = to_display(batch, IMAGENET_MEAN, IMAGENET_STD)  # to_input's normalisation
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    values = result.numpy()
-    for i, path in enumerate(args.images):
-        stem = f"{Path(path).stem}_{result.method}"
-        save(render(values[i], shown[i], mode=args.mode, sign=args.sign), out / f"{stem}.png")
-        np.save(out / f"{stem}.npy", values[i])
-        target = ""
-        if result.target is not None:
-            index = int(result.target[i])
-            name = f" ({class_label(index, loaded.class_names)})" if loaded.class_names else ""
-            target = f" target={index}{name}"
-        print(f"{path}: {out / stem}.png{target}")
-    modes = list(dict.fromkeys(["original_image", "heat_map", args.mode]))
-    grid = save(show(result, shown, mode=modes, sign=args.sign, class_names=loaded.class_names,
-                     colorbar="column"), out / f"grid_{result.method}.png")
-    print(f"grid: {grid}")
-    return 0
-
-
-def cmd_explain_dataset(args: argparse.Namespace) -> int:
-    """``attribkit explain-dataset DATA``: every image of a folder into a resumable store
-    (also one rank of ``torchrun``)."""
-    from attribkit.datasets.folder import image_folder
-    from attribkit.datasets.run import explain_dataset
-    from attribkit.models import open_model
-
-    factories_from_cwd(args.model)
-    data = image_folder(args.data, args.size, crop=not args.resize_only)
-    loaded = open_model(args.model, args.weights, log=None if _rank() else note_on_stderr)
-    model = loaded.model.to(_device(args.device))
-    options = parse_method_options(args.method_option or [])
-    target: Any = args.target
-    if target is not None and target != "label":
-        try:
-            target = int(target)
-        except ValueError:
-            raise AttribkitError(f"--target takes a class index or 'label', got {target!r}") from None
-    store = explain_dataset(model, data, args.methods, args.out, target=target, layer=args.layer,
-                            batch_size=args.batch_size, num_workers=_workers(args.workers),
-                            metrics=args.metrics or (), dtype=args.dtype, compressor=args.compressor,
-                            progress=not args.no_progress, strict=args.strict, **options)
-    if _rank():
-        return 0
-    for path, reason in store.skipped:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
-    run = store.runs[-1]
-    rate = run["images"] / run["seconds"] if run["seconds"] else 0.0
-    stored = "" if store.complete else f" ({int(store.done.sum())} of {len(store)} stored)"
-    print(f"{run['images']} images in {run['seconds']:.1f} s ({rate:.1f} images/s, {run['processes']} "
-          f"process{'es' if run['processes'] > 1 else ''}): {store.path}{stored}")
-    return 0
-
-
-def _workers(given: int | None) -> int:
-    """``--workers``, by default one DataLoader worker per spare core of this process's share
-    of the machine (``torchrun`` starts ``LOCAL_WORLD_SIZE`` processes per node), at most 4."""
-    if given is not None:
-        return given
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(4, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")) - 1))
-
-
-def _rank() -> int:
-    """This process's rank under ``torchrun`` (0 outside it)."""
-    return int(os.environ.get("RANK", "0"))
-
-
-def _device(name: str) -> str:
-    """``--device``; plain ``cuda`` under ``torchrun`` is this process's own GPU (``LOCAL_RANK``)."""
-    if name == "cuda" and "LOCAL_RANK" in os.environ:
-        return f"cuda:{os.environ['LOCAL_RANK']}"
-    return name
-
-
-def parse_method_options(items: list[str]) -> dict[str, dict[str, Any]]:
-    """``["rise.n_masks=500", "occlusion.window=[8,8]"]`` -> ``{"rise": {"n_masks": 500}, ...}``;
-    values are read as JSON, else kept as strings. The method is everything before the
-    last dot of the key (``example.rise.n_masks`` works too)."""
-    options: dict[str, dict[str, Any]] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        method, dot, name = key.rpartition(".")
-        if not sep or not dot or not method or not name:
-            raise AttribkitError(f"--method-option takes METHOD.OPTION=VALUE, got {item!r}")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        options.setdefault(method, {})[name] = tuple(value) if isinstance(value, list) else value
-    return options
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -325,8 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plugins)
 
-    p = sub.add_parser("explain", help="explain images and write heat maps")
-    p.add_argument("images", nargs="+", help="image files")
+    p = sub.add_parser("explain", help="explain a few images with one method: a heat map PNG and the raw values "
+                       "per image, and a grid of them all, written into a folder")
+    p.add_argument("images", nargs="+", help="image files, or folders of images (flat, or one sub-folder per "
+                                             "class)")
     p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--weights", help=WEIGHTS_HELP)
     p.add_argument("--method", default="saliency",
@@ -345,7 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sign", default="absolute_value",
                    choices=("all", "positive", "negative", "absolute_value"))
     p.add_argument("--out", default="attribkit-out",
-                   help="folder for IMAGE_METHOD.png/.npy per image and grid_METHOD.png")
+                   help="a new or empty folder for IMAGE_METHOD.png/.npy per image and grid_METHOD.png "
+                        "(default: attribkit-out)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into --out even when it holds files (files of the same name are replaced)")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("explain-dataset", help="explain every image of a folder into a resumable store; "

@@ -10,7 +10,8 @@ from matplotlib.image import imread, imsave
 
 import attribkit
 from attribkit import cli
-from attribkit.cli import main, read_images
+from attribkit.cli import main
+from attribkit.commands.explain import read_images
 from attribkit.demo import MIN_SIDE, make_scene
 from attribkit.images import denormalize
 
@@ -187,7 +188,7 @@ def test_help_says_a_factory_runs_code_and_images_are_cropped(capsys):
 
 def test_missing_image_is_one_line(scene, capsys):
     assert main(["explain", "nope.png", str(scene), "gone.jpg", "--model", "tests.test_cli:small_model"]) == 2
-    assert one_error_line(capsys) == "attribkit: error: no such image file: nope.png, gone.jpg\n"
+    assert one_error_line(capsys) == "attribkit: error: no such image file or folder: nope.png, gone.jpg\n"
 
 
 def test_unreadable_image_is_one_line(tmp_path, capsys):
@@ -230,7 +231,7 @@ def test_explain_reports_attribkit_errors_cleanly(tmp_path, capsys):
     image = tmp_path / "scene.png"
     imsave(image, make_scene(32))
     code = main(["explain", str(image), "--model", "tests.test_cli:small_model", "--method",
-                 "saliency", "--target", "7", "--size", "32", "--out", str(tmp_path)])
+                 "saliency", "--target", "7", "--size", "32", "--out", str(tmp_path / "out")])
     assert code == 2
     assert "target 7 is out of range for a model with 3 outputs" in capsys.readouterr().err
 

@@ -51,17 +51,21 @@ class ImageFolder:
         if not self.root.is_dir():
             raise InputError(f"{self.root} is not a folder of images")
         self.size, self.crop = size, crop
-        folders = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        top, odd = _visible(self.root.iterdir())
+        folders = [p for p in top if p.is_dir()]
         self.classes = [p.name for p in folders] or None
         found: list[tuple[Path, int | None]] = []
         others = []
         if self.classes is None:
-            found = [(p, None) for p in _visible(self.root.iterdir())]
+            found = [(p, None) for p in top]
         else:
             for label, folder in enumerate(folders):
-                found += [(p, label) for p in _visible(folder.rglob("*"))]
-            others = list(_visible(self.root.iterdir()))  # files beside the class folders
+                inside, odd_inside = _visible(folder.rglob("*"))
+                found += [(p, label) for p in inside if not p.is_dir()]
+                odd += odd_inside
+            others = [p for p in top if not p.is_dir()]  # files beside the class folders
         self.skipped = [(self._id(p), "not in a class folder") for p in others]
+        self.skipped += [(self._id(p), reason) for p, reason in odd]
         self.skipped += [(self._id(p), f"not an image file ({p.suffix or 'no extension'})")
                          for p, _ in found if p.suffix.lower() not in IMAGE_EXTENSIONS]
         images = [(p, label) for p, label in found if p.suffix.lower() in IMAGE_EXTENSIONS]
@@ -86,9 +90,21 @@ class ImageFolder:
         return (image,) if self.labels is None else (image, self.labels[index])
 
 
-def _visible(paths: Any) -> list[Path]:
-    """The files among ``paths`` whose own names do not start with a dot, sorted."""
-    return sorted(p for p in paths if p.is_file() and not p.name.startswith("."))
+def _visible(paths: Any) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The files and folders among ``paths`` whose own names do not start with a dot, sorted,
+    and the other entries with why they are skipped (an empty folder named like an image file,
+    a symbolic link to nothing or to itself, a device or pipe); nothing is dropped unsaid."""
+    kept, odd = [], []
+    for p in sorted(q for q in paths if not q.name.startswith(".")):
+        if p.is_dir() and p.suffix.lower() in IMAGE_EXTENSIONS and not any(p.iterdir()):
+            odd.append((p, "an empty folder, not an image file"))
+        elif p.is_file() or p.is_dir():
+            kept.append(p)
+        elif p.is_symlink():
+            odd.append((p, "a symbolic link that leads nowhere (its target is missing, or it loops)"))
+        else:
+            odd.append((p, "not a regular file"))
+    return kept, odd
 
 
 def image_folder(root: str | Path, size: int = 224, *, crop: bool = True) -> ImageFolder:

@@ -1,0 +1,37 @@
+"""Helpers shared by several sub-commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from attribkit.errors import AttribkitError
+
+BUILTIN_SOURCES = ("torchvision", "timm", "synthetic")
+
+
+def factories_from_cwd(model: str) -> None:
+    """Let ``--model pkg.mod:factory`` find ``pkg.mod`` in the current folder, as ``python -m`` does
+    (the ``attribkit`` script's own folder is on ``sys.path`` instead)."""
+    if model.partition(":")[0] not in BUILTIN_SOURCES and "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
+def parse_method_options(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["rise.n_masks=500", "occlusion.window=[8,8]"]`` -> ``{"rise": {"n_masks": 500}, ...}``;
+    values are read as JSON, else kept as strings. The method is everything before the
+    last dot of the key (``example.rise.n_masks`` works too)."""
+    options: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        method, dot, name = key.rpartition(".")
+        if not sep or not dot or not method or not name:
+            raise AttribkitError(f"--method-option takes METHOD.OPTION=VALUE, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        options.setdefault(method, {})[name] = tuple(value) if isinstance(value, list) else value
+    return options
