@@ -1,4 +1,4 @@
-"""Command line: ``attribkit methods|metrics|plugins|explain|explain-dataset|bench [feedback]|report|demo``."""
+"""Command line: ``attribkit methods|metrics|plugins|explain|explain-dataset|verify|bench [tasks|feedback]|report|demo``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from attribkit import __version__
 from attribkit.commands.common import factories_from_cwd, parse_method_options
 from attribkit.commands.dataset import cmd_explain_dataset
 from attribkit.commands.explain import cmd_explain
+from attribkit.commands.verify import cmd_verify
 from attribkit.errors import AttribkitError
 from attribkit.tables import (
     METHOD_COLUMNS,
@@ -250,6 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--out", required=True, help="the store, e.g. RUN.zarr; the same command again resumes it")
     p.set_defaults(func=cmd_explain_dataset)
+
+    p = sub.add_parser("verify", help="check a dataset store: every stored batch against the sizes and "
+                       "checksums recorded with it; exit 0 when sound, 1 when a problem is found")
+    p.add_argument("run", help="the store (RUN.zarr, from explain-dataset)")
+    p.add_argument("--sizes-only", action="store_true",
+                   help="compare the chunk files' sizes only, not their checksums (faster on a large store)")
+    p.add_argument("--json", action="store_true", help="the report as JSON")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("bench", help="speed and faithfulness of every method, with ground truth; "
                        "`bench tasks`: the benchmark tasks; "
