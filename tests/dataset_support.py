@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+from pathlib import Path
 
 import torch
 
@@ -34,7 +36,9 @@ class Numbered(torch.utils.data.Dataset):
     """``n`` items ``(image, label[, mask])``; items in ``unreadable`` are :class:`Unreadable`.
 
     With the environment variable ``KILL_AT=k`` the process SIGKILLs itself when
-    item ``k`` is loaded (a crash in the middle of a run)."""
+    item ``k`` is loaded (a crash in the middle of a run). With ``WAIT_AT=k`` and
+    ``WAIT_FOR=PATH``, loading item ``k`` creates ``PATH.waiting`` and waits (at most
+    60 s) until ``PATH`` exists (a run held in the middle, for a second process)."""
 
     def __init__(self, n: int = 10, *, labels: bool = True, masks: bool = False,
                  unreadable: tuple[int, ...] = ()) -> None:
@@ -55,6 +59,8 @@ class Numbered(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         if os.environ.get("KILL_AT") == str(index):
             os.kill(os.getpid(), signal.SIGKILL)
+        if os.environ.get("WAIT_AT") == str(index):
+            wait_for(Path(os.environ["WAIT_FOR"]))
         if index in self.unreadable:
             return Unreadable(f"item {index} is damaged")
         if not self.with_labels:
@@ -62,3 +68,13 @@ class Numbered(torch.utils.data.Dataset):
         if self.masks:
             return image(index), self.label(index), self.mask(index)
         return image(index), self.label(index)
+
+
+def wait_for(path: Path, limit: float = 60.0) -> None:
+    """Say ``PATH.waiting``, then wait until ``path`` exists."""
+    path.with_name(path.name + ".waiting").touch()
+    deadline = time.monotonic() + limit
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear in {limit} s")
+        time.sleep(0.02)

@@ -209,7 +209,7 @@ class FailingStore:
     def __init__(self):
         self.written = []
 
-    def write_batch(self, batch, start, columns):
+    def write_batch(self, batch, start, columns, inputs=None):
         if batch == 1:
             raise OSError("No space left on device")
         self.written.append(batch)

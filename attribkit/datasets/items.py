@@ -39,6 +39,7 @@ class Batch:
         masks: ``(k, H, W)`` bool evidence of the readable rows, or ``None``.
         errors: why each row could not be read, ``""`` when it was.
         problem: a structural problem with the data (raised by the caller).
+        digests: each row's input digest (:mod:`attribkit.datasets.fingerprint`), when asked for.
     """
 
     number: int
@@ -50,6 +51,7 @@ class Batch:
     masks: torch.Tensor | None = None
     errors: list[str] = dataclasses.field(default_factory=list)
     problem: str | None = None
+    digests: list[str] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,12 +173,21 @@ class Stacked:
 
 
 class Collate:
-    """Make a :class:`Batch` of ``[(index, item), ...]`` (picklable, for workers)."""
+    """Make a :class:`Batch` of ``[(index, item), ...]`` (picklable, for workers), with its
+    rows' input digests when ``digests``."""
 
-    def __init__(self, batch_size: int) -> None:
-        self.batch_size = batch_size
+    def __init__(self, batch_size: int, digests: bool = False) -> None:
+        self.batch_size, self.digests = batch_size, digests
 
     def __call__(self, pairs: Sequence[tuple[int, Any]] | Stacked) -> Batch:
+        batch = self._collate(pairs)
+        if self.digests and batch.problem is None:
+            from attribkit.datasets.fingerprint import item_digests
+
+            batch.digests = item_digests(batch)
+        return batch
+
+    def _collate(self, pairs: Sequence[tuple[int, Any]] | Stacked) -> Batch:
         if isinstance(pairs, Stacked):
             parsed = pairs.parsed()
             if parsed is not None:
@@ -266,10 +277,11 @@ def item_ids(dataset: Any) -> tuple[np.ndarray, list[str] | None, list[tuple[str
 
 
 def batches(dataset: Any, numbers_: Sequence[int], batch_size: int, num_workers: int,
-            pin_memory: bool) -> torch.utils.data.DataLoader:
-    """A loader of the :class:`Batch` es ``numbers_`` (in that order)."""
+            pin_memory: bool, digests: bool = False) -> torch.utils.data.DataLoader:
+    """A loader of the :class:`Batch` es ``numbers_`` (in that order), with their rows'
+    input digests when ``digests`` (computed by the loader's workers)."""
     n = len(dataset)
     plan = [list(range(b * batch_size, min(n, (b + 1) * batch_size))) for b in numbers_]
     return torch.utils.data.DataLoader(
-        Indexed(dataset), batch_sampler=plan, num_workers=num_workers, collate_fn=Collate(batch_size),
+        Indexed(dataset), batch_sampler=plan, num_workers=num_workers, collate_fn=Collate(batch_size, digests),
         pin_memory=pin_memory, prefetch_factor=2 if num_workers else None)

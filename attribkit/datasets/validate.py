@@ -29,9 +29,9 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        cut = " (it ends early: truncated?)" if exc.pos >= len(text.rstrip()) else ""
-        raise StoreError(f"{path} is not valid JSON{cut}: {exc.msg} at line {exc.lineno} column "
-                            f"{exc.colno} ({DAMAGED})") from None
+        cut = " (it ends early: truncated?)" if not text.rstrip().endswith("}") else ""
+        raise StoreError(f"{path} is not valid JSON{cut}: {exc.msg} (line {exc.lineno}, column "
+                         f"{exc.colno}); {DAMAGED}") from None
 
 
 def _kind(value: Any) -> str:

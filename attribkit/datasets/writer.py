@@ -6,18 +6,21 @@ so memory stays bounded by a few batches whatever the dataset's size. A
 write's error is raised by the next :meth:`~BatchWriter.put` or by
 :meth:`~BatchWriter.close`; on the way out through an exception the batches
 already queued are still written (they are complete) and the thread is joined.
+An ``OSError`` of a write (a full disk) is raised as a
+:class:`~attribkit.errors.StoreWriteError` naming the batch.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from attribkit.datasets.store import AttributionStore
+from attribkit.errors import StoreWriteError
 
 _STOP = object()
 
@@ -39,8 +42,14 @@ class BatchWriter:
             if job is _STOP:
                 return
             if self._error is None:
+                batch, start, columns, inputs = job
                 try:
-                    self.store.write_batch(*job)
+                    self.store.write_batch(batch, start, columns, inputs=None if inputs is None else inputs())
+                except OSError as exc:  # a full disk, a file too large: the caller says what is kept
+                    error = StoreWriteError(f"writing batch {batch} to {getattr(self.store, 'path', 'the store')} "
+                                            f"failed: {exc}")
+                    error.__cause__ = exc
+                    self._error = error
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                     self._error = exc
 
@@ -49,10 +58,13 @@ class BatchWriter:
             self._raised = True
             raise self._error
 
-    def put(self, batch: int, start: int, columns: Mapping[str, np.ndarray]) -> None:
-        """Queue batch ``batch`` (rows from ``start``); waits while ``pending`` are queued."""
+    def put(self, batch: int, start: int, columns: Mapping[str, np.ndarray],
+            inputs: Callable[[], list[str]] | None = None) -> None:
+        """Queue batch ``batch`` (rows from ``start``); waits while ``pending`` are queued.
+        ``inputs`` gives the rows' input digests, computed on the writer's thread (hashing
+        releases the GIL, so it overlaps the next batch's work)."""
         self._raise()
-        self._queue.put((batch, start, columns))
+        self._queue.put((batch, start, columns, inputs))
 
     def close(self) -> None:
         """Write what is queued, stop the thread, raise a write's error."""
