@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from attribkit import __version__
-from attribkit.commands.common import factories_from_cwd, parse_method_options
+from attribkit.commands.common import factories_from_cwd, parse_method_options, read_class_names
 from attribkit.commands.dataset import cmd_explain_dataset
 from attribkit.commands.explain import cmd_explain
 from attribkit.commands.verify import cmd_verify
@@ -127,12 +127,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"title": args.title}
     if is_bench_folder(args.run):
         store_only = [flag for flag, value in (("--images", args.images), ("--size", args.size),
-                                                ("--limit", args.limit)) if value is not None]
+                                                ("--limit", args.limit), ("--model-classes", args.model_classes))
+                      if value is not None]
         if store_only:
             raise AttribkitError(f"{args.run} is a bench run folder: {', '.join(store_only)} apply to a "
                                  "dataset store only")
     else:
-        options.update(images=args.images, limit=args.limit)
+        options.update(images=args.images, limit=args.limit, model_classes=read_class_names(args.model_classes))
         if args.size is not None:
             options["size"] = args.size
     path = write_report(args.run, args.out, **options)
@@ -304,6 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, help="thumbnail side in pixels (default 112)")
     p.add_argument("--limit", type=int, help="only the first N stored images")
     p.add_argument("--title", help="the page title")
+    p.add_argument("--model-classes", metavar="imagenet|FILE",
+                   help="the names of the model's outputs (imagenet, or a file with one name a line), so that "
+                        "predictions are named and compared with the labels by name (default: the names the "
+                        "run recorded; without names, labels and predictions are compared only when every "
+                        "prediction is one of the data's classes)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="the main job on the embedded default")

@@ -133,3 +133,19 @@ def test_a_write_failure_mid_run_is_one_line_that_says_the_command_resumes(tmp_p
     assert main(["explain-dataset", str(tmp_path / "data"), "--model", "tests.test_cli:small_model", "--size",
                  "32", "--methods", "saliency", "--out", str(out), "--no-progress"]) == 2
     assert one_error_line(capsys) == f"attribkit: error: {expected.format(out=out)}\n"
+
+
+def test_the_grid_title_names_the_class_once(scene, tmp_path, monkeypatch):
+    import attribkit.viz as viz
+
+    titles = []
+    real_save = viz.save
+
+    def save(figure, path, *args, **kwargs):
+        if getattr(figure, "_suptitle", None) is not None:
+            titles.append(figure._suptitle.get_text())
+        return real_save(figure, path, *args, **kwargs)
+
+    monkeypatch.setattr(viz, "save", save)
+    assert main(["explain", str(scene), *MODEL, "--target", "2", "--out", str(tmp_path / "out")]) == 0
+    assert titles == ["saliency · class 2"]  # was "saliency · class class 2" without class names

@@ -117,7 +117,7 @@ def test_maps_share_one_scale_per_method(folder_store):
 
 def test_the_pictures_are_what_the_model_saw(folder_store):
     """The folder's images, centre-cropped as the run's to_input did."""
-    from attribkit.report.store import folder_picture
+    from attribkit.report.pictures import folder_picture
 
     store, folder = folder_store
     assert store.meta["images"] == {"root": str(folder.resolve()), "crop": True}

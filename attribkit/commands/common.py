@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from attribkit.errors import AttribkitError
@@ -35,3 +36,21 @@ def parse_method_options(items: list[str]) -> dict[str, dict[str, Any]]:
             value = raw
         options.setdefault(method, {})[name] = tuple(value) if isinstance(value, list) else value
     return options
+
+
+def read_class_names(value: str | None) -> list[str] | str | None:
+    """``--model-classes``: ``"imagenet"`` as it is, else the names in the file ``value``,
+    one a line (blank lines ignored)."""
+    if value is None or value.lower() == "imagenet":
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise FileNotFoundError(2, "no such file of class names", value)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise AttribkitError(f"{value} is not a text file of class names (UTF-8): {exc.reason}") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise AttribkitError(f"{value} holds no class names (one a line)")
+    return names

@@ -41,7 +41,8 @@ def cmd_explain_dataset(args: argparse.Namespace) -> int:
         store = explain_dataset(model, data, args.methods, args.out, target=target, layer=args.layer,
                                 batch_size=args.batch_size, num_workers=_workers(args.workers),
                                 metrics=args.metrics or (), dtype=args.dtype, compressor=args.compressor,
-                                progress=not args.no_progress, strict=args.strict, **options)
+                                progress=not args.no_progress, strict=args.strict,
+                                model_classes=loaded.class_names, **options)
     except AttribkitError:
         raise  # StoreWriteError and StoreError say what is kept themselves
     except OSError as exc:  # a file too large, a full disk, a folder that went away, ...

@@ -40,6 +40,7 @@ class Plan:
     has_labels: bool = False
     predicts: bool = False
     verify_inputs: bool = True
+    model_classes: list[str] | None = None
 
 
 def make_plan(model: Any, data: Any, methods: str | Sequence[str], target: Any, layer: Any, batch_size: Any,

@@ -46,7 +46,7 @@ def explain_dataset(model: Any, data: Any, methods: str | Sequence[str], out: st
                     metrics: Sequence[str] = (), progress: bool = True, *, strict: bool = False,
                     metric_options: Mapping[str, Mapping[str, Any]] | None = None,
                     dtype: Any = "float32", compressor: str | None = None, verify_inputs: bool = True,
-                    **method_options: Any) -> AttributionStore:
+                    model_classes: Sequence[str] | None = None, **method_options: Any) -> AttributionStore:
     """Explain every item of ``data`` with each of ``methods`` and store the maps at ``out``.
 
     Args:
@@ -83,6 +83,9 @@ def explain_dataset(model: Any, data: Any, methods: str | Sequence[str], out: st
             it (:class:`~attribkit.errors.StoreError` naming the first item) if an
             item differs from the one its batch was computed from; ``False`` skips this
             pass for very large data.
+        model_classes: the names of the model's outputs (e.g. torchvision's
+            ``weights.meta["categories"]``), recorded for the report: it names the
+            predictions with them and compares the labels' names with them.
         **method_options: options for every method that has them, or
             ``METHOD={...}`` for one method's own.
 
@@ -101,6 +104,7 @@ def explain_dataset(model: Any, data: Any, methods: str | Sequence[str], out: st
                      metric_options, method_options)
     plan.dtype, plan.compressor = stored
     plan.verify_inputs = verify_inputs
+    plan.model_classes = [str(n) for n in model_classes] if model_classes is not None else None
     out = Path(out)
     lock = StoreLock(out)  # taken by rank 0 only (_open_for)
     try:
@@ -270,6 +274,8 @@ def _probe_and_create(plan: Plan, out: Path) -> tuple[bool, bool, dict[str, str 
     _, classes, skipped = I.item_ids(plan.dataset)
     meta = {"settings": settings, "layers": layers, "classes": classes,
             "skipped_files": [list(pair) for pair in skipped], "runs": []}
+    if plan.model_classes is not None:  # for the report (attribkit.report.classes)
+        meta["model_classes"] = plan.model_classes
     if isinstance(plan.dataset, I.ImageFolder):  # where the pictures are, for attribkit report
         meta["images"] = {"root": str(plan.dataset.root.resolve()), "crop": plan.dataset.crop}
     create_store(out, meta, columns, len(plan.dataset), plan.batch_size, map_codecs=codecs(plan.compressor))

@@ -4,7 +4,10 @@
 with its pictures as data URIs and its CSS and script inline: it needs no
 server and nothing from the network, and it opens from ``file://``.
 
-- :mod:`~attribkit.report.store`: an ``explain_dataset`` store, one row per image.
+- :mod:`~attribkit.report.store`: an ``explain_dataset`` store, one row per image;
+  its pictures come from :mod:`~attribkit.report.pictures`, and
+  :mod:`~attribkit.report.classes` decides whether labels and predictions name the
+  same classes.
 - :mod:`~attribkit.report.bench`: an ``attribkit bench`` folder, tables and curves.
 - :mod:`~attribkit.report.page`: the page shell, its CSS and its script.
 - :mod:`~attribkit.report.svg`: the inline SVG charts.
@@ -22,7 +25,7 @@ def write_report(run: Any, out: str | Path | None = None, **options: Any) -> Pat
     ``run`` is an :class:`~attribkit.datasets.store.AttributionStore`, the path of
     one (``RUN.zarr``), or a bench run folder (``attribkit bench --out DIR``).
     ``options`` go to :func:`~attribkit.report.store.store_report` (``images=``,
-    ``class_names=``, ``size=``, ``limit=``, ...) or
+    ``class_names=``, ``model_classes=``, ``size=``, ``limit=``, ...) or
     :func:`~attribkit.report.bench.bench_report` (``title=``).
     """
     from attribkit.report.bench import bench_report, is_bench_folder

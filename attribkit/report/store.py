@@ -14,15 +14,14 @@ blended by the page's script on canvases; a histogram of each map's values
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from attribkit.datasets.store import AttributionStore, open_store
-from attribkit.errors import InputError
+from attribkit.report.classes import ClassSpaces, class_spaces, model_class_names
 from attribkit.report.page import (
     colormap_lut,
     data_uri,
@@ -33,15 +32,15 @@ from attribkit.report.page import (
     sort_value,
     write,
 )
+from attribkit.report.pictures import picture_source
 
 HIST_BINS = 24
 SIGN_CMAPS = {"absolute_value": "inferno", "positive": "Reds"}
 
-Picture = Callable[[int], "np.ndarray | None"]  # row -> (size, size, 3) float in [0, 1], or None
-
 
 def store_report(store: AttributionStore | str | Path, out: str | Path | None = None, *,
-                 images: Any = None, class_names: Sequence[str] | None = None, size: int = 112,
+                 images: Any = None, class_names: Sequence[str] | None = None,
+                 model_classes: Sequence[str] | str | None = None, size: int = 112,
                  map_size: int = 56, limit: int | None = None, sign: str = "absolute_value",
                  outlier_perc: float = 2.0, alpha: float = 0.5, title: str | None = None) -> Path:
     """Write the self-contained HTML report of ``store`` to ``out``; returns its path.
@@ -55,8 +54,12 @@ def store_report(store: AttributionStore | str | Path, out: str | Path | None = 
             (items ``image`` or ``(image, ...)``, CHW or HWC, normalised ones are
             denormalised as :func:`attribkit.images.to_display` does). Without
             them the maps are drawn alone.
-        class_names: names for the class indices (default: the store's class
+        class_names: names for the labels' class indices (default: the store's class
             names, e.g. an image folder's class folders).
+        model_classes: names of the model's outputs, which predictions and explained
+            classes index: a list, or ``"imagenet"`` (default: the names the run recorded,
+            if any). A label and a prediction are compared (a wrong prediction in red)
+            only when they name the same classes; see :mod:`attribkit.report.classes`.
         size: thumbnail side in pixels (pictures and maps are drawn at this size).
         map_size: the side at most of each embedded map (the page upsamples it smoothly).
         limit: report only the first ``limit`` stored images.
@@ -77,7 +80,10 @@ def store_report(store: AttributionStore | str | Path, out: str | Path | None = 
     if limit is not None:
         rows = rows[:limit]
     ids = store.ids
-    names = list(class_names) if class_names is not None else store.class_names
+    labels, targets, predictions = store.labels, store.targets, store.predictions
+    spaces = class_spaces(list(class_names) if class_names is not None else store.class_names,
+                          model_class_names(model_classes, store), labels[rows] if labels is not None else None,
+                          predictions.classes[rows] if predictions is not None else None)
     picture = picture_source(store, images, size)
     methods = store.methods
     layers = store.layers
@@ -91,24 +97,17 @@ def store_report(store: AttributionStore | str | Path, out: str | Path | None = 
     metrics = store.metrics
     metric_names = list(store.settings.get("metrics", []))
     higher = _directions(metric_names)
-    labels, targets, predictions = store.labels, store.targets, store.predictions
     unreadable = dict(store.skipped)  # id -> why the item could not be read
     errors = ["" if str(i) not in unreadable else unreadable[str(i)] for i in ids]
-
-    def label_of(index: Any) -> str:
-        if index is None or int(index) < 0:
-            return ""
-        i = int(index)
-        return str(names[i]) if names is not None and i < len(names) else f"class {i}"
 
     row_data, html_rows = [], []
     for n, r in enumerate(rows):
         r = int(r)
-        label = label_of(labels[r]) if labels is not None else ""
-        target = label_of(targets[r]) if targets is not None else ""
-        pred = label_of(predictions.classes[r]) if predictions is not None else ""
+        label = spaces.label(labels[r]) if labels is not None else ""
+        target = spaces.model_class(targets[r]) if targets is not None else ""
+        pred = spaces.model_class(predictions.classes[r]) if predictions is not None else ""
         score = float(predictions.scores[r]) if predictions is not None else None
-        wrong = bool(label and pred and label != pred)
+        wrong = labels is not None and predictions is not None and spaces.wrong(labels[r], predictions.classes[r])
         facts = " · ".join(part for part in (
             f"label {label}" if label else "",
             f"predicted {pred} ({number(score, 2)})" if pred else "",
@@ -125,11 +124,13 @@ def store_report(store: AttributionStore | str | Path, out: str | Path | None = 
                               size, errors[r]))
 
     class_field = "label" if labels is not None else ("prediction" if predictions is not None else "target")
-    classes = sorted({v for v in (_class_values(store, names, class_field, rows, label_of)) if v},
-                     key=lambda s: (names.index(s) if names and s in names else math.inf, s))
+    classes = _class_values(store, spaces, class_field, rows)
+    if class_field == "label" and predictions is not None:  # the filter may be switched to predictions
+        classes += [c for c in _class_values(store, spaces, "prediction", rows) if c not in classes]
     body = "\n".join([
-        _intro(store, len(rows), picture is not None, sign, outlier_perc),
-        _controls(classes, class_field, labels is not None, predictions is not None, methods),
+        _intro(store, len(rows), picture is not None, sign, outlier_perc, spaces.note),
+        _controls(classes, class_field, labels is not None, predictions is not None,
+                  spaces.to_model is not None, methods),
         "<div class=\"table-wrap\"><table id=\"images\" class=\"sortable\">",
         _header(methods, layers, metric_names, higher, scales, lut, sign),
         "<tbody>", *html_rows, "</tbody></table></div>",
@@ -144,85 +145,6 @@ def store_report(store: AttributionStore | str | Path, out: str | Path | None = 
     if model:
         subtitle += f" · model {model}"
     return write(page(heading, body, data, subtitle=subtitle), out)
-
-
-# ------------------------------------------------------------------ pictures
-
-
-def picture_source(store: AttributionStore, images: Any, size: int) -> Picture | None:
-    """A function row -> the ``(size, size, 3)`` picture the model saw, or ``None`` when
-    there is no source of pictures (see :func:`store_report`'s ``images``)."""
-    ids = store.ids
-    shape = store.settings.get("image_shape") or [3, size, size]
-    side = int(shape[-1])
-    folder = store.meta.get("images") or {}
-    crop = bool(folder.get("crop", True))
-    if images is None and folder.get("root") and Path(folder["root"]).is_dir():
-        images = folder["root"]
-    if images is None:
-        return None
-    if isinstance(images, (str, Path)):
-        root = Path(images)
-        if not root.is_dir():
-            raise FileNotFoundError(2, "no such folder of images", str(root))
-        if ids.dtype.kind in "iu":
-            raise InputError(f"{store.path} was made from a dataset, not an image folder: pass its images "
-                             "(the dataset, or a tensor) in Python, e.g. ak.write_report(store, images=dataset)")
-
-        def from_folder(row: int) -> np.ndarray | None:
-            try:
-                return folder_picture(root / str(ids[row]), side, size, crop=crop)
-            except OSError as exc:
-                warnings.warn(f"report: cannot read {root / str(ids[row])}: {exc}", stacklevel=2)
-                return None
-
-        return from_folder
-    if not hasattr(images, "__getitem__"):
-        raise TypeError(f"images must be a folder, a dataset, a tensor or an array; got {type(images).__name__}")
-
-    def from_items(row: int) -> np.ndarray | None:
-        index = int(ids[row]) if ids.dtype.kind in "iu" else row
-        item = images[index]
-        if isinstance(item, (tuple, list)):
-            item = item[0]
-        return resized(item_picture(item), size)
-
-    return from_items
-
-
-def folder_picture(path: Path, side: int, size: int, *, crop: bool = True) -> np.ndarray:
-    """The part of the image file that the model saw as a ``side`` x ``side`` input
-    (the centre crop after resizing the shorter side to ``side * 256 / 224``, as
-    :func:`attribkit.images.to_input`; ``crop=False``: the whole image), at ``size`` px."""
-    from PIL import Image
-
-    with Image.open(path) as opened:
-        picture = opened.convert("RGB")
-    w, h = picture.size
-    box = (0.0, 0.0, float(w), float(h))
-    if crop:
-        c = side * min(w, h) / round(side * 256 / 224)  # the crop's side in the original's pixels
-        box = ((w - c) / 2, (h - c) / 2, (w + c) / 2, (h + c) / 2)
-    small = picture.resize((size, size), Image.Resampling.LANCZOS, box=box)
-    return np.asarray(small, dtype=np.float32) / 255.0
-
-
-def item_picture(item: Any) -> np.ndarray:
-    """One dataset item's image (a tensor or array, CHW or HWC) as ``(H, W, 3)`` in ``[0, 1]``."""
-    from attribkit.images import as_numpy, to_display
-
-    array = as_numpy(item)
-    return to_display(array[None] if array.ndim == 3 else array)[0]
-
-
-def resized(picture: np.ndarray, size: int) -> np.ndarray:
-    """``picture`` (``(H, W, 3)`` in ``[0, 1]``) resized to ``size`` x ``size``."""
-    from PIL import Image
-
-    if picture.shape[:2] == (size, size):
-        return picture
-    u8 = Image.fromarray((np.clip(picture, 0, 1) * 255 + 0.5).astype(np.uint8))
-    return np.asarray(u8.resize((size, size), Image.Resampling.LANCZOS), dtype=np.float32) / 255.0
 
 
 # ------------------------------------------------------------------ maps
@@ -300,11 +222,15 @@ def _directions(metrics: Sequence[str]) -> dict[str, bool | None]:
     return found
 
 
-def _class_values(store: AttributionStore, names: Any, field: str, rows: np.ndarray,
-                  label_of: Callable[[Any], str]) -> list[str]:
+def _class_values(store: AttributionStore, spaces: ClassSpaces, field: str, rows: np.ndarray) -> list[str]:
+    """The distinct class names of ``field`` among ``rows``, in class order, for the filter."""
     column = {"label": store.labels, "target": store.targets,
               "prediction": store.predictions.classes if store.predictions is not None else None}[field]
-    return [] if column is None else [label_of(column[int(r)]) for r in rows]
+    if column is None:
+        return []
+    name = spaces.label if field == "label" else spaces.model_class
+    indices = sorted({int(column[int(r)]) for r in rows if int(column[int(r)]) >= 0})
+    return list(dict.fromkeys(name(i) for i in indices))
 
 
 def _method_text(method: str, layer: str | None, options: dict[str, Any]) -> str:
@@ -314,8 +240,9 @@ def _method_text(method: str, layer: str | None, options: dict[str, Any]) -> str
     return f"{method}{where}" + (f" ({given})" if given else "")
 
 
-def _intro(store: AttributionStore, shown: int, pictures: bool, sign: str, outlier_perc: float) -> str:
-    notes = []
+def _intro(store: AttributionStore, shown: int, pictures: bool, sign: str, outlier_perc: float,
+           classes_note: str) -> str:
+    notes = [classes_note] if classes_note else []
     options = store.settings.get("options") or {}
     if shown < len(store):
         notes.append(f"{shown} of the store's {len(store)} images are shown "
@@ -333,14 +260,15 @@ def _intro(store: AttributionStore, shown: int, pictures: bool, sign: str, outli
     return "".join(f"<p class=\"note\">{esc(n)}</p>" for n in notes)
 
 
-def _controls(classes: list[str], field: str, has_labels: bool, has_predictions: bool,
+def _controls(classes: list[str], field: str, has_labels: bool, has_predictions: bool, compared: bool,
               methods: list[str]) -> str:
     options = "".join(f"<option value=\"{esc(c)}\">{esc(c)}</option>" for c in classes)
     parts = [f"<label>class <select id=\"class-filter\"><option value=\"\">all</option>{options}</select></label>"]
     if has_labels and has_predictions:
         parts.append("<label>of <select id=\"class-field\"><option value=\"label\">label</option>"
                      "<option value=\"prediction\">prediction</option></select></label>")
-        parts.append("<label><input type=\"checkbox\" id=\"wrong-only\"> misclassified only</label>")
+        if compared:  # labels and predictions name the same classes
+            parts.append("<label><input type=\"checkbox\" id=\"wrong-only\"> misclassified only</label>")
     boxes = "".join(f"<label><input type=\"checkbox\" checked data-method-toggle=\"{esc(m)}\"> {esc(m)}</label>"
                     for m in methods)
     parts.append(f"<fieldset><legend>methods</legend>{boxes}</fieldset>")

@@ -144,7 +144,8 @@ def show(result: Attribution | Any, images: Any = None, *, mode: str | Sequence[
     if heading is None and titles and isinstance(result, Attribution):
         heading = result.method + (f" @ {result.layer}" if result.layer else "")
         if targets and targets[0] is not None and all(t == targets[0] for t in targets):
-            heading += f" · class {class_label(targets[0], names)}"
+            label = class_label(targets[0], names)  # "class 713" when no name is known
+            heading += f" · {label}" if label == f"class {int(targets[0])}" else f" · class {label}"
     if heading:
         fig.suptitle(heading)
     return fig
