@@ -183,15 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("methods", help="list registered attribution methods, or show one in full")
     p.add_argument("name", nargs="?", help="a method name or alias: show all its fields and options")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="as JSON")
     p.set_defaults(func=cmd_methods)
 
     p = sub.add_parser("metrics", help="list registered faithfulness / localisation / sanity metrics")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="as JSON")
     p.set_defaults(func=cmd_metrics)
 
     p = sub.add_parser("plugins", help="list loaded, failed and disabled plugins")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="as JSON")
     p.set_defaults(func=cmd_plugins)
 
     p = sub.add_parser("explain", help="explain a few images with one method: a heat map PNG and the raw values "
@@ -209,12 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "and centre-cropped to SIZExSIZE, as ImageNet models are evaluated")
     p.add_argument("--resize-only", action="store_true",
                    help="squash the whole image to SIZExSIZE instead of cropping its centre")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, help="images per chunk, to bound memory (default: all at once)")
     p.add_argument("--mode", default="blended_heat_map",
                    choices=("heat_map", "blended_heat_map", "masked_image", "alpha_scaling"),
                    help="how each PNG draws the map (default: blended_heat_map)")
     p.add_argument("--sign", default="absolute_value",
-                   choices=("all", "positive", "negative", "absolute_value"))
+                   choices=("all", "positive", "negative", "absolute_value"),
+                   help="which values each PNG draws (default: absolute_value)")
     p.add_argument("--out", default="attribkit-out",
                    help="a new or empty folder for IMAGE_METHOD.png/.npy per image and grid_METHOD.png "
                         "(default: attribkit-out)")
@@ -282,17 +283,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", help="default: the profile's methods")
     p.add_argument("--metrics", nargs="+", help="default: the profile's (quick: 9 on every task; full: every "
                    "registered metric that applies, the Quantus-named suite included)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast")
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    p.add_argument("--amp", action="store_true", help="run the methods under bf16 autocast")
+    p.add_argument("--channels-last", action="store_true", help="the model and images in channels-last memory "
+                                                                 "format")
     p.add_argument("--n-images", type=int, help="images scored (default: the profile's)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
     p.add_argument("--method-option", action="append", metavar="METHOD.OPTION=VALUE",
                    help="an option for one method, e.g. rise.n_masks=500 (repeatable; JSON values)")
-    p.add_argument("--seed", type=int, default=0, help="(feedback: the first of the seeds)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="the seed of the task's images and of its reference "
+                   "model's training (default 0; feedback: the first of the seeds)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     p.add_argument("--json", action="store_true", help="tasks: as JSON")
-    p.add_argument("--out", default="bench-out")
+    p.add_argument("--out", default="bench-out", help="folder for report.md, report.html, results.json, "
+                   "results.jsonl and the plots (default: bench-out)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("report", help="a self-contained HTML report (one file, no server) of a dataset store "
@@ -312,10 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "prediction is one of the data's classes)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("demo", help="the main job on the embedded default")
-    p.add_argument("--out", default="demo-out")
-    p.add_argument("--images", type=int, default=4, help="test images explained by every method")
-    p.add_argument("--bench-images", type=int, default=32, help="images in the short benchmark")
+    p = sub.add_parser("demo", help="a tour in a few minutes: train (once, then cached) a small CNN on generated "
+                       "images whose evidence is known, explain a few test images with every method (a PNG per "
+                       "method and compare.png), and run a short benchmark with its HTML report")
+    p.add_argument("--out", default="demo-out", help="folder for the PNGs and bench/ (default: demo-out)")
+    p.add_argument("--images", type=int, default=4, help="test images explained by every method (default 4)")
+    p.add_argument("--bench-images", type=int, default=32, help="images in the short benchmark (default 32)")
     p.set_defaults(func=cmd_demo)
     return parser
 
