@@ -10,11 +10,15 @@ the batch (``batch_size=``) it
    layer for the default layer masks;
 3. hands Captum the model (or, for a callable target, a small module returning
    ``target(scores)``), the resolved layer and the per-image class indices;
-4. fills in the defaults of :mod:`attribkit_captum.defaults` and maps
-   attribkit's ``batch_size`` onto ``internal_batch_size`` /
-   ``perturbations_per_eval`` when those are left at ``None``;
-5. calls ``Captum(...).attribute(...)`` with everything else unchanged; an
-   ``AssertionError`` from inside Captum becomes an attribkit error.
+4. fills in the defaults of :mod:`attribkit_captum.defaults` and, when
+   ``internal_batch_size`` / ``perturbations_per_eval`` are left at ``None``, sets
+   them from attribkit's ``batch_size`` or else from the memory one row took in
+   the probe forward (:mod:`attribkit.torch.chunking`): integrated gradients on
+   4 ResNet-50 images at 224 px runs its 50 steps in chunks within 1 GiB instead
+   of one 200-row batch (16 GiB);
+5. calls ``Captum(...).attribute(...)`` with everything else unchanged, under a
+   progress bar (past 2 s) counting the rows it forwards; an ``AssertionError``
+   from inside Captum becomes an attribkit error.
 
 All of it runs inside :func:`attribkit.torch.torch_kernel` (model guard, input
 checks, layer resolution, chunking, the ``Attribution``), plus a guard for the
@@ -26,7 +30,9 @@ call (:mod:`attribkit_captum.callsites`): the user's model is only read.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 import captum
@@ -37,7 +43,9 @@ from torch import nn
 from attribkit.errors import InputError, LayerError, MissingDependencyError
 from attribkit.predict import as_predict
 from attribkit.torch import torch_kernel
-from attribkit.torch.capture import forward_hooks
+from attribkit.progress import progress
+from attribkit.torch.capture import forward_hook, forward_hooks
+from attribkit.torch.chunking import ActivationMeter, rows_per_chunk
 from attribkit.torch.guard import model_guard
 from attribkit.torch.targets import ChunkTarget
 from attribkit_captum import callsites, defaults, rules
@@ -204,12 +212,14 @@ def run(entry: Entry, cls: type, model: Any, inputs: torch.Tensor, target: Chunk
         )
     to_input = bool(opts.get("attribute_to_layer_input", False))
     measured = layer if "layer_mask" in opts else None
+    meter = ActivationMeter(model)
     if entry.cls in callsites.DEEPLIFT_FAMILY:
-        with callsites.call_counts(model) as counts:
+        with callsites.call_counts(model) as counts, meter:
             indices, layer_shape = probe(model, x, target, measured, to_input)
         callsites.split_reused(model, counts, layer, entry.method_name)
     else:
-        indices, layer_shape = probe(model, x, target, measured, to_input)
+        with meter:
+            indices, layer_shape = probe(model, x, target, measured, to_input)
     if layer_shape is not None:
         rules.validate(entry, options, "layer", layer_shape=layer_shape)
 
@@ -220,12 +230,12 @@ def run(entry: Entry, cls: type, model: Any, inputs: torch.Tensor, target: Chunk
         forward, captum_target = model, indices
 
     rows = 1 if entry.per_image else len(x)
-    if "internal_batch_size" in opts and opts["internal_batch_size"] is None and batch_size:
-        # Conductance differences consecutive steps: Captum needs >= 2 steps per batch.
-        least = 2 * rows if entry.cls == "LayerConductance" else rows
-        opts["internal_batch_size"] = max(int(batch_size), least)
+    if "internal_batch_size" in opts and opts["internal_batch_size"] is None:
+        opts["internal_batch_size"] = internal_batch_size(entry, opts["n_steps"], rows, batch_size,
+                                                          meter.row_bytes(x, grad=True))
     if "perturbations_per_eval" in opts and opts["perturbations_per_eval"] is None:
-        opts["perturbations_per_eval"] = max(1, int(batch_size or FORWARD_ROWS) // rows)
+        forward_rows = batch_size or min(FORWARD_ROWS, rows_per_chunk(meter.row_bytes(x, grad=False)))
+        opts["perturbations_per_eval"] = max(1, int(forward_rows) // rows)
     if "feature_mask" in opts:
         opts["feature_mask"] = defaults.feature_mask(x, opts["feature_mask"], grid)
     if "layer_mask" in opts:
@@ -255,9 +265,16 @@ def run(entry: Entry, cls: type, model: Any, inputs: torch.Tensor, target: Chunk
         with rejected():
             return single(explainer.attribute(xs, **kwargs), entry)
 
-    if not entry.per_image:
-        with seeded(seed, x.device):
-            return call(x, captum_target, defaults.baselines(x, baseline_spec))
+    with rows_counted(entry, model, opts, len(x)):
+        if not entry.per_image:
+            with seeded(seed, x.device):
+                return call(x, captum_target, defaults.baselines(x, baseline_spec))
+        return per_image(entry, x, captum_target, baseline_spec, seed, call)
+
+
+def per_image(entry: Entry, x: torch.Tensor, captum_target: Any, baseline_spec: Any,
+              seed: Any, call: Any) -> torch.Tensor:
+    """Captum called once per image (``entry.per_image``), re-seeded for each."""
     maps = []
     for i in range(len(x)):
         xi = x[i:i + 1]
@@ -272,6 +289,36 @@ def run(entry: Entry, cls: type, model: Any, inputs: torch.Tensor, target: Chunk
         with seeded(seed, x.device):
             maps.append(call(xi, tgt, baselines, i))
     return torch.cat(maps)
+
+
+def internal_batch_size(entry: Entry, n_steps: int, rows: int, batch_size: int | None,
+                        row_bytes: int) -> int | None:
+    """Captum's ``internal_batch_size`` when the user left it at ``None``: from
+    ``batch_size`` if given, else the rows of :func:`~attribkit.torch.chunking.rows_per_chunk`
+    (``None``, Captum's single batch, when all ``n_steps * rows`` fit anyway)."""
+    # Conductance differences consecutive steps: Captum needs >= 2 steps per batch.
+    least = 2 * rows if entry.cls == "LayerConductance" else rows
+    if batch_size:
+        return max(int(batch_size), least)
+    chunk = rows_per_chunk(row_bytes, least=least)
+    return chunk if chunk < (n_steps + 1) * rows else None
+
+
+@contextlib.contextmanager
+def rows_counted(entry: Entry, model: Any, opts: dict[str, Any], images: int) -> Iterator[None]:
+    """A progress bar (past 2 s) over the rows Captum runs through ``model``:
+    of ``n_steps * images`` for the integrated-gradients family, else of an unknown total."""
+    if not isinstance(model, nn.Module):
+        yield
+        return
+    total = opts["n_steps"] * images if "internal_batch_size" in opts else None
+    with progress(total, f"{entry.method_name}: rows", unit="row") as bar:
+        def count(_module: nn.Module, args: tuple) -> None:
+            if args and isinstance(args[0], torch.Tensor):
+                bar.update(len(args[0]))
+
+        with forward_hook(model, count, pre=True):
+            yield
 
 
 def build(entry: Entry):
