@@ -29,11 +29,17 @@ def _best(values: dict[str, float], higher: bool) -> set[str]:
 
 
 def warnings_by_method(records: list[dict]) -> dict[str, list[str]]:
-    """The distinct warnings each method's records hold (methods without any left out)."""
+    """The distinct warnings each method's records hold (methods without any left out).
+    A peer's warnings and printed lines, kept in the speed record's ``peers`` entry,
+    come under ``"method (peer)"``, the printed lines as ``"printed: ..."``."""
     found: dict[str, dict[str, None]] = {}
     for r in records:
         for text in r.get("warnings", ()):
             found.setdefault(r["method"], {})[text] = None
+        for peer, entry in (r.get("peers") or {}).items():
+            texts = [*entry.get("warnings", ()), *(f"printed: {line}" for line in entry.get("printed", ()))]
+            for text in texts:
+                found.setdefault(f"{r['method']} ({peer})", {})[text] = None
     return {m: list(texts) for m, texts in found.items()}
 
 
@@ -99,7 +105,9 @@ def markdown(records: list[dict], title: str = "attribkit benchmark", note: str 
             for text in texts:
                 methods_of.setdefault(text, []).append(m)
         lines += ["", "## Warnings", "",
-                  "Raised while the methods ran (not printed then; each record in results.json lists its own).", "",
+                  "Raised while the methods ran (not printed then; each record in results.json lists its own). "
+                  "A peer library's warnings and printed lines come under `method (peer)`, never under "
+                  "attribkit's own method.", "",
                   "| method | warnings |", "|---|---|"]
         lines += [f"| {m} | {len(texts)} |" for m, texts in warned.items()]
         lines += [""] + [f"- {', '.join(ms)}: {text}" for text, ms in methods_of.items()]

@@ -10,6 +10,7 @@ import torch
 
 from attribkit.api import explain
 from attribkit.bench.peers import peer_calls
+from attribkit.bench.recording import Captured
 from attribkit.bench.timing import interleaved_times, median, peak_memory_mb
 from attribkit.registry import MethodSpec
 
@@ -100,7 +101,8 @@ def measure_speed(spec: MethodSpec, subject: Subject, config: BenchConfig, setti
     methods that take gradients, generic_attention) and one forward for the others,
     except perturbation methods: their floor is the N forwards they make (counted
     with a hook), run at the best batch size; a ratio of 1 means
-    the method costs no more than its model evaluations."""
+    the method costs no more than its model evaluations. What a peer prints or warns
+    is kept in its entry (``peers[name]["printed"]``, ``["warnings"]``), not shown."""
     device = torch.device(config.device)
     x = subject.inputs[:settings["speed_batch"]]
     t = subject.targets[:len(x)]
@@ -120,16 +122,17 @@ def measure_speed(spec: MethodSpec, subject: Subject, config: BenchConfig, setti
         floor_name, floor = _floor_call(spec, subject.model, x, t)
     calls = {"floor": floor, "attribkit": ours}
     layer_module = layer if isinstance(layer, torch.nn.Module) else None
-    peer_errors = {}
+    peer_errors, noise = {}, {}
     with config.autocast():
         for peer, call in peer_calls(spec.name).items():
             if layer_module is None and spec.family not in BACKWARD_FAMILIES:
                 continue
-            bound = functools.partial(call, subject.model, x, t, layer_module)
+            noise[peer] = Captured()  # what the peer prints or warns is kept under its name
+            bound = noise[peer].wrap(functools.partial(call, subject.model, x, t, layer_module))
             try:
                 bound()  # a peer that cannot run this setting (e.g. bf16) is reported, not timed
             except Exception as exc:  # noqa: BLE001
-                peer_errors[peer] = {"error": f"{type(exc).__name__}: {exc}"}
+                peer_errors[peer] = {"error": f"{type(exc).__name__}: {exc}", **noise[peer].record()}
                 continue
             calls[peer] = bound
         times = interleaved_times(calls, repeats=settings["repeats"], warmup=1, device=device)
@@ -151,7 +154,7 @@ def measure_speed(spec: MethodSpec, subject: Subject, config: BenchConfig, setti
         "q1_ms": q1 * 1e3, "q3_ms": q3 * 1e3, "repeats": len(times["attribkit"]),
         "noisy": bool(bounded and ours_s / floor_s < NOISE_FLOOR), "remeasured": remeasured,
         "peak_memory_mb": memory, "device": str(device), **extra,
-        "peers": {**{name: {"median_ms": median(v) * 1e3, "ratio": median(v) / floor_s}
+        "peers": {**{name: {"median_ms": median(v) * 1e3, "ratio": median(v) / floor_s, **noise[name].record()}
                      for name, v in times.items() if name not in ("floor", "attribkit")},
                   **peer_errors},
     }

@@ -1,0 +1,103 @@
+"""What a peer library prints or warns while the bench times it is kept under the
+peer's name (its entry in the speed record, ``method (peer)`` in the reports), never
+under attribkit's own method, and never reaches the terminal."""
+
+import sys
+import warnings
+
+import pytest
+import torch
+
+from attribkit.bench import speed as speed_module
+from attribkit.bench.recording import PROGRESS_BAR, Captured, printed_lines
+from attribkit.bench.report import markdown, warnings_by_method
+from attribkit.bench.runner import BenchConfig, run_bench
+
+TINY = "attribkit.testing:TinyCNN"
+SAID = "no value was provided for `fc_layer`, thus set to 'fc'."
+WARNED = "UserWarning: this peer is deprecated"
+
+
+def noisy_peer(model, inputs, targets, layer):
+    """A peer that prints to stdout, draws a tqdm bar on stderr and warns at every call."""
+    from tqdm import tqdm
+
+    print(SAID)
+    for _ in tqdm(range(2)):
+        pass
+    print("peer: to stderr", file=sys.stderr)
+    warnings.warn("this peer is deprecated", UserWarning)
+    return model(inputs)
+
+
+def failing_peer(model, inputs, targets, layer):
+    print("about to fail")
+    raise RuntimeError("peer broke")
+
+
+@pytest.fixture
+def bench_with_noisy_peers(tmp_path, monkeypatch, capfd):
+    monkeypatch.setattr(speed_module, "peer_calls", lambda method: {"noisy": noisy_peer, "broken": failing_peer})
+    config = BenchConfig(out=tmp_path, model=TINY, methods=["saliency"], metrics=["deletion_auc"], n_images=4)
+    with warnings.catch_warnings(record=True) as leaked:
+        warnings.simplefilter("always")
+        records = run_bench(config, progress=False, log=lambda s: None)
+    return records, capfd.readouterr(), [str(w.message) for w in leaked], tmp_path
+
+
+def test_a_peers_prints_and_warnings_go_under_its_name_only(bench_with_noisy_peers):
+    records, terminal, leaked, out = bench_with_noisy_peers
+    assert SAID not in terminal.out + terminal.err and "to stderr" not in terminal.err
+    assert "%|" not in terminal.err and leaked == []
+    speed = next(r for r in records if r["metric"] == "speed")
+    noisy, broken = speed["peers"]["noisy"], speed["peers"]["broken"]
+    calls = 1 + 1 + speed["repeats"]  # the trial call, the warm-up round, the timed rounds
+    assert noisy["printed"] == [f"{SAID} (×{calls} calls)", f"{PROGRESS_BAR} (×{calls} calls)",
+                                f"peer: to stderr (×{calls} calls)"]
+    assert len(noisy["warnings"]) == 1 and noisy["warnings"][0].startswith(WARNED)
+    assert broken == {"error": "RuntimeError: peer broke", "printed": ["about to fail"]}
+    for r in records:  # attribkit's own rows hold none of it
+        assert not any("deprecated" in w for w in r.get("warnings", ())), r
+    report = (out / "report.md").read_text()
+    assert "| saliency (noisy) | 4 |" in report and "| saliency (broken) | 1 |" in report
+    assert f"- saliency (noisy): {WARNED}" in report
+    assert f"- saliency (noisy): printed: {SAID} (×{calls} calls)" in report
+    assert "| saliency |" not in report.split("## Warnings")[1]
+
+
+def test_warnings_by_method_keys_peers_apart():
+    records = [{"method": "deconvnet", "metric": "deletion_auc", "mean": 0.5, "sem": 0.1,
+                "warnings": ["W: own (a.py:1)"]},
+               {"method": "deconvnet", "metric": "speed", "warnings": [], "ratio": 1.0, "floor": "forward",
+                "median_ms": 1.0, "images_per_s": 1.0,
+                "peers": {"captum": {"ratio": 1.0, "warnings": ["UserWarning: x (captum/y.py:63)"]},
+                          "pytorch-grad-cam": {"ratio": 2.0, "printed": ["hello"]}}}]
+    assert warnings_by_method(records) == {"deconvnet": ["W: own (a.py:1)"],
+                                           "deconvnet (captum)": ["UserWarning: x (captum/y.py:63)"],
+                                           "deconvnet (pytorch-grad-cam)": ["printed: hello"]}
+    text = markdown(records)
+    assert "- deconvnet (captum): UserWarning: x (captum/y.py:63)" in text
+    assert "- deconvnet: UserWarning" not in text
+
+
+def test_captured_lines_and_warnings_accumulate_across_calls():
+    seen = Captured()
+    call = seen.wrap(lambda: (print("a\rb\n\n  b  "), warnings.warn("w1"), 7)[-1])
+    assert call() == 7 and call() == 7
+    assert seen.printed == {"a": 2, "b": 2}
+    assert [w.split(" (")[0] for w in seen.warnings] == ["UserWarning: w1"]
+    assert seen.record()["printed"] == ["a (×2 calls)", "b (×2 calls)"]
+    assert Captured().record() == {}
+    assert printed_lines("\r  0%|   | 0/2\r 50%|#  | 1/2\r100%|##| 2/2\n") == [PROGRESS_BAR]
+
+
+def test_a_warnings_filter_of_error_fails_the_peer_not_the_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(speed_module, "peer_calls", lambda method: {"noisy": noisy_peer})
+    config = BenchConfig(out=tmp_path, model=TINY, methods=["saliency"], metrics=["deletion_auc"],
+                         n_images=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        records = run_bench(config, progress=False, log=lambda s: None)
+    speed = next(r for r in records if r["metric"] == "speed")
+    assert "ratio" in speed and speed["peers"]["noisy"]["error"] == "UserWarning: this peer is deprecated"
+    assert torch.isfinite(torch.tensor(speed["ratio"]))
