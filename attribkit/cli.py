@@ -12,18 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from attribkit import __version__
-from attribkit.commands.common import factories_from_cwd, parse_method_options, read_class_names
+from attribkit.commands.common import factories_from_cwd, parse_method_options, print_listing, read_class_names
 from attribkit.commands.dataset import cmd_explain_dataset
 from attribkit.commands.explain import cmd_explain
 from attribkit.commands.verify import cmd_verify
 from attribkit.errors import AttribkitError
 from attribkit.tables import (
     METHOD_COLUMNS,
-    METRIC_COLUMNS,
+    METHOD_PRIORITY,
+    METRIC_PRIORITY,
     format_fields,
     format_table,
     method_row,
     method_rows,
+    metric_columns,
     metric_rows,
 )
 
@@ -42,7 +44,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, default=repr))
     else:
-        print(format_table(rows, METHOD_COLUMNS))
+        print_listing(rows, METHOD_COLUMNS, METHOD_PRIORITY, wide=args.wide,
+                      hint="; attribkit methods NAME shows one method in full")
     return 0
 
 
@@ -164,7 +167,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, default=repr))
     else:
-        print(format_table(rows, METRIC_COLUMNS))
+        print_listing(rows, metric_columns(rows), METRIC_PRIORITY, wide=args.wide, hint="; --json has every field")
     return 0
 
 
@@ -184,10 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("methods", help="list registered attribution methods, or show one in full")
     p.add_argument("name", nargs="?", help="a method name or alias: show all its fields and options")
     p.add_argument("--json", action="store_true", help="as JSON")
+    p.add_argument("--wide", action="store_true", help="every column in full, however wide (default: the table "
+                                                       "fits the terminal)")
     p.set_defaults(func=cmd_methods)
 
-    p = sub.add_parser("metrics", help="list registered faithfulness / localisation / sanity metrics")
+    p = sub.add_parser("metrics", help="list registered faithfulness / localisation / sanity metrics, with "
+                       "what each costs in model forwards per image")
     p.add_argument("--json", action="store_true", help="as JSON")
+    p.add_argument("--wide", action="store_true", help="every column in full, however wide (default: the table "
+                                                       "fits the terminal)")
     p.set_defaults(func=cmd_metrics)
 
     p = sub.add_parser("plugins", help="list loaded, failed and disabled plugins")

@@ -13,6 +13,11 @@ if TYPE_CHECKING:
 
 METHOD_COLUMNS = ("name", "aliases", "family", "needs", "output", "sign", "plugin", "description")
 METRIC_COLUMNS = ("name", "kind", "better", "needs", "plugin", "description")
+#: the listings' columns, most important first, for a table fitted to a terminal (:func:`fit_table`)
+METHOD_PRIORITY = ("name", "family", "output", "sign", "needs", "aliases", "plugin")
+METRIC_PRIORITY = ("name", "better", "forwards", "kind", "needs", "plugin")
+CELL_MAX = 28  # a fitted table cuts the cells of its other columns (not the first) to this many characters
+FLEXIBLE_MIN = 24  # the flexible column (the description) keeps at least this many, or is left out
 
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -23,6 +28,49 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
     return "\n".join(lines)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:max(0, width - 1)] + "…"
+
+
+def fit_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], width: int, priority: Sequence[str],
+              flexible: str = "description") -> tuple[str, list[str]]:
+    """:func:`format_table` within ``width`` characters a line, and the columns it left out.
+
+    The first of ``priority`` is always shown, in full; the others are taken in
+    ``priority``'s order (then the rest of ``columns``) while they fit beside at least ``FLEXIBLE_MIN`` characters of
+    ``flexible`` (their cells cut to ``CELL_MAX``, with ``…``); ``flexible`` gets the
+    width that is left and is cut to it. Columns keep the order of ``columns``.
+    """
+    cells = [{c: str(row.get(c, "")) for c in columns} for row in rows]
+
+    def natural(c: str) -> int:
+        longest = max([len(c)] + [len(r[c]) for r in cells])
+        return longest if c in (priority[0], flexible) else min(longest, max(CELL_MAX, len(c)))
+
+    has_flexible = flexible in columns
+    reserve = 2 + min(natural(flexible), FLEXIBLE_MIN) if has_flexible else 0
+    widths = {priority[0]: natural(priority[0])}
+    used = widths[priority[0]]
+    for c in [*priority[1:], *(c for c in columns if c not in priority)]:
+        if c in columns and c != flexible and used + 2 + natural(c) + reserve <= width:
+            widths[c] = natural(c)
+            used += 2 + widths[c]
+    if has_flexible and width - used - 2 >= min(natural(flexible), FLEXIBLE_MIN):
+        widths[flexible] = min(natural(flexible), width - used - 2)
+    shown = [c for c in columns if c in widths]
+    fitted = [{c: _cut(r[c], widths[c]) for c in shown} for r in cells]
+    return format_table(fitted, shown), [c for c in columns if c not in widths]
+
+
+def metric_columns(rows: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """:data:`METRIC_COLUMNS`, with ``forwards`` (what one image costs) after ``better``
+    when the rows give it."""
+    if not any(row.get("forwards") for row in rows):
+        return METRIC_COLUMNS
+    at = METRIC_COLUMNS.index("better") + 1
+    return (*METRIC_COLUMNS[:at], "forwards", *METRIC_COLUMNS[at:])
 
 
 def method_row(spec: MethodSpec) -> dict[str, Any]:

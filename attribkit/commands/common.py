@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +57,21 @@ def read_class_names(value: str | None) -> list[str] | str | None:
     if not names:
         raise AttribkitError(f"{value} holds no class names (one a line)")
     return names
+
+
+def print_listing(rows: list[dict[str, Any]], columns: Sequence[str], priority: Sequence[str], *, wide: bool,
+                  hint: str) -> None:
+    """Print the table of ``rows``, fitted to the terminal's width (:func:`attribkit.tables.fit_table`)
+    when stdout is a terminal or ``COLUMNS`` is set, unless ``wide``; a line under it names the
+    columns left out, with ``hint`` (where to see everything)."""
+    from attribkit.tables import fit_table, format_table
+
+    if wide or not (sys.stdout.isatty() or "COLUMNS" in os.environ):
+        print(format_table(rows, columns))
+        return
+    width = shutil.get_terminal_size().columns
+    table, hidden = fit_table(rows, columns, width, priority)
+    print(table)
+    if hidden:
+        print(textwrap.fill(f"({', '.join(hidden)} left out to fit {width} columns; --wide shows every "
+                            f"column{hint})", width))
