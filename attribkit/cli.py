@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from attribkit import __version__
-from attribkit.commands.common import factories_from_cwd, parse_method_options, print_listing, read_class_names
+from attribkit.commands.common import (
+    factories_from_cwd,
+    parse_method_options,
+    print_listing,
+    read_class_names,
+)
 from attribkit.commands.dataset import cmd_explain_dataset
 from attribkit.commands.explain import cmd_explain
 from attribkit.commands.verify import cmd_verify

@@ -86,10 +86,8 @@ def test_a_folder_is_explained_and_its_odd_entries_listed(tmp_path, capsys):
     assert main(["explain", str(folder), *MODEL, "--out", str(out)]) == 0
     captured = capsys.readouterr()
     skipped = sorted(line for line in captured.err.splitlines() if line.startswith("skipped"))
-    assert skipped == [f"skipped {folder / 'dangling.png'}: a symbolic link that leads nowhere (its target is "
-                       "missing, or it loops)",
-                       f"skipped {folder / 'loop.png'}: a symbolic link that leads nowhere (its target is "
-                       "missing, or it loops)",
+    link = "a symbolic link that leads nowhere (its target is missing, or it loops)"
+    assert skipped == [f"skipped {folder / 'dangling.png'}: {link}", f"skipped {folder / 'loop.png'}: {link}",
                        f"skipped {folder / 'x.png'}: an empty folder, not an image file"]
     assert np.load(out / "one_saliency.npy").shape == np.load(out / "two_saliency.npy").shape == (3, 32, 32)
 
@@ -114,14 +112,14 @@ def test_missing_paths_are_one_line(scene, capsys):
 
 @pytest.mark.parametrize("failure, expected", [
     (OSError(errno.EFBIG, "File too large", "run.zarr/maps/saliency/c/3/0/0/0"),
-     "the run stopped: File too large: run.zarr/maps/saliency/c/3/0/0/0; the batches stored before it are kept "
-     "in {out}, and the same command resumes from them"),
+     ("the run stopped: File too large: run.zarr/maps/saliency/c/3/0/0/0; the batches stored before it are kept "
+      "in {out}, and the same command resumes from them")),
     (StoreError("writing batch 3 of run.zarr failed; the same command resumes"),
      "writing batch 3 of run.zarr failed; the same command resumes"),
 ])
 def test_a_write_failure_mid_run_is_one_line_that_says_the_command_resumes(tmp_path, capsys, monkeypatch,
                                                                            failure, expected):
-    import attribkit.datasets.run as run
+    from attribkit.datasets import run
 
     def fails(*args, **kwargs):
         raise failure
@@ -136,7 +134,7 @@ def test_a_write_failure_mid_run_is_one_line_that_says_the_command_resumes(tmp_p
 
 
 def test_the_grid_title_names_the_class_once(scene, tmp_path, monkeypatch):
-    import attribkit.viz as viz
+    from attribkit import viz
 
     titles = []
     real_save = viz.save
@@ -149,3 +147,11 @@ def test_the_grid_title_names_the_class_once(scene, tmp_path, monkeypatch):
     monkeypatch.setattr(viz, "save", save)
     assert main(["explain", str(scene), *MODEL, "--target", "2", "--out", str(tmp_path / "out")]) == 0
     assert titles == ["saliency · class 2"]  # was "saliency · class class 2" without class names
+
+
+def test_class_folders_name_outputs_by_their_path(tmp_path, capsys):
+    for folder in ("cat", "dog"):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+        imsave(tmp_path / "data" / folder / "01.png", make_scene(32))
+    assert main(["explain", str(tmp_path / "data"), *MODEL, "--out", str(tmp_path / "out")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.npy")) == ["cat_01_saliency.npy", "dog_01_saliency.npy"]

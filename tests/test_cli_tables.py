@@ -7,7 +7,14 @@ import pytest
 
 from attribkit import cli
 from attribkit.cli import main
-from attribkit.tables import CELL_MAX, METHOD_COLUMNS, fit_table, format_table, method_rows, metric_columns
+from attribkit.tables import (
+    CELL_MAX,
+    METHOD_COLUMNS,
+    fit_table,
+    format_table,
+    method_rows,
+    metric_columns,
+)
 
 ROWS = [{"name": "a_rather_long_method_name", "family": "gradient", "plugin": "attribkit.families.gradient.x" * 2,
          "description": "word " * 30},

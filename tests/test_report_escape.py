@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 import attribkit as ak
-from attribkit.host import get_host
 from attribkit.hookspecs import hookimpl
+from attribkit.host import get_host
 from attribkit.registry import MethodSpec
 from attribkit.report.page import json_script
 
@@ -185,6 +185,7 @@ def test_hostile_bench_report_in_chromium(browser, tmp_path):
     page.click(f'th[data-key="deletion_auc{FILE}"] button')
     assert page.eval_on_selector_all("#metrics tbody tr", methods) == ["gradcam", f"saliency{OPTION}"]
     assert not problems, problems
+    assert requests == [path.as_uri()], requests
     page.close()
 
 

@@ -18,21 +18,22 @@ from attribkit.commands.common import factories_from_cwd
 from attribkit.errors import InputError
 
 
-def image_files(arguments: Sequence[str]) -> list[Path]:
-    """The image files the arguments name: a file as given, a folder's images as
-    :func:`attribkit.image_folder` lists them (flat, or one sub-folder per class; what it
-    skips is printed on stderr). Raises :class:`InputError` for paths that do not exist
-    and for a folder without images, naming the extensions read."""
+def image_files(arguments: Sequence[str]) -> list[tuple[Path, str]]:
+    """The image files the arguments name, each with the name its outputs take: a file as
+    given (its stem), a folder's images as :func:`attribkit.image_folder` lists them (flat,
+    or one sub-folder per class: ``cat/01.png`` is named ``cat_01``; what it skips is
+    printed on stderr). Raises :class:`InputError` for paths that do not exist and for a
+    folder without images, naming the extensions read."""
     from attribkit.datasets.folder import IMAGE_EXTENSIONS, image_folder
 
     missing = [a for a in arguments if not Path(a).exists()]
     if missing:
         raise InputError(f"no such image file or folder: {', '.join(missing)}")
-    files: list[Path] = []
+    files: list[tuple[Path, str]] = []
     for argument in arguments:
         path = Path(argument)
         if not path.is_dir():
-            files.append(path)
+            files.append((path, path.stem))
             continue
         listed = image_folder(path)
         for entry, reason in listed.skipped:
@@ -41,15 +42,15 @@ def image_files(arguments: Sequence[str]) -> list[Path]:
             others = f" ({len(listed.skipped)} other entries skipped)" if listed.skipped else ""
             raise InputError(f"{path} holds no images{others}; explain reads files ending in "
                              f"{', '.join(IMAGE_EXTENSIONS)}, in the folder or its class sub-folders")
-        files += listed.files
+        files += [(f, Path(i).with_suffix("").as_posix().replace("/", "_")) for f, i in zip(listed.files, listed.ids)]
     return files
 
 
-def output_stems(files: Sequence[Path], method: str) -> list[str]:
-    """``IMAGE_METHOD`` per file; :class:`InputError` when two files would write the same name."""
-    stems = [f"{f.stem}_{method}" for f in files]
+def output_stems(files: Sequence[tuple[Path, str]], method: str) -> list[str]:
+    """``NAME_METHOD`` per file; :class:`InputError` when two files would write the same name."""
+    stems = [f"{name}_{method}" for _, name in files]
     seen: dict[str, Path] = {}
-    for stem, f in zip(stems, files):
+    for stem, (f, _) in zip(stems, files):
         if stem in seen:
             raise InputError(f"{seen[stem]} and {f} would both be written as {stem}.png; explain them in "
                              "separate runs (another --out) or rename one")
@@ -102,13 +103,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     stems = output_stems(files, get_method(args.method).name)
     factories_from_cwd(args.model)
     loaded = open_model(args.model, args.weights)
-    batch = read_images(files, args.size, args.resize_only)
+    batch = read_images([f for f, _ in files], args.size, args.resize_only)
     result = explain(loaded.model, batch, target=args.target, method=args.method,
                      layer=args.layer, batch_size=args.batch_size)
     shown = to_display(batch, IMAGENET_MEAN, IMAGENET_STD)  # to_input's normalisation
     out.mkdir(parents=True, exist_ok=True)
     values = result.numpy()
-    for i, (path, stem) in enumerate(zip(files, stems)):
+    for i, ((path, _), stem) in enumerate(zip(files, stems)):
         save(render(values[i], shown[i], mode=args.mode, sign=args.sign), out / f"{stem}.png")
         np.save(out / f"{stem}.npy", values[i])
         target = ""
