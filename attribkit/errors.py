@@ -72,3 +72,9 @@ class StoreError(AttribkitError, ValueError):
 class StoreWriteError(AttribkitError, OSError):
     """Writing a dataset run's store failed (a full disk, a file too large); the batches
     stored before it are kept, and the same call resumes from them."""
+
+
+class MetricWarning(UserWarning):
+    """A metric's score is undefined for some images (an empty mask, a constant map, a
+    prediction that changes under every perturbation, ...): those scores are NaN, and
+    the warning names the metric, the images and why (``docs/metrics.md``)."""

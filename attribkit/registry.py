@@ -255,6 +255,8 @@ class MetricSpec(_Spec):
         higher_is_better: the direction of the score.
         needs: ``forward`` (a ``predict`` callable), ``ground_truth`` (evidence
             masks), ``model`` (the module itself), ``method`` (re-explaining).
+        forwards: what one image costs with the default options, in words
+            (``"steps + 1 (33)"``, ``"0"``, ``"nr_samples explanations (200)"``).
         options, aliases, reference, description, plugin: as for methods.
     """
 
@@ -268,6 +270,7 @@ class MetricSpec(_Spec):
     reference: str = ""
     description: str = ""
     plugin: str | None = None
+    forwards: str = ""
 
     noun = "metric"
 

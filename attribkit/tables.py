@@ -96,7 +96,8 @@ def metric_rows() -> list[dict[str, Any]]:
 
     return [{"name": s.name, "kind": s.kind, "better": "higher" if s.higher_is_better else "lower",
              "needs": ",".join(s.needs), "plugin": s.plugin, "options": dict(s.options),
-             "reference": s.reference, "description": s.description} for s in metrics()]
+             "reference": s.reference, "description": s.description,
+             "forwards": s.forwards} for s in metrics()]
 
 
 def format_fields(row: dict[str, Any]) -> str:

@@ -79,6 +79,7 @@ def case():
 def ours(case, name, relevance=None, **options):
     model, x, y, a, masks = case
     rel = a if relevance is None else relevance
+    masks = masks if "ground_truth" in ak.get_metric(name).needs else None
     return ak.evaluate(model, x, rel, y, metrics=[name], masks=masks, explain=gradient,
                        options={name: options})[name].scores.double().numpy()
 

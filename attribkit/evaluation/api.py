@@ -23,15 +23,20 @@ def evaluate(model: Any, inputs: Any, relevance: Any, targets: Any = None, *,
     Args:
         model: anything :func:`attribkit.as_predict` takes: a ``torch.nn.Module``,
             an ``onnxruntime.InferenceSession``, a NumPy callable, a ``Predict``.
-        inputs: ``(B, C, H, W)`` images (tensor or array) in the model's input space.
+        inputs: ``(B, C, H, W)`` images (tensor or array) in the model's input space,
+            checked as ``ak.explain`` checks them, at least 2 pixels.
         relevance: an :class:`~attribkit.result.Attribution` (its targets are
-            used when ``targets`` is None) or ``(B, ...)`` maps, reduced to
-            ``(B, H, W)`` pixel relevance.
-        targets: the explained classes; default: the attribution's, else the top class.
+            used when ``targets`` is None) or maps, one per image: ``(B, H, W)``,
+            ``(B, 1, H, W)`` or ``(B, C, H, W)`` (channels summed) at the images'
+            size, or smaller layer maps of the same aspect ratio (upsampled
+            bilinearly); finite.
+        targets: the explained classes, one index per image (or one int) in the
+            model's range; default: the attribution's, else the top class.
         metrics: metric names (``attribkit metrics``). Those that re-explain
             (needs ``model`` / ``method``: robustness, randomisation, focus,
             input invariance) need a ``torch.nn.Module`` and ``method`` or ``explain``.
-        masks: ``(B, H, W)`` boolean evidence masks for localisation metrics.
+        masks: ``(B, H, W)`` (or ``(B, 1, H, W)``) bool or 0/1 evidence masks for the
+            localisation metrics; a ``MetricWarning`` when none of ``metrics`` reads them.
         batch_size: rows per model call (and per re-explanation).
         options: per-metric options, ``{"deletion_auc": {"steps": 16}}``.
         method: the attribution method that made ``relevance`` (a name or spec),
@@ -39,25 +44,38 @@ def evaluate(model: Any, inputs: Any, relevance: Any, targets: Any = None, *,
         explain: instead of ``method``, ``(model, inputs, targets) -> (B, h, w)``
             relevance (any tensor-returning callable).
 
+    Every argument is checked before any work: a bad one raises an
+    :class:`~attribkit.errors.AttribkitError` naming it, the shapes and the metrics
+    (:mod:`attribkit.evaluation.checks`). A score a metric cannot define for an
+    image (an empty mask, a constant map for a metric that ranks pixels, ...) is
+    NaN, with a :class:`~attribkit.errors.MetricWarning` naming the metric, the
+    images and why.
+
     Returns ``{metric name: MetricResult}`` (one score per image, plus curves).
     """
     from attribkit.api import get_metric
     from attribkit.errors import InvalidOptionError
+    from attribkit.evaluation import checks
+    from attribkit.evaluation.plugin import RANKING
     from attribkit.perturbation.runner import as_batch
     from attribkit.predict import as_predict
     from attribkit.result import Attribution
-    from attribkit.torch.checks import check_finite
     from attribkit.torch.guard import model_guard
 
+    specs = [get_metric(name) for name in metrics]
+    names = [spec.name for spec in specs]
     predict = as_predict(model, batch_size=batch_size)
     x = as_batch(inputs, image=True, model=predict.module)
-    values = relevance.values if isinstance(relevance, Attribution) else relevance
-    rel = M.pixel_relevance(torch.as_tensor(values).to(x.device), tuple(x.shape[-2:]))
-    check_finite(rel, "relevance maps")
+    checks.check_image_size(x, names)
+    rel = checks.relevance_maps(relevance.values if isinstance(relevance, Attribution) else relevance,
+                                x, names)
+    if masks is not None:
+        masks = checks.evidence_masks(masks, x, names)
+        checks.warn_unused_masks(specs)
     if targets is None and isinstance(relevance, Attribution):
         targets = relevance.target
-    specs = [get_metric(name) for name in metrics]
     explain_fn = _explainer(method, method_options or {}, explain, batch_size)
+    bound = []
     for spec in specs:
         unmet = set(spec.needs) & {"model", "method"}
         if unmet and (predict.module is None or explain_fn is None):
@@ -66,17 +84,22 @@ def evaluate(model: Any, inputs: Any, relevance: Any, targets: Any = None, *,
                 "method= (or explain=)")
         if "ground_truth" in spec.needs and masks is None:
             raise InvalidOptionError(f"metric {spec.name!r} needs evidence masks: pass masks=")
+        bound.append(spec.bind_options((options or {}).get(spec.name, {})))
     guard = (model_guard(predict.module, exclusive=False) if predict.module is not None
              else contextlib.nullcontext())
     with guard:
-        if targets is None:
-            targets = torch.as_tensor(predict(x)).argmax(1)
         data = MetricInput(predict=predict, inputs=x, relevance=rel,
-                           targets=torch.as_tensor(targets).long().to(x.device),
-                           masks=None if masks is None else torch.as_tensor(masks).bool().to(x.device),
+                           targets=checks.class_targets(targets, predict, x, names), masks=masks,
                            model=predict.module, explain=explain_fn, batch_size=batch_size)
-        return {spec.name: spec.load()(data, **spec.bind_options((options or {}).get(spec.name, {})))
-                for spec in specs}
+        degenerate = checks.degenerate_images(rel, x, masks)
+        out = {}
+        for spec, opts in zip(specs, bound):
+            result = spec.load()(data, **opts)
+            result.scores = checks.undefined_scores(spec.name, result.scores, degenerate,
+                                                    ranks=spec.name in RANKING,
+                                                    masked="ground_truth" in spec.needs)
+            out[spec.name] = result
+        return out
 
 
 def _explainer(method: Any, method_options: dict[str, Any], explain: Callable | None,
@@ -89,7 +112,7 @@ def _explainer(method: Any, method_options: dict[str, Any], explain: Callable | 
         raise InvalidOptionError("pass method= or explain=, not both")
     if explain is not None:
         def from_callable(model: Any, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-            values = torch.as_tensor(explain(model, inputs, targets))
+            values = torch.as_tensor(explain(model, inputs, _per_image(targets, inputs)))
             return M.pixel_relevance(values.to(inputs.device), tuple(inputs.shape[-2:]))
         return from_callable
     if method is None:
@@ -97,7 +120,15 @@ def _explainer(method: Any, method_options: dict[str, Any], explain: Callable | 
     from attribkit.api import explain as ak_explain
 
     def from_method(model: Any, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        values = ak_explain(model, inputs, targets, method=method, batch_size=batch_size,
+        values = ak_explain(model, inputs, _per_image(targets, inputs), method=method, batch_size=batch_size,
                             **method_options).values
         return M.pixel_relevance(torch.as_tensor(values).to(inputs.device), tuple(inputs.shape[-2:]))
     return from_method
+
+
+def _per_image(targets: Any, inputs: torch.Tensor) -> Any:
+    """One target per image: a single one is repeated (Captum's ``sensitivity_max``
+    passes a batch of one image's target with its perturbed copies)."""
+    if isinstance(targets, torch.Tensor) and targets.numel() == 1 and len(inputs) > 1:
+        return targets.reshape(1).expand(len(inputs))
+    return targets

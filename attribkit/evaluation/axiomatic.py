@@ -10,7 +10,14 @@ import torch
 from torch import nn
 
 from attribkit.evaluation.base import MetricInput, MetricResult, require_explain
-from attribkit.evaluation.rows import baseline_values, forward_scores, generator_for, preprocess, score_rows, step_size
+from attribkit.evaluation.defaults import step_size
+from attribkit.evaluation.rows import (
+    baseline_values,
+    forward_scores,
+    generator_for,
+    preprocess,
+    score_rows,
+)
 
 
 def completeness(data: MetricInput, *, perturb_baseline: str | float = "black", abs: bool = False,

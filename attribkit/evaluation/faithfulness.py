@@ -22,6 +22,7 @@ import torch
 
 from attribkit.evaluation import functional as M
 from attribkit.evaluation.base import MetricInput, MetricResult
+from attribkit.evaluation.defaults import patch_side, positive_int, step_size
 from attribkit.evaluation.rows import (
     ascending_ranks,
     baseline_values,
@@ -33,7 +34,6 @@ from attribkit.evaluation.rows import (
     generator_for,
     mean_curve,
     preprocess,
-    step_size,
     trapezoid,
 )
 
@@ -119,14 +119,14 @@ def pixel_flipping(data: MetricInput, *, features_in_step: int | None = None, pe
 
 # --------------------------------------------------------------- region perturbation
 
-def _region_curves(data: MetricInput, a: torch.Tensor, patch_size: int, order: str,
+def _region_curves(data: MetricInput, a: torch.Tensor, patch_size: int | None, order: str,
                    n_regions: int | None, perturb_baseline: str | float, softmax: bool,
-                   seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores after removing the first ``k`` patches (``k = 1..n_regions``) in ``order``;
-    returns ``(f(x) (B,), curves (B, n_regions))``."""
+                   seed: int = 0) -> torch.Tensor:
+    """``(B, n_regions)`` scores after removing the first ``k`` patches (``k = 1..n_regions``)
+    in ``order``; patches of ``patch_size`` (None: an 8 x 8 grid, :func:`patch_side`)."""
     x = data.inputs
     b, c, h, w = x.shape
-    ids, n_blocks = block_ids(h, w, patch_size, x.device)
+    ids, n_blocks = block_ids(h, w, patch_side(patch_size, h, w), x.device)
     sums = block_sums(a, ids, n_blocks)
     if order == "morf":
         block_rank = descending_ranks(sums)
@@ -138,20 +138,20 @@ def _region_curves(data: MetricInput, a: torch.Tensor, patch_size: int, order: s
     else:
         raise ValueError(f"order must be 'morf', 'lerf' or 'random', got {order!r}")
     pixel_rank = block_rank[:, ids]  # (B, HW): the rank of each pixel's patch
-    n = n_blocks if n_regions is None else min(n_regions, n_blocks)
+    n = n_blocks if n_regions is None else min(positive_int("regions_evaluation", n_regions), n_blocks)
     fill = baseline_values(x, perturb_baseline, generator_for(seed))
-    curves = cumulative_scores(data, pixel_rank, 1, n, fill, softmax)
-    return forward_scores(data.predict, x, data.targets, softmax=softmax, batch_size=data.batch_size), curves
+    return cumulative_scores(data, pixel_rank, 1, n, fill, softmax)
 
 
-def region_perturbation(data: MetricInput, *, patch_size: int = 8, order: str = "morf",
+def region_perturbation(data: MetricInput, *, patch_size: int | None = None, order: str = "morf",
                         regions_evaluation: int = 100, perturb_baseline: str | float = "black",
                         abs: bool = False, normalise: bool = True, softmax: bool = True,
                         seed: int = 0, quantus_compat: bool = False) -> MetricResult:
     """Region perturbation, AOPC (Samek et al. 2017, "Evaluating the Visualization of
     What a Deep Neural Network Has Learned", IEEE TNNLS 28(11)).
 
-    The image is tiled into ``patch_size`` squares (padded evenly to a multiple);
+    The image is tiled into ``patch_size`` squares (padded evenly to a multiple;
+    default: the side that makes an 8 x 8 grid, 64 patches at any image size);
     patches are removed (set to the baseline) in ``order`` of their summed
     relevance (``morf``: most relevant first, ``lerf``, ``random``), cumulatively,
     for ``L = min(regions_evaluation, #patches)`` steps. The score is the paper's
@@ -161,25 +161,26 @@ def region_perturbation(data: MetricInput, *, patch_size: int = 8, order: str = 
     ``quantus_compat=True`` gives that mean. Higher is better for MoRF.
     """
     a = preprocess(data.relevance, abs=abs, normalise=normalise)
-    y0, curves = _region_curves(data, a, patch_size, order.lower(), regions_evaluation,
-                                perturb_baseline, softmax, seed)
+    curves = _region_curves(data, a, patch_size, order.lower(), regions_evaluation,
+                            perturb_baseline, softmax, seed)
+    y0 = forward_scores(data.predict, data.inputs, data.targets, softmax=softmax, batch_size=data.batch_size)
     drops = y0[:, None] - curves
     n = drops.shape[1]
     score = drops.mean(1) if quantus_compat else drops.sum(1) / (n + 1)
     return MetricResult(score.float(), mean_curve(drops))
 
 
-def selectivity(data: MetricInput, *, patch_size: int = 8, perturb_baseline: str | float = "black",
+def selectivity(data: MetricInput, *, patch_size: int | None = None, perturb_baseline: str | float = "black",
                 abs: bool = False, normalise: bool = True, softmax: bool = True) -> MetricResult:
     """Selectivity (Montavon, Samek & Müller 2018, "Methods for Interpreting and
     Understanding Deep Neural Networks", Digital Signal Processing 73).
 
-    Patches of ``patch_size`` are removed in decreasing summed relevance until
+    Patches of ``patch_size`` (default: an 8 x 8 grid) are removed in decreasing summed relevance until
     none is left; ``y_k = f(x^{(k)})`` for ``k = 1..#patches``; the score is the area
     under ``y_k`` with unit steps (Quantus's ``get_auc_score``). Lower is better.
     """
     a = preprocess(data.relevance, abs=abs, normalise=normalise)
-    _, curves = _region_curves(data, a, patch_size, "morf", None, perturb_baseline, softmax)
+    curves = _region_curves(data, a, patch_size, "morf", None, perturb_baseline, softmax)
     return MetricResult(trapezoid(curves).float(), mean_curve(curves))
 
 
@@ -215,17 +216,17 @@ def monotonicity(data: MetricInput, *, features_in_step: int | None = None, pert
 # -------------------------------------------------------------------------- IROF
 
 def superpixels(images: torch.Tensor, segmentation_method: str = "slic",
-                patch_size: int = 8) -> torch.Tensor:
+                patch_size: int | None = None) -> torch.Tensor:
     """``(B, H, W)`` segment labels 0..n-1 per image.
 
     ``"slic"`` / ``"felzenszwalb"``: scikit-image's, as Quantus calls them
     (``slic(img, start_label=0)`` on the channels-last image as float64); these run
     on the CPU, one image at a time (segmentation only; the model calls stay
-    batched). ``"grid"``: square patches of ``patch_size``, no loop.
+    batched). ``"grid"``: square patches of ``patch_size`` (None: an 8 x 8 grid), no loop.
     """
     b, c, h, w = images.shape
     if segmentation_method == "grid":
-        ids, _ = block_ids(h, w, patch_size, images.device)
+        ids, _ = block_ids(h, w, patch_side(patch_size, h, w), images.device)
         return ids.view(1, h, w).expand(b, h, w).clone()
     from skimage.segmentation import felzenszwalb, slic
 
@@ -239,7 +240,7 @@ def superpixels(images: torch.Tensor, segmentation_method: str = "slic",
     return torch.stack([torch.as_tensor(lab, dtype=torch.long) for lab in labels]).to(images.device)
 
 
-def irof(data: MetricInput, *, segmentation_method: str = "slic", patch_size: int = 8,
+def irof(data: MetricInput, *, segmentation_method: str = "slic", patch_size: int | None = None,
          perturb_baseline: str | float = "mean", abs: bool = False, normalise: bool = True,
          softmax: bool = True, quantus_compat: bool = False) -> MetricResult:
     """Iterative removal of features, IROF (Rieger & Hansen 2020, "IROF: a Low

@@ -10,6 +10,12 @@ import math
 import torch
 
 from attribkit.evaluation.base import MetricInput, MetricResult
+from attribkit.evaluation.defaults import (
+    patch_side,
+    positive_int,
+    scaled_count,
+    step_size,
+)
 from attribkit.evaluation.rows import (
     ascending_ranks,
     baseline_values,
@@ -25,26 +31,25 @@ from attribkit.evaluation.rows import (
     preprocess,
     score_rows,
     spearman,
-    step_size,
 )
 
 
-def faithfulness_correlation(data: MetricInput, *, nr_runs: int = 100, subset_size: int = 224,
+def faithfulness_correlation(data: MetricInput, *, nr_runs: int = 100, subset_size: int | None = None,
                              perturb_baseline: str | float = "black", abs: bool = False,
                              normalise: bool = True, softmax: bool = False, seed: int = 0) -> MetricResult:
     """Faithfulness correlation (Bhatt, Weller & Moura 2020, "Evaluating and Aggregating
     Feature-based Model Explanations", IJCAI).
 
     ``nr_runs`` random subsets ``S`` of ``subset_size`` pixels (uniform, without
-    replacement) are set to the baseline; the score is the Pearson correlation over
+    replacement; default ``HW / 224``, Quantus's 224 at 224 x 224) are set to the baseline; the score is the Pearson correlation over
     the runs of ``sum_{i in S} a_i`` and ``f(x) - f(x_{S->b})``. Higher is better.
     Stochastic (``seed``); Quantus draws with NumPy's global RNG.
     """
     a = preprocess(data.relevance, abs=abs, normalise=normalise)
     x = data.inputs
     b, c, h, w = x.shape
-    if not 0 < subset_size < h * w:
-        raise ValueError(f"subset_size must be in 1..{h * w - 1} for {h}x{w} images, got {subset_size}")
+    subset_size = scaled_count(subset_size, h * w, 224, "subset_size", below=True)
+    nr_runs = positive_int("nr_runs", nr_runs)
     gen = generator_for(seed)
     keys = torch.rand(b, nr_runs, h * w, generator=gen).to(x.device)
     chosen = torch.zeros(b, nr_runs, h * w, dtype=torch.bool, device=x.device)
@@ -219,7 +224,7 @@ def sufficiency(data: MetricInput, *, threshold: float = 0.6, abs: bool = True,
 
 # -------------------------------------------------------------------- infidelity
 
-def infidelity(data: MetricInput, *, perturb_patch_sizes: tuple[int, ...] | list[int] = (4,),
+def infidelity(data: MetricInput, *, perturb_patch_sizes: tuple[int, ...] | list[int] | None = None,
                n_perturb_samples: int = 10, perturb_baseline: str | float = "black", loss_func: str = "mse",
                abs: bool = False, normalise: bool = False, softmax: bool = False, seed: int = 0,
                quantus_compat: bool = False) -> MetricResult:
@@ -228,7 +233,8 @@ def infidelity(data: MetricInput, *, perturb_patch_sizes: tuple[int, ...] | list
     the relevance-weighted perturbation and the output drop it causes. Lower is better.
 
     The perturbations ``I = x - x'`` are the paper's square removals on a grid: for
-    each ``p`` in ``perturb_patch_sizes`` the image is tiled into ``p x p`` squares
+    each ``p`` in ``perturb_patch_sizes`` (default: the one side that makes an 8 x 8
+    grid, :func:`~attribkit.evaluation.rows.patch_side`) the image is tiled into ``p x p`` squares
     (padded evenly, as region perturbation), and each square alone is set to the
     baseline (``x' = x_{square->b}``), so ``I^T a = sum_{i in square} a_i sum_c (x_ic - b_ic)``.
     The expectation is the mean over the squares, then over the patch sizes, then over
@@ -246,14 +252,16 @@ def infidelity(data: MetricInput, *, perturb_patch_sizes: tuple[int, ...] | list
     a = preprocess(data.relevance, abs=abs, normalise=normalise, per_image=not quantus_compat)
     x = data.inputs
     b, c, h, w = x.shape
+    sides = [patch_side(None, h, w)] if perturb_patch_sizes is None else \
+        [patch_side(p, h, w, "perturb_patch_sizes") for p in perturb_patch_sizes]
     random_fill = isinstance(perturb_baseline, str) and perturb_baseline.lower() == "uniform"
-    samples = int(n_perturb_samples) if random_fill else 1
+    samples = positive_int("n_perturb_samples", n_perturb_samples) if random_fill else 1
     gen = generator_for(seed)
     fills = torch.stack([baseline_values(x, perturb_baseline, gen) for _ in range(samples)], 1)  # (B, S, C, H, W)
     y0 = forward_scores(data.predict, x, data.targets, softmax=softmax, batch_size=data.batch_size)
     losses = []
-    for p in perturb_patch_sizes:
-        ids, n_blocks = block_ids(h, w, int(p), x.device)
+    for p in sides:
+        ids, n_blocks = block_ids(h, w, p, x.device)
         ids_c = ids.to(torch.int32)
         # I^T a per square: sum over the square's pixels of a * sum_c (x - fill)
         weighted = (a[:, None] * (x[:, None] - fills).double().sum(2)).flatten(2)  # (B, S, HW)

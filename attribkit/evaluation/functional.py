@@ -221,8 +221,10 @@ def ssim(a: torch.Tensor, b: torch.Tensor, *, sigma: float = 1.5, data_range: fl
     """Mean structural similarity per image of ``(B, H, W)`` maps (Wang et al. 2004),
     Gaussian window ``sigma``, ``K1 = 0.01``, ``K2 = 0.03``, population covariances,
     statistics over 'valid' windows only (skimage's ``structural_similarity(...,
-    gaussian_weights=True, use_sample_covariance=False)``)."""
-    radius = int(3.5 * sigma + 0.5)
+    gaussian_weights=True, use_sample_covariance=False)``). Maps smaller than the
+    window (``2 * radius + 1``, 11 pixels for ``sigma=1.5``) use the largest window
+    that fits, its Gaussian truncated (skimage refuses them)."""
+    radius = min(int(3.5 * sigma + 0.5), (min(a.shape[-2:]) - 1) // 2)
     x = torch.arange(-radius, radius + 1, dtype=torch.float64, device=a.device)
     g = torch.exp(-(x**2) / (2 * sigma**2))
     g = (g / g.sum()).float()

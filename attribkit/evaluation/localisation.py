@@ -10,7 +10,13 @@ import torch
 
 from attribkit.evaluation import functional as M
 from attribkit.evaluation.base import MetricInput, MetricResult
-from attribkit.evaluation.rows import average_ranks, descending_ranks, generator_for, preprocess
+from attribkit.evaluation.defaults import scaled_count
+from attribkit.evaluation.rows import (
+    average_ranks,
+    descending_ranks,
+    generator_for,
+    preprocess,
+)
 
 
 def _masks(data: MetricInput) -> torch.Tensor:
@@ -51,15 +57,15 @@ def attribution_localisation(data: MetricInput, *, weighted: bool = False, max_s
     return MetricResult(mu.float())
 
 
-def top_k_intersection(data: MetricInput, *, k: int = 1000, concept_influence: bool = False,
+def top_k_intersection(data: MetricInput, *, k: int | None = None, concept_influence: bool = False,
                        abs: bool = False, normalise: bool = True) -> MetricResult:
     """Top-k intersection (Theiner, Müller-Budack & Ewerth 2021, "Interpretable
     Semantic Photo Geolocation", WACV): the share of the ``k`` most relevant pixels
-    inside the mask; with ``concept_influence``, times ``HW / |s|``. Higher is better."""
+    inside the mask; with ``concept_influence``, times ``HW / |s|``. Higher is better.
+    ``k=None``: 2 % of the pixels (Quantus's 1000 at 224 x 224, scaled by the pixel count)."""
     a = preprocess(data.relevance, abs=abs, normalise=normalise).flatten(1)
     s = _masks(data)
-    if not 0 < k <= a.shape[1]:
-        raise ValueError(f"k must be in 1..{a.shape[1]}, got {k}")
+    k = scaled_count(k, a.shape[1], 1000, "k")
     top = descending_ranks(a) < k
     score = (top & s).sum(1).double() / k
     if concept_influence:

@@ -37,10 +37,12 @@ def register_metrics(register):
          "Spearman(|r|) between the maps of the explained class and of a random other class"),
     ]:
         register(MetricSpec(name=name, kind=kind, factory=f"{module}:{name}", higher_is_better=higher,
-                            needs=needs, options=options, reference=reference, description=description))
+                            needs=needs, options=options, reference=reference, description=description,
+                            forwards=FORWARDS[name]))
     for name, module, kind, higher, needs, options, reference, description in SUITE:
         register(MetricSpec(name=name, kind=kind, factory=f"{module}:{name}", higher_is_better=higher,
-                            needs=needs, options=options, reference=reference, description=description))
+                            needs=needs, options=options, reference=reference, description=description,
+                            forwards=FORWARDS[name]))
 
 
 # ------------------------------------------------------------ the Quantus-named suite
@@ -65,7 +67,7 @@ _ABS = {"abs": True, "normalise": True}
 #: (name, module, kind, higher is better, needs, options (Quantus's names; attribkit's defaults), paper, what)
 SUITE: list[tuple[str, str, str, bool, tuple[str, ...], dict, str, str]] = [
     ("faithfulness_correlation", CORR, "faithfulness", True, ("forward",),
-     {"nr_runs": 100, "subset_size": 224, "perturb_baseline": "black", **_PRE, "softmax": False, "seed": 0},
+     {"nr_runs": 100, "subset_size": None, "perturb_baseline": "black", **_PRE, "softmax": False, "seed": 0},
      BHATT, "Pearson correlation of a random subset's relevance with the output drop when it is removed"),
     ("faithfulness_estimate", CORR, "faithfulness", True, ("forward",),
      {"features_in_step": None, "perturb_baseline": "black", **_PRE, "softmax": False},
@@ -84,12 +86,12 @@ SUITE: list[tuple[str, str, str, bool, tuple[str, ...], dict, str, str]] = [
      "Bach et al. 2015, On Pixel-Wise Explanations for Non-Linear Classifier Decisions by LRP, PLoS ONE 10(7)",
      "area under the target probability as the most relevant pixels are set to the baseline (unit steps)"),
     ("region_perturbation", FAITH, "faithfulness", True, ("forward",),
-     {"patch_size": 8, "order": "morf", "regions_evaluation": 100, "perturb_baseline": "black", **_PRE,
+     {"patch_size": None, "order": "morf", "regions_evaluation": 100, "perturb_baseline": "black", **_PRE,
       "softmax": True, "seed": 0, "quantus_compat": False},
      "Samek et al. 2017, Evaluating the Visualization of What a Deep Neural Network Has Learned, IEEE TNNLS 28(11)",
      "AOPC: mean output drop as the most relevant patches are removed"),
     ("selectivity", FAITH, "faithfulness", False, ("forward",),
-     {"patch_size": 8, "perturb_baseline": "black", **_PRE, "softmax": True}, MONTAVON,
+     {"patch_size": None, "perturb_baseline": "black", **_PRE, "softmax": True}, MONTAVON,
      "area under the output as the most relevant patches are removed (unit steps)"),
     ("sensitivity_n", CORR, "faithfulness", True, ("forward",),
      {"n_max_percentage": 0.8, "features_in_step": None, "n_values": 8, "nr_samples": 16,
@@ -97,7 +99,7 @@ SUITE: list[tuple[str, str, str, bool, tuple[str, ...], dict, str, str]] = [
      "Ancona et al. 2018, Towards Better Understanding of Gradient-based Attribution Methods, ICLR",
      "mean over subset sizes n of the correlation of a random n-subset's relevance with the output drop"),
     ("irof", FAITH, "faithfulness", True, ("forward",),
-     {"segmentation_method": "slic", "patch_size": 8, "perturb_baseline": "mean", **_PRE, "softmax": True,
+     {"segmentation_method": "slic", "patch_size": None, "perturb_baseline": "mean", **_PRE, "softmax": True,
       "quantus_compat": False},
      "Rieger & Hansen 2020, IROF: a Low Resource Evaluation Metric for Explanation Methods, arXiv:2003.08747",
      "area over the relative output as superpixels are removed, most relevant first"),
@@ -109,7 +111,7 @@ SUITE: list[tuple[str, str, str, bool, tuple[str, ...], dict, str, str]] = [
      "Dasgupta, Frost & Moshkovitz 2022, Framework for Evaluating Faithfulness of Local Explanations, ICML",
      "share of the images with a similar explanation that get the same prediction"),
     ("infidelity", CORR, "faithfulness", False, ("forward",),
-     {"perturb_patch_sizes": (4,), "n_perturb_samples": 10, "perturb_baseline": "black", "loss_func": "mse",
+     {"perturb_patch_sizes": None, "n_perturb_samples": 10, "perturb_baseline": "black", "loss_func": "mse",
       "abs": False, "normalise": False, "softmax": False, "seed": 0, "quantus_compat": False}, YEH,
      "mean squared gap between the relevance of a removed square (times the change) and the output drop"),
     ("local_lipschitz_estimate", ROBUST, "robustness", False, ("model", "method", "forward"),
@@ -151,7 +153,7 @@ SUITE: list[tuple[str, str, str, bool, tuple[str, ...], dict, str, str]] = [
      "Kohlbrenner et al. 2020, Towards Best Practice in Explaining Neural Network Decisions with LRP, IJCNN",
      "share of the (absolute) relevance inside the mask"),
     ("top_k_intersection", LOCAL, "localisation", True, ("ground_truth",),
-     {"k": 1000, "concept_influence": False, **_PRE},
+     {"k": None, "concept_influence": False, **_PRE},
      "Theiner, Müller-Budack & Ewerth 2021, Interpretable Semantic Photo Geolocation, WACV",
      "share of the k most relevant pixels inside the mask"),
     ("auc", LOCAL, "localisation", True, ("ground_truth",), {**_PRE},
@@ -193,3 +195,51 @@ SUITE: list[tuple[str, str, str, bool, tuple[str, ...], dict, str, str]] = [
      "Kindermans et al. 2019, The (Un)reliability of Saliency Methods, LNCS 11700",
      "the map is unchanged by a constant input shift absorbed by the first layer's bias"),
 ]
+
+
+#: metrics whose score orders (or correlates) the pixels by their relevance: for a constant
+#: map that order is arbitrary, so ``ak.evaluate`` makes the image's score NaN (MetricWarning)
+RANKING = frozenset({
+    "deletion_auc", "insertion_auc", "road_morf", "road_lerf", "road", "pointing_game",
+    "relevance_rank_accuracy", "top_k_intersection", "cascading_randomization", "random_logit", "mprt",
+    "faithfulness_correlation", "faithfulness_estimate", "monotonicity", "monotonicity_correlation",
+    "pixel_flipping", "region_perturbation", "selectivity", "irof", "sensitivity_n", "consistency",
+})
+
+_EXPLAINS = "explanations of perturbed copies"
+#: model forwards per image with the default options (``attribkit metrics``; measured by
+#: ``benchmarks/metric_forwards.py``); re-explaining metrics count explanations of copies
+FORWARDS: dict[str, str] = {
+    "deletion_auc": "steps + 1 (33)", "insertion_auc": "steps + 1 (33)",
+    "road_morf": "9 fractions (9)", "road_lerf": "9 fractions (9)", "road": "len(percentages) (10)",
+    "pointing_game": "0", "relevance_mass_accuracy": "0", "relevance_rank_accuracy": "0",
+    "attribution_localisation": "0", "top_k_intersection": "0", "auc": "0",
+    "sparseness": "0", "complexity": "0", "effective_complexity": "0",
+    "cascading_randomization": "1 explanation per randomised layer",
+    "random_logit": "1 explanation (another class)",
+    "faithfulness_correlation": "nr_runs + 1 (101)",
+    "faithfulness_estimate": "32 groups + 1 (33)",
+    "monotonicity": "32 steps (32)",
+    "monotonicity_correlation": "32 groups x nr_samples + 1 (161)",
+    "pixel_flipping": "32 steps (32)",
+    "region_perturbation": "min(regions_evaluation, 64 patches) + 1 (65)",
+    "selectivity": "64 patches (64)",
+    "sensitivity_n": "n_values x nr_samples + 1 (129)",
+    "irof": "superpixels + 1 (about 100 with SLIC)",
+    "sufficiency": "1", "consistency": "1",
+    "infidelity": "64 patches per patch size x draws + 1 (65)",
+    "local_lipschitz_estimate": f"nr_samples {_EXPLAINS} (200)",
+    "max_sensitivity": f"nr_samples {_EXPLAINS} (200)",
+    "avg_sensitivity": f"nr_samples {_EXPLAINS} (200)",
+    "continuity": f"nr_steps {_EXPLAINS} (28)",
+    "relative_input_stability": f"nr_samples {_EXPLAINS} + nr_samples + 1 (200 + 201)",
+    "relative_output_stability": f"nr_samples {_EXPLAINS} + nr_samples + 1 (200 + 201)",
+    "relative_representation_stability": f"nr_samples {_EXPLAINS} + nr_samples + 1 (200 + 201)",
+    "focus": "1 explanation of a 2x2 mosaic",
+    "mprt": "1 explanation per randomised layer",
+    "emprt": "1 explanation (per layer with skip_layers=False)",
+    "smprt": "nr_samples explanations x (layers + 1)",
+    "completeness": "2",
+    "non_sensitivity": "32 groups + 1 (33)",
+    "input_invariance": "1 explanation (shifted model)",
+}

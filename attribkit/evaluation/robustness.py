@@ -212,6 +212,8 @@ def _stability(data: MetricInput, output: str, nr_samples: int, lower_bound: flo
             hp = torch.cat([torch.as_tensor(data.predict(chunk)).double()
                             for chunk in xp.flatten(0, 1).split(data.batch_size)]).view(*xp.shape[:2], -1)
         bottom = (h0[:, None] - hp).norm(dim=-1)
+        if return_nan:  # the same forwards give the predictions
+            changed = hp.argmax(-1) != h0.argmax(1)[:, None]
     elif output == "representation":
         l0, logits0 = representations(data.model, data.inputs, layers, data.batch_size)
         lp, logits = representations(data.model, xp.flatten(0, 1), layers, data.batch_size)

@@ -82,20 +82,6 @@ def baseline_values(images: torch.Tensor, perturb_baseline: str | float,
     return value.view(b, 1, 1, 1).expand_as(images).clone()
 
 
-#: steps of the per-pixel curves when ``features_in_step`` is None (Quantus's default is
-#: 1 pixel per step: ``H*W`` model calls per image, 4,096 at 64x64)
-DEFAULT_STEPS = 32
-
-
-def step_size(features_in_step: int | None, n_pixels: int) -> int:
-    """``features_in_step``, or (None) the step that makes :data:`DEFAULT_STEPS` steps."""
-    if features_in_step is None:
-        return max(1, math.ceil(n_pixels / DEFAULT_STEPS))
-    if int(features_in_step) < 1:
-        raise ValueError(f"features_in_step must be >= 1, got {features_in_step}")
-    return int(features_in_step)
-
-
 def compact_fill(fill: torch.Tensor) -> torch.Tensor:
     """``(B, 1, 1, 1)`` when every image's fill is one constant (black, white, mean, a
     number), so that building rows broadcasts it instead of copying it; else ``fill``."""
