@@ -53,8 +53,7 @@ SPECS = (
                    "for Localization, IEEE TIP 30:5875-5888, doi:10.1109/TIP.2021.3089943",
          description="element-wise positive gradient times activation"),
     _cam("scorecam", aliases=("score_cam",), needs=("module", "layer"),
-         options={"forward_batch_size": FORWARD_BATCH_SIZE, "align_corners": True, "relu": True,
-                  **LAYOUT},
+         options={"forward_batch_size": None, "align_corners": True, "relu": True, **LAYOUT},
          reference="Wang et al. 2020, Score-CAM: Score-Weighted Visual Explanations for "
                    "Convolutional Neural Networks, CVPR Workshops, arXiv:1910.01279",
          description="softmax of the scores of inputs masked by each activation map"),

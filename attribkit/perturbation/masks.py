@@ -8,6 +8,7 @@ import torch
 
 from attribkit.errors import InputError
 from attribkit.progress import progress
+from attribkit.torch.chunking import measure, rows_per_chunk
 from attribkit.torch.targets import ChunkTarget
 
 DEFAULT_ROWS = 256
@@ -31,7 +32,9 @@ def masked_scores(predict: Callable[[torch.Tensor], torch.Tensor], inputs: torch
         transform: applied to the scores before the target is selected
             (e.g. ``lambda s: s.softmax(1)`` for probabilities).
         rows: perturbed images built and scored at a time (memory bound);
-            default: ``predict.batch_size`` or 256.
+            default: ``predict.batch_size``, else as many as the memory budget
+            holds (:mod:`attribkit.torch.chunking`, measured by one forward of
+            one image of ``predict.module``), at most 256.
 
     All ``B * N`` perturbed images are streamed image-major through the model
     in chunks of ``rows``; the result is ``(B, N)``.
@@ -43,7 +46,8 @@ def masked_scores(predict: Callable[[torch.Tensor], torch.Tensor], inputs: torch
     masks = masks.to(device=inputs.device, dtype=inputs.dtype)
     base = torch.as_tensor(baseline, dtype=inputs.dtype, device=inputs.device)
     base = base.expand_as(inputs) if base.ndim else base
-    rows = rows or getattr(predict, "batch_size", None) or DEFAULT_ROWS
+    rows = rows or getattr(predict, "batch_size", None) or min(DEFAULT_ROWS, rows_per_chunk(
+        measure(getattr(predict, "module", None), inputs, grad=False)))
     out = []
     with progress(b * n, "perturbed images", unit="image") as bar:
         for start in range(0, b * n, rows):

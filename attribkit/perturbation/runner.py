@@ -12,6 +12,7 @@ import torch
 
 from attribkit.errors import InputError
 from attribkit.predict import as_predict
+from attribkit.progress import labelled
 from attribkit.result import Attribution
 from attribkit.torch.checks import prepare_inputs
 from attribkit.torch.guard import model_guard
@@ -60,7 +61,7 @@ def forward_kernel(kernel: Callable | None = None, *, image: bool = True,
         chosen = ChunkTarget(parse_target(target, len(x)))
         guard = (model_guard(predict.module, exclusive=not thread_safe) if predict.module is not None
                  else contextlib.nullcontext())
-        with guard, torch.no_grad():
+        with guard, torch.no_grad(), labelled(method):
             chosen.clean_scores = chosen.select(predict(x))
             values = kernel(predict, x, chosen, **options)
         indices = None if chosen.is_callable or chosen.indices is None else chosen.indices.cpu()

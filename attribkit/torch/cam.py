@@ -38,7 +38,8 @@ the automatic layer choice uses. Hooks are removed in ``finally``.
 
 Score-CAM runs its ``B * C`` masked forwards in batches of
 ``forward_batch_size`` rows (rows of all images together), on the inputs'
-device, without NumPy.
+device, without NumPy; by default (``None``) as many rows as the memory budget
+of :mod:`attribkit.torch.chunking` holds, measured by one forward of one image.
 
 Ablation-CAM, which runs only the part of the model after the layer on its
 ablated copies, lives in :mod:`attribkit.torch.ablation`.
@@ -58,6 +59,7 @@ from torch import nn
 from attribkit.errors import InvalidOptionError, LayerError
 from attribkit.progress import progress
 from attribkit.torch.capture import LayerCapture, describe_output, forward_hooks
+from attribkit.torch.chunking import measure, rows_per_chunk
 from attribkit.torch.layout import ChannelLastProbe, Layout, LayoutRequest, resolve_layout
 from attribkit.torch.runner import torch_kernel
 from attribkit.torch.targets import ChunkTarget
@@ -344,13 +346,16 @@ def cam(model, inputs, target, layer, *, relu: bool) -> torch.Tensor:
 
 
 @torch_kernel(autograd=False, thread_safe=True)
-def scorecam(model, inputs, target, layer, *, forward_batch_size: int, align_corners: bool,
+def scorecam(model, inputs, target, layer, *, forward_batch_size: int | None, align_corners: bool,
              relu: bool, layout: str | None = None, prefix_tokens: int | None = None,
              grid: tuple[int, int] | None = None) -> torch.Tensor:
     """Score-CAM (Wang et al. 2020, arXiv:1910.01279): each activation map, upsampled
     to the input and min-max normalised, masks the input; ``alpha = softmax_k`` of
     the target scores of the ``C`` masked inputs."""
-    step = _check_batch_size(forward_batch_size)
+    if forward_batch_size is None:  # as many rows as the memory budget holds
+        step = rows_per_chunk(measure(model, inputs, grad=False))
+    else:
+        step = _check_batch_size(forward_batch_size)
     request = LayoutRequest.parse(layout, prefix_tokens, grid)
     with torch.no_grad():
         _, acts, _ = layer_activations(model, inputs, layer, request)

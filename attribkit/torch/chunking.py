@@ -99,9 +99,9 @@ class ActivationMeter:
         in_bytes = _nbytes(inputs[0]) if inputs else 0
         pointers = {t.data_ptr() for t in inputs}
         for out in _tensors(output):
-            size = _nbytes(out)
-            if out.data_ptr() not in pointers:  # an in-place op or a view adds nothing
-                self.kept += size
+            fresh = out.data_ptr() not in pointers  # an in-place op or a view adds nothing
+            size = _nbytes(out) if fresh else 0
+            self.kept += size
             self.largest = max(self.largest, size + in_bytes)
 
     def __enter__(self) -> "ActivationMeter":

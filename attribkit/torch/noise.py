@@ -1,8 +1,9 @@
 """The noise tunnel: SmoothGrad, SmoothGrad² and VarGrad around any method.
 
 For each image ``x`` with value range ``r = max(x) - min(x)``, ``n`` noisy
-copies ``x + N(0, (stdev * r)^2)`` are explained in one batched call (chunked
-by ``batch_size``) and the maps ``M_1..M_n`` aggregated:
+copies ``x + N(0, (stdev * r)^2)`` are explained in chunks of rows (``batch_size``,
+or sized from the input by :mod:`attribkit.torch.chunking`) and the maps
+``M_1..M_n`` aggregated:
 
 - ``smoothgrad``    ``mean_j M_j``          (Smilkov et al. 2017, arXiv:1706.03825)
 - ``smoothgrad_sq`` ``mean_j M_j^2``        (Hooker et al. 2019, arXiv:1806.10758)
@@ -21,9 +22,12 @@ from typing import Any
 import torch
 
 from attribkit.errors import InvalidOptionError
+from attribkit.progress import labelled, progress
 from attribkit.result import Attribution
-from attribkit.torch.guard import model_guard
 from attribkit.torch.checks import prepare_inputs
+from attribkit.torch.chunking import measure, rows_per_chunk
+from attribkit.torch.guard import model_guard
+from attribkit.torch.runner import chunks
 from attribkit.torch.targets import ChunkTarget, parse_target
 
 KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
@@ -89,20 +93,38 @@ def clean_targets(model: Callable, inputs: torch.Tensor, target: Any) -> Any:
 def run_noise_tunnel(impl: Callable[..., Attribution], tunnel: NoiseTunnel, model: Any,
                      inputs: torch.Tensor, *, method: str, target: Any, layer: Any,
                      batch_size: int | None, options: dict[str, Any]) -> Attribution:
-    """Explain ``n`` noisy copies of every image in one batched call and aggregate."""
+    """Explain ``n`` noisy copies of every image and aggregate.
+
+    The ``B * n`` copies are explained in chunks of ``batch_size`` rows, or, without
+    one, of as many rows as the memory budget holds
+    (:func:`~attribkit.torch.chunking.rows_per_chunk`, from one forward of one
+    image), under one progress bar; the maps equal those of a single call.
+    """
     inputs = prepare_inputs(model, inputs, image=False)
     targets = clean_targets(model, inputs, target)
+    copies = noisy_copies(inputs, tunnel)
     if isinstance(targets, torch.Tensor):
         expanded = targets.repeat_interleave(tunnel.n_samples)
     else:
         expanded = targets  # a callable acts row by row
-    inner = impl(model, noisy_copies(inputs, tunnel), method=method, target=expanded,
-                 layer=layer, batch_size=batch_size, options=options)
+    step = batch_size
+    if batch_size is None:
+        with model_guard(model, exclusive=False):
+            step = rows_per_chunk(measure(model, inputs, grad=True))
+    parts = []
+    with labelled(method), progress(len(copies), f"{tunnel.kind}: noisy copies", unit="row") as bar:
+        for start, stop in chunks(len(copies), step):
+            part_target = expanded[start:stop] if isinstance(expanded, torch.Tensor) else expanded
+            parts.append(impl(model, copies[start:stop], method=method, target=part_target,
+                              layer=layer, batch_size=batch_size, options=options))
+            bar.update(stop - start)
+    values = [p.values for p in parts]
     return dataclasses.replace(
-        inner,
-        values=aggregate(inner.values, len(inputs), tunnel.kind),
+        parts[0],
+        values=aggregate(torch.cat(values) if len(values) > 1 else values[0], len(inputs),
+                         tunnel.kind),
         target=targets if isinstance(targets, torch.Tensor) else None,
-        meta={**inner.meta, "noise_tunnel": dataclasses.asdict(tunnel)},
+        meta={**parts[0].meta, "noise_tunnel": dataclasses.asdict(tunnel)},
     )
 
 
