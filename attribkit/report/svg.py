@@ -7,6 +7,9 @@ from collections.abc import Mapping, Sequence
 
 from attribkit.report.page import esc, number
 
+#: width allowed per character of a label at the charts' 11 px font (wider than the average
+#: glyph of the usual sans-serif fonts, DejaVu Sans included)
+CHAR_PX = 7.0
 #: colours of the series (colour-blind friendly, Okabe and Ito's palette)
 PALETTE = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000", "#f0e442")
 
@@ -83,8 +86,12 @@ def line_chart(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
 
 def bar_chart(values: Mapping[str, float], *, title: str, unit: str, reference: float | None = None,
               reference_label: str = "", width: int = 460) -> str:
-    """Horizontal bars, one per name, with a dashed vertical line at ``reference``."""
-    left, right, top, row = 170, 70, 30, 22
+    """Horizontal bars, one per name, with a dashed vertical line at ``reference``. The
+    names' column is as wide as the longest name (at :data:`CHAR_PX`), the bars keep
+    ``width`` minus 170 px; the chart widens instead of cutting a name."""
+    right, top, row = 70, 30, 22
+    left = max(170, round(CHAR_PX * max((len(n) for n in values), default=0)) + 12)
+    width += left - 170
     height = top + row * max(1, len(values)) + 34
     finite = [v for v in values.values() if math.isfinite(v)]
     hi = max(finite + ([reference] if reference is not None else []) + [1e-12])

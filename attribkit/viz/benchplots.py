@@ -17,12 +17,16 @@ import numpy as np
 from matplotlib.figure import Figure
 
 ArrayLike = Sequence[float] | np.ndarray
+LABEL_CHAR_IN = 0.085  # inches per character of a tick label at the default 10 pt, a little over DejaVu Sans's
 
 
 def plot_speed(times: Mapping[str, float | ArrayLike], *, floor: float | None = None,
                floor_label: str = "floor", unit: str = "ms", title: str | None = None,
                log: bool = False) -> Figure:
     """Horizontal bars: the time of each method, fastest on top.
+
+    The figure widens with the longest name, so that names are never cut and the
+    bars keep about 4 inches.
 
     Args:
         times: method -> one time or several repeats (the bar is the median,
@@ -36,7 +40,9 @@ def plot_speed(times: Mapping[str, float | ArrayLike], *, floor: float | None = 
     runs = [np.atleast_1d(np.asarray(times[n], dtype=float)) for n in names]
     medians = np.array([np.median(r) for r in runs])
     order = np.argsort(medians)[::-1]  # barh draws bottom-up: fastest ends on top
-    fig = Figure(figsize=(6, 0.45 * len(names) + 1.2), layout="constrained")
+    # the names' column grows with the longest name (peers in brackets make long ones): the bars keep ~4 in
+    label_in = LABEL_CHAR_IN * max((len(n) for n in names), default=0)
+    fig = Figure(figsize=(max(6.0, 4.6 + label_in), 0.45 * len(names) + 1.2), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(names))
     low = np.array([medians[k] - runs[k].min() for k in order])
