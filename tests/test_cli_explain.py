@@ -155,3 +155,18 @@ def test_class_folders_name_outputs_by_their_path(tmp_path, capsys):
         imsave(tmp_path / "data" / folder / "01.png", make_scene(32))
     assert main(["explain", str(tmp_path / "data"), *MODEL, "--out", str(tmp_path / "out")]) == 0
     assert sorted(p.name for p in (tmp_path / "out").glob("*.npy")) == ["cat_01_saliency.npy", "dog_01_saliency.npy"]
+
+
+def test_explain_dataset_lists_the_odd_entries_of_a_class_folder(tmp_path, capsys):
+    cat = tmp_path / "data" / "cat"
+    cat.mkdir(parents=True)
+    imsave(cat / "a.png", make_scene(32))
+    (cat / "x.png").mkdir()
+    os.symlink("self", cat / "self")
+    (tmp_path / "data" / "empty.jpg").mkdir()  # not a class folder: an empty folder named like an image
+    assert main(["explain-dataset", str(tmp_path / "data"), "--model", "tests.test_cli:small_model", "--size", "32",
+                 "--methods", "saliency", "--out", str(tmp_path / "run.zarr"), "--no-progress", "--workers", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped cat/x.png: an empty folder, not an image file" in err
+    assert "skipped cat/self: a symbolic link that leads nowhere" in err
+    assert "skipped empty.jpg: an empty folder, not an image file" in err
