@@ -94,7 +94,7 @@ def class_spaces(label_names: Sequence[str] | None, model_names: Sequence[str] |
         return ClassSpaces(label_names, model_names, {i: found[i][0] for i in seen}, (
             f"Labels are compared with predictions by name: each of the data's classes is one of the "
             f"model's {len(model_names)} class names."))
-    beyond = sorted({p for p in predicted if p >= len(label_names)})
+    beyond = list(dict.fromkeys(p for p in predicted if p >= len(label_names)))  # in the rows' order
     if beyond:
         return ClassSpaces(label_names, None, None, (
             f"Labels are not compared with predictions: the model predicts class {beyond[0]}"
