@@ -256,7 +256,7 @@ class MetricSpec(_Spec):
         needs: ``forward`` (a ``predict`` callable), ``ground_truth`` (evidence
             masks), ``model`` (the module itself), ``method`` (re-explaining).
         forwards: what one image costs with the default options, in words
-            (``"steps + 1 (33)"``, ``"0"``, ``"nr_samples explanations (200)"``).
+            the count first (``"33 (steps + 1)"``, ``"0"``, ``"200 explanations (nr_samples)"``).
         options, aliases, reference, description, plugin: as for methods.
     """
 

@@ -216,9 +216,13 @@ def _stability(data: MetricInput, output: str, nr_samples: int, lower_bound: flo
             changed = hp.argmax(-1) != h0.argmax(1)[:, None]
     elif output == "representation":
         l0, logits0 = representations(data.model, data.inputs, layers, data.batch_size)
-        lp, logits = representations(data.model, xp.flatten(0, 1), layers, data.batch_size)
-        lp = lp.view(*xp.shape[:2], -1)
-        bottom = _relative(l0[:, None] - lp, l0[:, None], eps_min).norm(dim=-1)
+
+        def change(rep: torch.Tensor, first: int) -> torch.Tensor:  # ||(L(x) - L(x')) / L(x)|| per row
+            ref = l0[torch.arange(first, first + len(rep), device=l0.device) // nr_samples]
+            return _relative(ref - rep, ref, eps_min).norm(dim=-1)
+
+        bottom, logits = representations(data.model, xp.flatten(0, 1), layers, data.batch_size, change)
+        bottom = bottom.view(xp.shape[:2])
         if return_nan:  # the same forwards give the predictions
             changed = logits.argmax(1).view(xp.shape[:2]) != logits0.argmax(1)[:, None]
     else:
@@ -281,16 +285,27 @@ def hidden_layers(model: nn.Module, layer_names: list[str] | None = None,
             if n and not isinstance(m, (nn.Sequential, type(model)))]
 
 
+#: bytes of float64 representation rows held at once (the chunk shrinks below ``batch_size``
+#: when a row is large: every layer's output of a 224 px image is megabytes)
+REPRESENTATION_BYTES = 2**28
+
+
 def representations(model: nn.Module, inputs: torch.Tensor, layers: list[tuple[str, nn.Module]],
-                    batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+                    batch_size: int, reduce: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(N, D)`` float64 concatenated flattened outputs of ``layers`` (captured with
     :class:`attribkit.torch.capture.LayerCapture`, hooks removed after each chunk) and
-    the ``(N, classes)`` model outputs of the same forwards, ``batch_size`` rows at a time."""
+    the ``(N, classes)`` model outputs of the same forwards, at most ``batch_size`` rows
+    at a time and :data:`REPRESENTATION_BYTES` of representations. With ``reduce(rows,
+    first)`` each chunk's ``(n, D)`` rows (the first being row ``first``) are reduced as
+    they come (to ``(n,)``, say) and only that is kept."""
     from attribkit.torch.capture import LayerCapture, tensor_output
 
     reps, outs = [], []
+    start, rows = 0, 1  # one row first, to learn D
     with torch.no_grad():
-        for chunk in inputs.split(batch_size):
+        while start < len(inputs):
+            chunk = inputs[start:start + rows]
             captures = [LayerCapture(m, n, check=tensor_output(n)) for n, m in layers]
             with contextlib.ExitStack() as stack:
                 for cap in captures:
@@ -299,7 +314,10 @@ def representations(model: nn.Module, inputs: torch.Tensor, layers: list[tuple[s
             missing = [cap.name for cap in captures if cap.calls == 0]
             if missing:
                 raise ValueError(f"layer(s) {', '.join(missing)} not called by the forward")
-            reps.append(torch.cat([cap.output.reshape(len(chunk), -1).double() for cap in captures], 1))
+            rep = torch.cat([cap.output.reshape(len(chunk), -1).double() for cap in captures], 1)
+            reps.append(rep if reduce is None else reduce(rep, start))
+            start += len(chunk)
+            rows = max(1, min(batch_size, REPRESENTATION_BYTES // (8 * rep.shape[1])))
     return torch.cat(reps), torch.cat(outs)
 
 

@@ -284,7 +284,7 @@ METRICS = {
         "reference": "Yeh et al. 2019, On the (In)fidelity and Sensitivity of Explanations, "
                      "arXiv:1901.09392",
         "description": "squared error between attribution-predicted and actual score changes",
-        "forwards": "n_perturb_samples + 1 (11)",
+        "forwards": "11 (n_perturb_samples + 1)",
     },
     "captum.sensitivity_max": {
         "factory": "attribkit_captum.metrics:sensitivity_max_metric",
@@ -296,6 +296,6 @@ METRICS = {
         "reference": "Yeh et al. 2019, On the (In)fidelity and Sensitivity of Explanations, "
                      "arXiv:1901.09392",
         "description": "largest relative change of the map under small input perturbations",
-        "forwards": "n_perturb_samples explanations of perturbed copies (10)",
+        "forwards": "10 explanations (n_perturb_samples)",
     },
 }
