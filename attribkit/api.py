@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from attribkit import reuse
 from attribkit.errors import InvalidOptionError
 from attribkit.host import PluginInfo, get_host
 from attribkit.registry import MethodSpec, MetricSpec
@@ -77,11 +79,17 @@ def explain(model: Any, inputs: Any, target: Any = None, *, method: str = "salie
         )
     bound = spec.bind_options(options)
     impl = spec.load()
+    start = time.perf_counter()
     if noise_tunnel is not None:
         from attribkit.torch.noise import NoiseTunnel, run_noise_tunnel
 
-        return run_noise_tunnel(impl, NoiseTunnel.of(noise_tunnel), model, inputs,
-                                method=spec.name, target=target, layer=layer,
-                                batch_size=batch_size, options=bound)
-    return impl(model, inputs, method=spec.name, target=target, layer=layer,
-                batch_size=batch_size, options=bound)
+        result = run_noise_tunnel(impl, NoiseTunnel.of(noise_tunnel), model, inputs,
+                                  method=spec.name, target=target, layer=layer,
+                                  batch_size=batch_size, options=bound)
+    else:
+        result = impl(model, inputs, method=spec.name, target=target, layer=layer,
+                      batch_size=batch_size, options=bound)
+    if time.perf_counter() - start >= reuse.RECORD_AFTER_S:  # for ak.compare (attribkit.reuse)
+        reuse.remember(reuse.fingerprint(model, inputs), spec.name, result, copy=True, target=target,
+                       layer=layer, batch_size=batch_size, noise_tunnel=noise_tunnel, options=bound)
+    return result

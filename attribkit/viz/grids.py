@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from attribkit import reuse
 from attribkit.images import to_display
 from attribkit.result import Attribution
 from attribkit.viz.figures import (
@@ -105,6 +106,10 @@ def compare(model: Any, images: Any, methods: Sequence[MethodArg] | None = None,
             threshold: float = 0.25, channels: str = "sum", **explain_options: Any) -> Figure:
     """Explain ``images`` with each of ``methods`` and draw a grid: images x methods.
 
+    A result already computed for the same model (weights unchanged), images,
+    method, options and target, by an earlier ``compare`` or a slow
+    :func:`attribkit.explain`, is reused (see :mod:`attribkit.reuse`).
+
     Each cell is titled with the method and the explained class with the model's
     probability for it (``"gradcam\\ngreat grey owl (0.93)"``). Class names
     come from ``class_names`` (a sequence, a mapping, a
@@ -132,11 +137,17 @@ def compare(model: Any, images: Any, methods: Sequence[MethodArg] | None = None,
     if methods is None:
         methods = [spec.name for spec in registered()]
     probs = model_scores(model, images)
+    seen = reuse.fingerprint(model, images)
     columns = []
     for spec, options in _method_options(methods, explain_options):
         try:
-            result = explain(model, images, target, method=spec.name, layer=layer,
-                             batch_size=batch_size, **options)
+            call = dict(target=target, layer=layer, batch_size=batch_size, noise_tunnel=None,
+                        options=spec.bind_options(options))
+            result = reuse.lookup(seen, spec.name, **call)
+            if result is None:
+                result = explain(model, images, target, method=spec.name, layer=layer,
+                                 batch_size=batch_size, **options)
+                reuse.remember(seen, spec.name, result, **call)
         except Exception as exc:
             if not skip_failures:
                 raise
@@ -166,7 +177,7 @@ def compare_models(models: Mapping[str, Any], images: Any, method: str = "salien
     ``layer`` may be a dotted name present in every model, or ``None`` (found
     per model). Other arguments as in :func:`compare`.
     """
-    from attribkit.api import explain
+    from attribkit.api import explain, get_method
 
     if not isinstance(models, Mapping):
         models = {f"model {k}": m for k, m in enumerate(models)}
@@ -174,8 +185,14 @@ def compare_models(models: Mapping[str, Any], images: Any, method: str = "salien
     for name, model in models.items():
         probs = model_scores(model, images)
         classes = probs.shape[1] if classes in (None, probs.shape[1]) else -1
-        result = explain(model, images, target, method=method, layer=layer,
-                         batch_size=batch_size, **options)
+        seen, spec = reuse.fingerprint(model, images), get_method(method)
+        call = dict(target=target, layer=layer, batch_size=batch_size, noise_tunnel=None,
+                    options=spec.bind_options(options))
+        result = reuse.lookup(seen, spec.name, **call)
+        if result is None:
+            result = explain(model, images, target, method=method, layer=layer,
+                             batch_size=batch_size, **options)
+            reuse.remember(seen, spec.name, result, **call)
         columns.append((name, result, probs))
     method_name = columns[0][1].method if columns else method
     return _draw(columns, to_display(images, mean, std), resolve_class_names(class_names, classes),
