@@ -56,7 +56,6 @@ def evaluate(model: Any, inputs: Any, relevance: Any, targets: Any = None, *,
     from attribkit.api import get_metric
     from attribkit.errors import InvalidOptionError
     from attribkit.evaluation import checks
-    from attribkit.evaluation.plugin import RANKING
     from attribkit.perturbation.runner import as_batch
     from attribkit.predict import as_predict
     from attribkit.result import Attribution
@@ -91,14 +90,9 @@ def evaluate(model: Any, inputs: Any, relevance: Any, targets: Any = None, *,
         data = MetricInput(predict=predict, inputs=x, relevance=rel,
                            targets=checks.class_targets(targets, predict, x, names), masks=masks,
                            model=predict.module, explain=explain_fn, batch_size=batch_size)
-        degenerate = checks.degenerate_images(rel, x, masks)
         out = {}
-        for spec, opts in zip(specs, bound):
-            result = spec.load()(data, **opts)
-            result.scores = checks.undefined_scores(spec.name, result.scores, degenerate,
-                                                    ranks=spec.name in RANKING,
-                                                    masked="ground_truth" in spec.needs)
-            out[spec.name] = result
+        for spec, opts in zip(specs, bound):  # a loop, not a comprehension: the warnings' stack level
+            out[spec.name] = checks.run_metric(spec, data, opts)
         return out
 
 

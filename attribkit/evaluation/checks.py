@@ -12,7 +12,7 @@ and the metrics):
 - masks (:func:`evidence_masks`): ``(B, H, W)`` or ``(B, 1, H, W)``, bool or 0/1;
 - targets (:func:`class_targets`): one class index per image, in the model's range.
 
-After each metric (:func:`undefined_scores`): a score that is NaN or infinite, or the
+After each metric (:func:`run_metric`, :func:`undefined_scores`): a score that is NaN or infinite, or the
 score of a metric that orders pixels by relevance (:data:`~attribkit.evaluation.plugin.RANKING`)
 for a constant map, becomes NaN, with one :class:`~attribkit.errors.MetricWarning`
 naming the metric, the images and why.
@@ -158,10 +158,11 @@ def degenerate_images(rel: torch.Tensor, x: torch.Tensor, masks: torch.Tensor | 
 
 
 def undefined_scores(name: str, scores: torch.Tensor, degenerate: dict[str, torch.Tensor], *,
-                     ranks: bool, masked: bool) -> torch.Tensor:
+                     ranks: bool, masked: bool, stacklevel: int = 2) -> torch.Tensor:
     """``scores`` with NaN where they are undefined, and a :class:`MetricWarning` naming
     ``name``, the images and why: non-finite scores; for a metric that ``ranks`` pixels
-    by relevance, images with a constant map; for a ``masked`` metric, empty masks."""
+    by relevance, images with a constant map; for a ``masked`` metric, empty masks.
+    ``stacklevel``: the warning's, as :func:`warnings.warn` counts it from here."""
     if scores.ndim == 0 or len(scores) != len(next(iter(degenerate.values()))):
         return scores
     rows = scores.reshape(len(scores), -1)
@@ -178,9 +179,24 @@ def undefined_scores(name: str, scores: torch.Tensor, degenerate: dict[str, torc
                          torch.full_like(scores, float("nan")), scores)
     images = undefined.nonzero().flatten().tolist()
     reasons = [f"{why} ({', '.join(map(str, hit.nonzero().flatten().tolist()))})"
-               for why, hit in degenerate.items() if bool((hit & undefined).any())]
+               for why, hit in degenerate.items()
+               if bool((hit & undefined).any()) and (masked or "mask" not in why)]
     why = "; ".join(reasons) if reasons else "see docs/metrics.md, 'Undefined scores'"
     shown = ", ".join(map(str, images[:10])) + (f" and {len(images) - 10} more" if len(images) > 10 else "")
     warnings.warn(MetricWarning(f"metric {name!r} is undefined (NaN) for image(s) {shown}: {why}"),
-                  stacklevel=3)
+                  stacklevel=stacklevel)
     return scores
+
+
+def run_metric(spec: Any, data: Any, options: dict[str, Any]) -> Any:
+    """``spec``'s metric on ``data`` (a :class:`~attribkit.evaluation.base.MetricInput`)
+    with bound ``options``, its undefined scores NaN with a :class:`MetricWarning`
+    (:func:`undefined_scores`): the one way ``ak.evaluate`` runs a metric, for any other
+    caller that wants the same values."""
+    from attribkit.evaluation.plugin import RANKING
+
+    result = spec.load()(data, **options)
+    degenerate = degenerate_images(data.relevance, data.inputs, data.masks)
+    result.scores = undefined_scores(spec.name, result.scores, degenerate, ranks=spec.name in RANKING,
+                                     masked="ground_truth" in spec.needs, stacklevel=4)
+    return result
