@@ -308,7 +308,8 @@ def internal_batch_size(entry: Entry, n_steps: int, rows: int, batch_size: int |
 def rows_counted(entry: Entry, model: Any, opts: dict[str, Any], images: int) -> Iterator[None]:
     """A progress bar (past 2 s) over the rows Captum runs through ``model``:
     of ``n_steps * images`` for the integrated-gradients family, else of an unknown total."""
-    if not isinstance(model, nn.Module):
+    module = model if isinstance(model, nn.Module) else getattr(model, "module", None)
+    if not isinstance(module, nn.Module):  # an ONNX session or a callable: no bar
         yield
         return
     total = opts["n_steps"] * images if "internal_batch_size" in opts else None
@@ -317,7 +318,7 @@ def rows_counted(entry: Entry, model: Any, opts: dict[str, Any], images: int) ->
             if args and isinstance(args[0], torch.Tensor):
                 bar.update(len(args[0]))
 
-        with forward_hook(model, count, pre=True):
+        with forward_hook(module, count, pre=True):
             yield
 
 
