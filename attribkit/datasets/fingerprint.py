@@ -7,58 +7,62 @@ resumed run compares the items of the batches it skips with their digests (a
 changed image is refused, not silently kept), and :mod:`attribkit.datasets.verify`
 compares the chunk files with theirs (a truncated or altered chunk is found).
 
-Digests are BLAKE2b (``hashlib``, which releases the GIL on large buffers):
-8 bytes per item, 16 per chunk. They detect damage and change, not an adversary.
+An item's digest is the first 8 bytes of its SHA-1, a chunk file's is its
+CRC-32 (with its size, as zip files and zarr's ``crc32c`` codec check chunks):
+both detect damage and change, not an adversary, and both are among the
+fastest in ``hashlib``/``zlib`` (which release the GIL on large buffers, so
+the writer thread hashes while the next batch is computed). On a shared
+2-core machine: CRC-32 about 2-3.5 GB/s, SHA-1 0.9-1.6 GB/s, BLAKE2b 0.5-0.6 GB/s.
 """
 
 from __future__ import annotations
 
 import hashlib
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ITEM_DIGEST = 8
-CHUNK_DIGEST = 16
+ITEM_DIGEST = 8  # bytes of SHA-1 kept
 
 
-def _tensor_bytes(value: Any) -> memoryview:
-    """A tensor's or array's raw bytes, without a copy when it is contiguous on the CPU."""
+def _as_array(value: Any) -> np.ndarray:
+    """A tensor or array as a contiguous NumPy array (no copy when it already is one on the CPU)."""
     if hasattr(value, "detach"):
         value = value.detach().cpu().contiguous().numpy()
-    array = np.ascontiguousarray(value)
-    return memoryview(array.reshape(-1).view(np.uint8)) if array.size else memoryview(b"")
+    return np.ascontiguousarray(value)
 
 
 def item_digests(batch: Any) -> list[str]:
     """One hex digest per row of ``batch`` (an :class:`~attribkit.datasets.items.Batch`):
     a readable row's image bytes (dtype and shape included), label and mask; an
     unreadable row's reason. Equal items give equal digests, whichever path made them."""
+    images = None if batch.images is None else _as_array(batch.images)
+    masks = None if batch.masks is None else _as_array(batch.masks).astype(bool, copy=False)
+    header = b"" if images is None else f"image {batch.images.dtype} {tuple(images.shape[1:])}\0".encode()
     digests = []
     k = 0  # the row's index among the readable rows (batch.images holds only those)
     for row in range(batch.size):
-        digest = hashlib.blake2b(digest_size=ITEM_DIGEST)
         if batch.readable is not None and batch.readable[row]:
-            image = batch.images[k]
-            digest.update(f"image {image.dtype} {tuple(image.shape)}\0".encode())
-            digest.update(_tensor_bytes(image))
+            digest = hashlib.sha1(header, usedforsecurity=False)
+            digest.update(images[k].data if images[k].size else b"")
             if batch.labels is not None:
                 digest.update(f"\0label {int(batch.labels[row])}".encode())
-            if batch.masks is not None:
+            if masks is not None:
                 digest.update(b"\0mask")
-                digest.update(_tensor_bytes(batch.masks[k].bool()))
+                digest.update(masks[k].data)
             k += 1
         else:
             reason = batch.errors[row] if row < len(batch.errors) else ""
-            digest.update(f"unreadable\0{reason}".encode())
-        digests.append(digest.hexdigest())
+            digest = hashlib.sha1(f"unreadable\0{reason}".encode(), usedforsecurity=False)
+        digests.append(digest.hexdigest()[:2 * ITEM_DIGEST])
     return digests
 
 
 def chunk_digest(payload: bytes | memoryview) -> str:
-    """The hex digest of a chunk file's bytes."""
-    return hashlib.blake2b(payload, digest_size=CHUNK_DIGEST).hexdigest()
+    """The CRC-32 of a chunk file's bytes, as 8 hex digits."""
+    return f"{zlib.crc32(payload):08x}"
 
 
 def file_record(path: Path) -> list[Any] | None:

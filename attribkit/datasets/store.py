@@ -24,7 +24,7 @@ values all equal the fill value. A batch without its marker is computed again
 on resume; temporary files a kill left behind are removed then.
 
 Batch ``b``'s record ``integrity[b]`` is ``{"chunks": {array: [size, digest] or
-null}, "inputs": [digest per item] or null}``: the size and BLAKE2b digest of
+null}, "inputs": [digest per item] or null}``: the size and CRC-32 of
 each chunk file the batch wrote (``null``: zarr wrote none, all fill values),
 and a digest of each item's input bytes (:mod:`attribkit.datasets.fingerprint`).
 A resumed run computes again a batch whose chunk files no longer have their
