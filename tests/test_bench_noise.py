@@ -8,10 +8,15 @@ import warnings
 import pytest
 import torch
 
+from attribkit.api import get_method
 from attribkit.bench import speed as speed_module
 from attribkit.bench.recording import PROGRESS_BAR, Captured, printed_lines
 from attribkit.bench.report import markdown, warnings_by_method
 from attribkit.bench.runner import BenchConfig, run_bench
+from attribkit.hookspecs import hookimpl
+from attribkit.host import get_host
+from attribkit.progress import progress
+from attribkit.registry import MethodSpec
 
 TINY = "attribkit.testing:TinyCNN"
 SAID = "no value was provided for `fc_layer`, thus set to 'fc'."
@@ -101,3 +106,28 @@ def test_a_warnings_filter_of_error_fails_the_peer_not_the_run(tmp_path, monkeyp
     speed = next(r for r in records if r["metric"] == "speed")
     assert "ratio" in speed and speed["peers"]["noisy"]["error"] == "UserWarning: this peer is deprecated"
     assert torch.isfinite(torch.tensor(speed["ratio"]))
+
+
+class BarPlugin:
+    """``fake.bar``: the random map, inside one of attribkit's progress bars."""
+
+    @hookimpl
+    def register_methods(self, register):
+        def bar_then_random(model, inputs, **kwargs):
+            with progress(3, "fake steps") as bar:
+                bar.update(3)
+            return get_method("random").load()(model, inputs, **kwargs)
+
+        register(MethodSpec(name="fake.bar", family="other", factory=lambda: bar_then_random,
+                            needs=("forward",), options={"seed": 0}))
+
+
+def test_methods_progress_bars_stay_silent_inside_the_bench(tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("ATTRIBKIT_PROGRESS", "always")  # would draw the bar at once
+    get_host().add_plugin(BarPlugin(), "fake-bar")
+    with progress(1, "outside the bench") as bar:  # the setting works: a bar is drawn here
+        bar.update(1)
+    assert "outside the bench" in capfd.readouterr().err
+    config = BenchConfig(out=tmp_path, model=TINY, methods=["fake.bar"], metrics=["deletion_auc"], n_images=4)
+    run_bench(config, progress=False, log=lambda s: None)
+    assert "fake steps" not in capfd.readouterr().err

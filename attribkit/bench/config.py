@@ -38,6 +38,7 @@ class BenchConfig:
     batch_size: int = 64
     seed: int = 0
     method_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    peers: bool = True  # time the peer libraries beside each method (the demo leaves them out)
 
     def options_for(self, spec: MethodSpec) -> dict[str, Any]:
         """The options given for a method (under its name or an alias)."""
@@ -61,6 +62,8 @@ class BenchConfig:
         and the task's identity, so every spelling of one task shares its results."""
         fields = {k: v for k, v in dataclasses.asdict(self).items()
                   if k not in ("out", "methods", "metrics", "task", "model", "weights", "data")}
+        if self.peers:  # the default stays out of the key: results written before the field resume
+            del fields["peers"]
         fields["subject"] = self.subject_task().identity()
         return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:12]
 

@@ -6,7 +6,8 @@ Every (method, metric) result is appended to ``results.jsonl``
 (:mod:`attribkit.bench.store`) as soon as it is known; re-running the same
 command skips what is already there. Warnings raised while a method runs are
 kept in its records (:mod:`attribkit.bench.recording`) and counted in the
-report, not printed. The subject comes from a task (:mod:`attribkit.bench.tasks`),
+report, not printed, and the methods' own progress bars stay silent (the run's
+bar counts results). The subject comes from a task (:mod:`attribkit.bench.tasks`),
 which this module knows only through :class:`BenchConfig`.
 """
 
@@ -36,6 +37,7 @@ from attribkit.bench.store import ResultsFileWarning, ResultStore
 from attribkit.bench.subject import Subject, default_layer, load_subject
 from attribkit.evaluation.base import MetricInput
 from attribkit.evaluation.functional import pixel_relevance
+from attribkit.progress import quiet
 from attribkit.registry import MethodSpec, MetricSpec
 
 
@@ -83,8 +85,9 @@ def run_bench(config: BenchConfig, *, progress: bool = True,
                             metric_specs={s.name: s for s in scored}, note=note)["report"]
 
     try:
-        for spec in chosen:
-            _bench_method(spec, subject, config, settings, layer, scored, store, bar)
+        with quiet():  # the bench's bar counts results; the methods' own bars would only interleave
+            for spec in chosen:
+                _bench_method(spec, subject, config, settings, layer, scored, store, bar)
     except KeyboardInterrupt as exc:
         bar.close()
         with warnings.catch_warnings():

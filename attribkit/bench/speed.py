@@ -102,7 +102,8 @@ def measure_speed(spec: MethodSpec, subject: Subject, config: BenchConfig, setti
     except perturbation methods: their floor is the N forwards they make (counted
     with a hook), run at the best batch size; a ratio of 1 means
     the method costs no more than its model evaluations. What a peer prints or warns
-    is kept in its entry (``peers[name]["printed"]``, ``["warnings"]``), not shown."""
+    is kept in its entry (``peers[name]["printed"]``, ``["warnings"]``), not shown;
+    ``config.peers=False`` leaves the peers out."""
     device = torch.device(config.device)
     x = subject.inputs[:settings["speed_batch"]]
     t = subject.targets[:len(x)]
@@ -124,7 +125,7 @@ def measure_speed(spec: MethodSpec, subject: Subject, config: BenchConfig, setti
     layer_module = layer if isinstance(layer, torch.nn.Module) else None
     peer_errors, noise = {}, {}
     with config.autocast():
-        for peer, call in peer_calls(spec.name).items():
+        for peer, call in (peer_calls(spec.name) if config.peers else {}).items():
             if layer_module is None and spec.family not in BACKWARD_FAMILIES:
                 continue
             noise[peer] = Captured()  # what the peer prints or warns is kept under its name
