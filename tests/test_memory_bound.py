@@ -34,6 +34,8 @@ def test_sizes_and_rows():
             parse_size(bad)
     assert rows_per_chunk(100, budget=1000) == 10
     assert rows_per_chunk(10**6, least=4, budget=1000) == 4
+    assert rows_per_chunk(1, budget=46, total=100) == 34  # 34 + 34 + 32, not 46 + 46 + 8
+    assert rows_per_chunk(1, budget=46, total=20) == 20
 
 
 def test_meter_counts_what_a_backward_keeps():

@@ -47,7 +47,7 @@ def masked_scores(predict: Callable[[torch.Tensor], torch.Tensor], inputs: torch
     base = torch.as_tensor(baseline, dtype=inputs.dtype, device=inputs.device)
     base = base.expand_as(inputs) if base.ndim else base
     rows = rows or getattr(predict, "batch_size", None) or min(DEFAULT_ROWS, rows_per_chunk(
-        measure(getattr(predict, "module", None), inputs, grad=False)))
+        measure(getattr(predict, "module", None), inputs, grad=False), total=b * n))
     out = []
     with progress(b * n, "perturbed images", unit="image") as bar:
         for start in range(0, b * n, rows):

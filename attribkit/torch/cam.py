@@ -352,14 +352,13 @@ def scorecam(model, inputs, target, layer, *, forward_batch_size: int | None, al
     """Score-CAM (Wang et al. 2020, arXiv:1910.01279): each activation map, upsampled
     to the input and min-max normalised, masks the input; ``alpha = softmax_k`` of
     the target scores of the ``C`` masked inputs."""
-    if forward_batch_size is None:  # as many rows as the memory budget holds
-        step = rows_per_chunk(measure(model, inputs, grad=False))
-    else:
-        step = _check_batch_size(forward_batch_size)
+    step = None if forward_batch_size is None else _check_batch_size(forward_batch_size)
     request = LayoutRequest.parse(layout, prefix_tokens, grid)
     with torch.no_grad():
         _, acts, _ = layer_activations(model, inputs, layer, request)
         batch, channels = acts.shape[:2]
+        if step is None:  # as many rows as the memory budget holds
+            step = rows_per_chunk(measure(model, inputs, grad=False), total=batch * channels)
         flat = acts.reshape(batch * channels, 1, *acts.shape[2:])
         image = torch.arange(batch, device=inputs.device).repeat_interleave(channels)
         masked_scores = []

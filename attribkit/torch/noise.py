@@ -110,7 +110,7 @@ def run_noise_tunnel(impl: Callable[..., Attribution], tunnel: NoiseTunnel, mode
     step = batch_size
     if batch_size is None:
         with model_guard(model, exclusive=False):
-            step = rows_per_chunk(measure(model, inputs, grad=True))
+            step = rows_per_chunk(measure(model, inputs, grad=True), total=len(copies))
     parts = []
     with labelled(method), progress(len(copies), f"{tunnel.kind}: noisy copies", unit="row") as bar:
         for start, stop in chunks(len(copies), step):

@@ -297,11 +297,12 @@ def internal_batch_size(entry: Entry, n_steps: int, rows: int, batch_size: int |
     ``batch_size`` if given, else the rows of :func:`~attribkit.torch.chunking.rows_per_chunk`
     (``None``, Captum's single batch, when all ``n_steps * rows`` fit anyway)."""
     # Conductance differences consecutive steps: Captum needs >= 2 steps per batch.
-    least = 2 * rows if entry.cls == "LayerConductance" else rows
+    least = 2 if entry.cls == "LayerConductance" else 1
     if batch_size:
-        return max(int(batch_size), least)
-    chunk = rows_per_chunk(row_bytes, least=least)
-    return chunk if chunk < (n_steps + 1) * rows else None
+        return max(int(batch_size), least * rows)
+    steps = n_steps + (entry.cls == "LayerConductance")  # it evaluates n_steps + 1 points
+    chunk = rows_per_chunk(row_bytes * rows, least=least, total=steps)  # in steps of all rows
+    return chunk * rows if chunk < steps else None
 
 
 @contextlib.contextmanager
