@@ -179,7 +179,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from attribkit.demo import run_demo
 
-    run_demo(Path(args.out), n_images=args.images, bench_images=args.bench_images)
+    run_demo(Path(args.out), n_images=args.images, bench_images=args.bench_images, compare_methods=args.compare)
     return 0
 
 
@@ -335,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo-out", help="folder for the PNGs and bench/ (default: demo-out)")
     p.add_argument("--images", type=int, default=4, help="test images explained by every method (default 4)")
     p.add_argument("--bench-images", type=int, default=32, help="images in the short benchmark (default 32)")
+    p.add_argument("--compare", nargs="+", metavar="METHOD",
+                   help="methods of compare.png (default: one per main family, 7; 'all': every built-in method)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -1,13 +1,16 @@
-"""``attribkit demo``: the main job on the embedded default.
+"""``attribkit demo``: a tour of attribkit on the reference model of the shapes task.
 
 1. the methods table;
 2. the reference model (a small CNN trained on the synthetic ground-truth
    images, cached after the first run) explained by every method on a few
    test images: one PNG per method (every image beside its map, enlarged to
-   at least 192 px and titled) and a comparison grid;
-3. a short benchmark of attribkit's own methods on those images: localisation
-   against the known evidence, deletion, and speed relative to the floor,
-   with its self-contained HTML report (``bench/report.html``).
+   at least 192 px and titled) and a comparison grid of one method per main
+   family (:data:`COMPARED`; ``compare_methods`` picks others, ``["all"]`` every
+   built-in method);
+3. a short benchmark of attribkit's own methods: localisation against the
+   known evidence, deletion, and speed relative to the floor (without the peer
+   libraries: ``attribkit bench`` times those), with its self-contained HTML
+   report (``bench/report.html``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ if TYPE_CHECKING:
     from attribkit.result import Attribution
 
 MIN_SIDE = 192  # pixels per image in the per-method PNGs
+#: the comparison grid's methods: the gradient family (plain, smoothed, guided), LRP, CAM
+#: with gradients and without (Score-CAM), and Guided Grad-CAM; the image makes the 8th column
+COMPARED = ("saliency", "smoothgrad", "guided_backprop", "lrp", "gradcam", "scorecam", "guided_gradcam")
 
 
 def make_scene(size: int = 224, seed: int = 0) -> np.ndarray:
@@ -59,16 +65,37 @@ def method_figure(result: Attribution, images: np.ndarray, class_names: Sequence
                 class_names=class_names, colorbar="column")
 
 
-def run_demo(out: Path, n_images: int = 4, bench_images: int = 32) -> list[Path]:
+def compared_methods(requested: Sequence[str] | None, every: Sequence[str]) -> list[str]:
+    """The comparison grid's methods: :data:`COMPARED` for ``None``, ``every`` for
+    ``["all"]``, else ``requested`` (each must be a registered method or alias:
+    ``UnknownMethodError`` with a suggestion otherwise, before any work)."""
+    from attribkit.api import get_method
+
+    if requested is None:
+        return list(COMPARED)
+    if list(requested) == ["all"]:
+        return list(every)
+    for name in requested:
+        get_method(name)
+    return list(requested)
+
+
+def run_demo(out: Path, n_images: int = 4, bench_images: int = 32,
+             compare_methods: Sequence[str] | None = None) -> list[Path]:
     """Print the methods table, explain test images of the reference model with every
     method (perturbation methods excepted: see ``attribkit explain``), save PNGs, and
-    print a short benchmark."""
+    print a short benchmark. ``compare_methods``: the comparison grid's methods
+    (default :data:`COMPARED`; ``["all"]``: every built-in method but ``random``)."""
     from attribkit.api import explain, methods
     from attribkit.bench.runner import BenchConfig, run_bench
     from attribkit.bench.tasks import DEFAULT_TASK, get_task
     from attribkit.tables import format_table, method_rows
     from attribkit.viz import compare, save
 
+    builtin = [s.name for s in methods() if (s.plugin or "").startswith("attribkit.")
+               and s.family not in ("perturbation", "attention")]
+    every = [m for m in builtin if m != "random"]
+    shown_methods = compared_methods(compare_methods, every)
     print(format_table(method_rows(), ["name", "aliases", "family", "needs", "output", "plugin"]))
     out.mkdir(parents=True, exist_ok=True)
     task = get_task(DEFAULT_TASK)
@@ -93,15 +120,14 @@ def run_demo(out: Path, n_images: int = 4, bench_images: int = 32) -> list[Path]
         written.append(save(method_figure(result, shown, data.class_names), out / f"{spec.name}.png"))
         layer = f" layer={result.layer}" if result.layer else ""
         print(f"  {spec.name:34s} {str(tuple(result.values.shape)):18s}{layer:16s} {ms:8.1f} ms")
-    builtin = [s.name for s in methods() if (s.plugin or "").startswith("attribkit.")
-               and s.family not in ("perturbation", "attention")]
-    grid = compare(model, x, methods=[m for m in builtin if m != "random"],
-                   class_names=list(data.class_names),
+    grid = compare(model, x, methods=shown_methods, class_names=list(data.class_names),
                    row_labels=[f"image {i}\ntrue: {data.class_names[int(c)]}" for i, c in enumerate(data.labels)])
     written.append(save(grid, out / "compare.png"))
-    print(f"\ncomparison grid: {out / 'compare.png'}")
-    print(f"\nshort benchmark ({bench_images} images; `attribkit bench` runs the full table):")
-    run_bench(BenchConfig(out=out / "bench", methods=builtin, n_images=bench_images,
+    print(f"\ncomparison grid of {len(shown_methods)} methods ({', '.join(shown_methods)}): {out / 'compare.png'}"
+          + ("" if shown_methods == every else f"\n  (`attribkit demo --compare all` shows all {len(every)})"))
+    print(f"\nshort benchmark ({bench_images} images, without the peer libraries; "
+          "`attribkit bench` runs the full table with them):")
+    run_bench(BenchConfig(out=out / "bench", methods=builtin, n_images=bench_images, peers=False,
                           metrics=["pointing_game", "relevance_mass_accuracy", "deletion_auc"]),
               progress=False, log=lambda s: None)
     report = (out / "bench" / "report.md").read_text()

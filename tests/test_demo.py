@@ -1,0 +1,44 @@
+"""``attribkit demo``'s comparison grid: one method per main family by default (8 columns
+with the image; the full demo had 17, 3741 px wide), every built-in method on request."""
+
+import pytest
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+from attribkit.api import methods
+from attribkit.cli import build_parser
+from attribkit.demo import COMPARED, compared_methods
+from attribkit.errors import UnknownMethodError
+from attribkit.testing import TinyCNN
+from attribkit.viz import compare
+
+EVERY = ["saliency", "gradcam", "lrp"]
+
+
+def test_default_is_one_method_per_main_family_and_all_on_request():
+    assert compared_methods(None, EVERY) == list(COMPARED)
+    assert compared_methods(["all"], EVERY) == EVERY
+    assert compared_methods(["gradcam", "grad_cam"], EVERY) == ["gradcam", "grad_cam"]
+    with pytest.raises(UnknownMethodError, match="gradcm"):
+        compared_methods(["gradcm"], EVERY)
+    registered = {s.name: s for s in methods()}
+    assert set(COMPARED) <= set(registered)
+    assert {registered[m].family for m in COMPARED} == {"gradient", "lrp", "cam"}
+    assert len(COMPARED) + 1 <= 8  # the image column makes the eighth
+
+
+def test_default_grid_has_at_most_8_columns():
+    torch.manual_seed(0)
+    model = TinyCNN().eval()
+    fig = compare(model, torch.rand(2, 3, 16, 16), methods=compared_methods(None, EVERY))
+    FigureCanvasAgg(fig).draw()
+    images = [ax for ax in fig.axes if ax.get_images()]
+    columns = {round(ax.get_position().x0, 3) for ax in images}
+    assert len(columns) == 8 and len(images) == 16
+
+
+def test_cli_passes_compare_through():
+    parser = build_parser()
+    assert parser.parse_args(["demo"]).compare is None
+    assert parser.parse_args(["demo", "--compare", "all"]).compare == ["all"]
+    assert parser.parse_args(["demo", "--compare", "saliency", "gradcam"]).compare == ["saliency", "gradcam"]
