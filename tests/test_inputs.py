@@ -112,7 +112,7 @@ def test_forward_only_methods_check_numpy_batches_of_any_model(images):
 
 @pytest.mark.parametrize("method, option, value", [("captum.integrated_gradients", "n_steps", 2.5),
                                                    ("smoothgrad", "n_samples", 10.0),
-                                                   ("scorecam", "forward_batch_size", True)])
+                                                   ("ablationcam", "forward_batch_size", True)])
 def test_integer_options_take_integers(method, option, value, images):
     with pytest.raises(InvalidOptionError, match=f"option '{option}'.*expects int"):
         ak.explain(prepared_model(), images, method=method, **{option: value})

@@ -79,3 +79,10 @@ def test_occlusion_default_chunks_by_budget(tiny_cnn, images, monkeypatch):
     assert rows[0] == 4 and set(rows[1:]) == {1}  # the clean batch, then one copy per forward
     assert len(rows) == 1 + 1 + 4 * 25  # + the measuring forward; 5 x 5 windows per image
     torch.testing.assert_close(small.values, reference.values)
+
+
+@pytest.mark.parametrize("bad", [True, 0, 2.5])
+def test_scorecam_forward_batch_size_is_still_checked(tiny_cnn, images, bad):
+    with assert_model_untouched(tiny_cnn), pytest.raises(ak.InvalidOptionError,
+                                                         match="forward_batch_size must be a positive"):
+        ak.explain(tiny_cnn, images, method="scorecam", forward_batch_size=bad)
