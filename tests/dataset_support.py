@@ -38,7 +38,8 @@ class Numbered(torch.utils.data.Dataset):
     With the environment variable ``KILL_AT=k`` the process SIGKILLs itself when
     item ``k`` is loaded (a crash in the middle of a run). With ``WAIT_AT=k`` and
     ``WAIT_FOR=PATH``, loading item ``k`` creates ``PATH.waiting`` and waits (at most
-    60 s) until ``PATH`` exists (a run held in the middle, for a second process)."""
+    60 s) until ``PATH`` exists (a run held in the middle, for a second process). With
+    ``CHANGE_ITEM=k``, item ``k``'s image is another (the data changed)."""
 
     def __init__(self, n: int = 10, *, labels: bool = True, masks: bool = False,
                  unreadable: tuple[int, ...] = ()) -> None:
@@ -63,6 +64,8 @@ class Numbered(torch.utils.data.Dataset):
             wait_for(Path(os.environ["WAIT_FOR"]))
         if index in self.unreadable:
             return Unreadable(f"item {index} is damaged")
+        if os.environ.get("CHANGE_ITEM") == str(index):  # the data changed since it was stored
+            return image(index) + 1, self.label(index)
         if not self.with_labels:
             return image(index)
         if self.masks:

@@ -87,3 +87,38 @@ def test_the_lock_in_one_process_and_a_stale_file(tmp_path):
             run(out)
     assert not lock_path(out).exists()
     assert run(out).complete
+
+
+TORCHRUN_WRITER = """
+import sys
+import attribkit as ak
+from tests.dataset_support import Numbered, small_model
+try:
+    ak.explain_dataset(small_model(), Numbered(10), ["saliency"], sys.argv[1], batch_size=2, progress=False)
+except ak.AttribkitError as exc:
+    print(f"refused: {exc}")
+    sys.exit(2)
+"""
+
+
+def test_torchrun_ranks_share_the_lock_and_check_their_share_of_the_stored_items(tmp_path):
+    import zarr
+
+    out = tmp_path / "run.zarr"
+    run(out)
+    zarr.open_group(out, mode="r+")["done"][4] = False  # batch 4 to compute; batches 0-3 checked by two ranks
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    command = [str(torchrun), "--standalone", "--nproc_per_node=2", "--no-python", sys.executable, "-c",
+               TORCHRUN_WRITER, str(out)]
+    resumed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    store = ak.open_store(out)
+    assert store.complete and store.runs[-1]["processes"] == 2 and store.runs[-1]["images"] == 2
+    assert store.verify().ok and not lock_path(out).exists()
+    zarr.open_group(out, mode="r+")["done"][4] = False
+    env["CHANGE_ITEM"] = "3"  # batch 1, the share of rank 1
+    refused = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0
+    assert refused.stdout.count("refused: item 3 of the data is not the one stored") == 2  # on both ranks
+    assert not ak.open_store(out).batches_done[4] and not lock_path(out).exists()
