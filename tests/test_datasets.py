@@ -402,6 +402,8 @@ def test_recode_store_writes_the_chunks_a_run_with_those_settings_writes(model, 
                  compressor="zstd")
     copy = recode_store(tmp_path / "f32.zarr", tmp_path / "copy.zarr", dtype="float16", compressor="zstd")
     assert copy.complete and copy.settings == direct.settings and copy.layers == direct.layers
+    assert copy.verify().ok and copy.verify().batches_verified == 3
+    assert [r["inputs"] for r in copy.records()] == [r["inputs"] for r in direct.records()]
     for method in ("saliency", "gradcam"):
         folder = f"maps/{method}/c"
         chunks = sorted(p.relative_to(tmp_path / "direct.zarr") for p in (tmp_path / "direct.zarr" / folder).rglob("*")
