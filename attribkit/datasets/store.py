@@ -215,7 +215,7 @@ class AttributionStore:
 
     def markers(self) -> list[bool | str]:
         """Each batch's completion marker: ``True``, ``False``, or ``"unreadable"`` (damaged)."""
-        return [bool(v) if v is not None else UNREADABLE for v in _rows_or_none(self._array("done"))]
+        return [bool(v) if v is not None else UNREADABLE for v in validate.rows_or_none(self._array("done"))]
 
     def records(self) -> list[dict[str, Any] | str | None]:
         """Each batch's record (module docstring): a dict, ``None`` when it has none (not
@@ -223,7 +223,7 @@ class AttributionStore:
         if RECORDS not in self._arrays:
             return [None] * len(self.batches_done)
         found: list[dict[str, Any] | str | None] = []
-        for text in _rows_or_none(self._array(RECORDS)):
+        for text in validate.rows_or_none(self._array(RECORDS)):
             if text is None:
                 found.append(UNREADABLE)
             elif text == "":
@@ -337,22 +337,6 @@ def _open(path: str | Path, mode: str) -> AttributionStore:
         raise StoreError(f"{path / 'zarr.json'} cannot be opened as a zarr group: {type(exc).__name__}: "
                          f"{exc} ({validate.DAMAGED})") from None
     return AttributionStore(group)
-
-
-def _rows_or_none(array: Any) -> list[Any]:
-    """Every element of the 1-d ``array`` (one per chunk), ``None`` for those whose chunk
-    cannot be decoded (a damaged file): the rest still read."""
-    try:
-        return list(array[:])
-    except Exception:  # noqa: BLE001 - a damaged chunk: zarr's decoding errors vary
-        pass
-    values = []
-    for i in range(array.shape[0]):
-        try:
-            values.append(array[i])
-        except Exception:  # noqa: BLE001
-            values.append(None)
-    return values
 
 
 def create_store(path: Path, meta: Mapping[str, Any], columns: Mapping[str, tuple[tuple[int, ...], np.dtype]],

@@ -4,7 +4,8 @@ raw ``JSONDecodeError``, ``AttributeError`` or ``TypeError`` from deep in a read
 
 :func:`read_json` reads one ``zarr.json``; :func:`check_meta` checks the attributes
 attribkit wrote into the group's (``attributes["attribkit"]``); :func:`check_arrays`
-opens every array the metadata promises and checks its rows and chunks.
+opens every array the metadata promises and checks its rows and chunks;
+:func:`rows_or_none` reads a 1-d array of one-row chunks past its damaged ones.
 """
 
 from __future__ import annotations
@@ -117,3 +118,19 @@ def check_array(group: Any, root: Path, key: str, rows: int, chunk_rows: int) ->
         raise StoreError(f"{where}: the array has shape {list(shape)} in chunks of {list(chunks)}; the "
                             f"store's settings say {rows} rows in chunks of {chunk_rows} ({DAMAGED})")
     return array
+
+
+def rows_or_none(array: Any) -> list[Any]:
+    """Every element of the 1-d ``array`` (one per chunk), ``None`` for those whose chunk
+    cannot be decoded (a damaged file): the rest still read."""
+    try:
+        return list(array[:])
+    except Exception:  # noqa: BLE001 - a damaged chunk: zarr's decoding errors vary
+        pass
+    values = []
+    for i in range(array.shape[0]):
+        try:
+            values.append(array[i])
+        except Exception:  # noqa: BLE001
+            values.append(None)
+    return values
