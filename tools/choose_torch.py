@@ -15,6 +15,7 @@ Standard library only: it runs before anything is installed.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shlex
@@ -64,8 +65,8 @@ def choose(index: str, *, platform: str, gpu: bool, cpu_index: str = CPU_INDEX,
     ok, why = probe(cpu_index)
     if ok:
         return cpu_index, f"the CPU build from {cpu_index}: no NVIDIA GPU here"
-    return None, (f"the default build (bundles CUDA, several GB): no NVIDIA GPU here, but {cpu_index} "
-                  f"is not reachable ({why}); TORCH_INDEX=URL picks another index")
+    return None, (f"from the configured index (PyPI's build bundles CUDA, several GB): no NVIDIA GPU here, "
+                  f"but {cpu_index} is not reachable ({why}); TORCH_INDEX=URL picks another index")
 
 
 def install(python: str, spec: str, index: str, cpu_index: str) -> int:
@@ -111,7 +112,7 @@ def tree_bytes(root: Path) -> int:
 
 def report(venv: Path) -> str:
     """One line: which torch build ``venv`` holds and what the virtualenv weighs."""
-    size = f"{tree_bytes(venv) / 2**30:.1f} GiB"
+    size = f"{math.ceil(tree_bytes(venv) / 2**30 * 10) / 10:.1f} GiB"  # rounded up, as `du -sh`
     found = build(venv)
     if found is None:
         return f"torch: none in {venv} ({size})"
@@ -120,7 +121,7 @@ def report(venv: Path) -> str:
     hint = ""
     if cuda and not has_nvidia_gpu():
         hint = (f"; no NVIDIA GPU here: `make clean; make TORCH_INDEX={CPU_INDEX}` installs the CPU build "
-                "(about 2 GiB in all)")
+                "(2.2 GiB in all, measured with its [dev,all] extras)")
     return f"torch: {version}, the {kind}; {venv} weighs {size}{hint}"
 
 
