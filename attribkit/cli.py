@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "method and compare.png), and run a short benchmark with its HTML report")
     p.add_argument("--out", default="demo-out", help="folder for the PNGs and bench/ (default: demo-out)")
     p.add_argument("--images", type=int, default=4, help="test images explained by every method (default 4)")
-    p.add_argument("--bench-images", type=int, default=32, help="images in the short benchmark (default 32)")
+    p.add_argument("--bench-images", type=int, help="images in the short benchmark (default 16)")
     p.add_argument("--compare", nargs="+", metavar="METHOD",
                    help="methods of compare.png (default: one per main family, 7; 'all': every built-in method)")
     p.set_defaults(func=cmd_demo)

@@ -80,12 +80,13 @@ def compared_methods(requested: Sequence[str] | None, every: Sequence[str]) -> l
     return list(requested)
 
 
-def run_demo(out: Path, n_images: int = 4, bench_images: int = 32,
+def run_demo(out: Path, n_images: int = 4, bench_images: int | None = None,
              compare_methods: Sequence[str] | None = None) -> list[Path]:
     """Print the methods table, explain test images of the reference model with every
     method (perturbation methods excepted: see ``attribkit explain``), save PNGs, and
-    print a short benchmark. ``compare_methods``: the comparison grid's methods
-    (default :data:`COMPARED`; ``["all"]``: every built-in method but ``random``)."""
+    print a short benchmark (the bench's ``demo`` profile: ``bench_images`` images, default
+    16). ``compare_methods``: the comparison grid's methods (default :data:`COMPARED`;
+    ``["all"]``: every built-in method but ``random``)."""
     from attribkit.api import explain, methods
     from attribkit.bench.runner import BenchConfig, run_bench
     from attribkit.bench.tasks import DEFAULT_TASK, get_task
@@ -125,11 +126,10 @@ def run_demo(out: Path, n_images: int = 4, bench_images: int = 32,
     written.append(save(grid, out / "compare.png"))
     print(f"\ncomparison grid of {len(shown_methods)} methods ({', '.join(shown_methods)}): {out / 'compare.png'}"
           + ("" if shown_methods == every else f"\n  (`attribkit demo --compare all` shows all {len(every)})"))
-    print(f"\nshort benchmark ({bench_images} images, without the peer libraries; "
+    config = BenchConfig(out=out / "bench", profile="demo", methods=builtin, n_images=bench_images, peers=False)
+    print(f"\nshort benchmark ({config.settings()['n_images']} images, without the peer libraries; "
           "`attribkit bench` runs the full table with them):")
-    run_bench(BenchConfig(out=out / "bench", methods=builtin, n_images=bench_images, peers=False,
-                          metrics=["pointing_game", "relevance_mass_accuracy", "deletion_auc"]),
-              progress=False, log=lambda s: None)
+    run_bench(config, progress=False, log=lambda s: None)
     report = (out / "bench" / "report.md").read_text()
     print("\n".join(line for line in report.splitlines() if line.startswith("|")))
     from attribkit.report.bench import bench_report

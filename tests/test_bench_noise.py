@@ -131,3 +131,23 @@ def test_methods_progress_bars_stay_silent_inside_the_bench(tmp_path, monkeypatc
     config = BenchConfig(out=tmp_path, model=TINY, methods=["fake.bar"], metrics=["deletion_auc"], n_images=4)
     run_bench(config, progress=False, log=lambda s: None)
     assert "fake steps" not in capfd.readouterr().err
+
+
+def test_peers_false_leaves_the_peers_out_and_keeps_the_default_key(tmp_path, monkeypatch):
+    monkeypatch.setattr(speed_module, "peer_calls", lambda method: {"noisy": noisy_peer})
+    config = BenchConfig(out=tmp_path, model=TINY, methods=["saliency"], metrics=["deletion_auc"], n_images=4,
+                         peers=False)
+    records = run_bench(config, progress=False, log=lambda s: None)
+    assert next(r for r in records if r["metric"] == "speed")["peers"] == {}
+    with_peers = BenchConfig(out=tmp_path, model=TINY, n_images=4)
+    assert config.run_key() != with_peers.run_key()  # their speed records differ: no resume across
+    # the key of a default config is the one computed before the field existed (older results resume)
+    import dataclasses
+    import hashlib
+    import json
+
+    fields = {k: v for k, v in dataclasses.asdict(with_peers).items()
+              if k not in ("out", "methods", "metrics", "task", "model", "weights", "data", "peers")}
+    fields["subject"] = with_peers.subject_task().identity()
+    old_key = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    assert with_peers.run_key() == old_key

@@ -42,3 +42,15 @@ def test_cli_passes_compare_through():
     assert parser.parse_args(["demo"]).compare is None
     assert parser.parse_args(["demo", "--compare", "all"]).compare == ["all"]
     assert parser.parse_args(["demo", "--compare", "saliency", "gradcam"]).compare == ["saliency", "gradcam"]
+
+
+def test_the_demo_profile_is_the_short_benchmark():
+    from attribkit.bench.config import BenchConfig
+    from attribkit.bench.profiles import profile
+
+    demo, quick = profile("demo"), profile("quick")
+    assert demo["n_images"] == 16 and demo["speed_batch"] == 8 and demo["repeats"] == quick["repeats"]
+    assert demo["metrics"] == ("pointing_game", "relevance_mass_accuracy", "deletion_auc")
+    assert BenchConfig(out="x", profile="demo", n_images=32).settings()["n_images"] == 32
+    with pytest.raises(ValueError, match="quick, demo, full"):
+        profile("nope")

@@ -5,7 +5,9 @@ and the two sanity checks) with attribkit's own methods, within about five
 minutes a task on two CPU cores once the task's model is cached; ``full``
 scores every registered metric (the Quantus-named suite included) with every
 registered method but the perturbation family, on more images with more
-timing repeats. ``--methods`` and ``--metrics`` override either list.
+timing repeats. ``--methods`` and ``--metrics`` override either list. ``demo``
+(``attribkit demo``'s short benchmark, not offered by ``attribkit bench``) scores
+three cheap metrics on 16 images and times batches of 8.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"metrics": QUICK_METRICS, "builtin_only": True, "n_images": 32, "sanity_images": 16,
               "few_images": ("road_morf", "road_lerf"), "repeats": 3, "speed_batch": 16, "variants": 1,
               "metric_options": {**SUITE_OPTIONS, "deletion_auc": {"steps": 16}, "insertion_auc": {"steps": 16}}},
+    # attribkit demo's short benchmark: three cheap metrics on 16 images, timed on batches of 8
+    "demo": {"metrics": ("pointing_game", "relevance_mass_accuracy", "deletion_auc"), "builtin_only": True,
+             "n_images": 16, "sanity_images": 8, "few_images": (), "repeats": 3, "speed_batch": 8, "variants": 1,
+             "metric_options": {"deletion_auc": {"steps": 16}}},
     "full": {"metrics": None, "builtin_only": False, "n_images": 500, "sanity_images": 64,
              "few_images": (), "repeats": 10, "speed_batch": 64, "variants": None, "metric_options": {**SUITE_OPTIONS}},
 }
