@@ -17,6 +17,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from attribkit.datasets import items as I
 from attribkit.datasets.planning import Plan
 from attribkit.datasets.store import AttributionStore
@@ -40,11 +42,11 @@ def repair(store: AttributionStore) -> list[int]:
     return sorted(damaged)
 
 
-def checked_batches(store: AttributionStore) -> list[int]:
-    """The stored batches with recorded input digests (those :func:`changed_item` can check)."""
-    records = store.records()
-    return [b for b, done in enumerate(store.batches_done)
-            if done and isinstance(records[b], dict) and records[b].get("inputs") is not None]
+def checked_batches(done: np.ndarray, records: list[Any]) -> list[int]:
+    """The stored batches (``done``: a flag per batch) whose ``records`` have input digests
+    (those :func:`changed_item` can check)."""
+    return [b for b, stored in enumerate(done)
+            if stored and isinstance(records[b], dict) and records[b].get("inputs") is not None]
 
 
 def changed_item(plan: Plan, store: AttributionStore, batches: list[int], out: Path, bar: Any) -> str | None:
@@ -52,7 +54,7 @@ def changed_item(plan: Plan, store: AttributionStore, batches: list[int], out: P
     the message naming the first that differs, or ``None``. ``bar`` counts the items."""
     if not batches:
         return None
-    records = store.records()
+    records = store.records()  # one read of them all: a chunk read per batch costs more
     loader = I.batches(plan.dataset, batches, plan.batch_size, plan.num_workers, pin_memory=False,
                        digests=True)
     for batch in loader:

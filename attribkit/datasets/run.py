@@ -117,12 +117,12 @@ def explain_dataset(model: Any, data: Any, methods: str | Sequence[str], out: st
 
 def _run(plan: Plan, out: Path, processes: Processes, lock: StoreLock, progress: bool) -> None:
     store, repaired = _open_for(plan, out, processes, lock)
+    before = store.batches_done if processes.leader else np.zeros(0, dtype=bool)  # read once: one file a batch
     pending, checked = processes.from_leader(
-        ([int(b) for b in np.flatnonzero(~store.batches_done)], checked_batches(store))
+        ([int(b) for b in np.flatnonzero(~before)], checked_batches(before, store.records()))
         if processes.leader else None)
     if plan.verify_inputs:
         _check_inputs(plan, store, share_of(checked, processes), processes, out, progress)
-    before = store.batches_done
     started = time.perf_counter()
     failure: BaseException | None = None
     try:
@@ -246,7 +246,7 @@ def _probe_and_create(plan: Plan, out: Path) -> tuple[bool, bool, dict[str, str 
     })
     if (out / "zarr.json").is_file():
         store = resume_store(out, settings)
-        return store.labels is not None, store.predictions is not None, store.layers, repair(store)
+        return store.has("labels"), store.has("predictions"), store.layers, repair(store)
     x = item.image[None].to(plan.device)
     probe_target = batch_target(plan, np.array([index]), None if item.label is None else
                                  np.array([item.label]))

@@ -129,6 +129,11 @@ class AttributionStore:
             self._arrays[key] = self._group[key]
         return self._arrays[key]
 
+    def has(self, column: str) -> bool:
+        """Whether the store has the array ``column`` (``"labels"``, ``"predictions"``, ...),
+        without reading it."""
+        return column in self._arrays
+
     def _column(self, key: str) -> np.ndarray | None:
         return self._array(key)[:] if key in self._arrays else None
 
@@ -221,21 +226,8 @@ class AttributionStore:
         """Each batch's record (module docstring): a dict, ``None`` when it has none (not
         stored yet, or a store from before the records), or ``"unreadable"`` (damaged)."""
         if RECORDS not in self._arrays:
-            return [None] * len(self.batches_done)
-        found: list[dict[str, Any] | str | None] = []
-        for text in validate.rows_or_none(self._array(RECORDS)):
-            if text is None:
-                found.append(UNREADABLE)
-            elif text == "":
-                found.append(None)
-            else:
-                try:
-                    record = json.loads(str(text))
-                except json.JSONDecodeError:
-                    record = None
-                found.append(record if isinstance(record, dict) and isinstance(record.get("chunks"), dict)
-                             else UNREADABLE)
-        return found
+            return [None] * self._array("done").shape[0]
+        return [_parse_record(text) for text in validate.rows_or_none(self._array(RECORDS))]
 
     def verify(self, checksums: bool = True) -> Any:
         """The store's health: every stored batch's chunk files against its record (their
@@ -339,6 +331,18 @@ def _open(path: str | Path, mode: str) -> AttributionStore:
     return AttributionStore(group)
 
 
+def _parse_record(text: Any) -> dict[str, Any] | str | None:
+    if text is None:
+        return UNREADABLE
+    if text == "":
+        return None
+    try:
+        record = json.loads(str(text))
+    except json.JSONDecodeError:
+        return UNREADABLE
+    return record if isinstance(record, dict) and isinstance(record.get("chunks"), dict) else UNREADABLE
+
+
 def create_store(path: Path, meta: Mapping[str, Any], columns: Mapping[str, tuple[tuple[int, ...], np.dtype]],
                  items: int, batch_size: int, map_codecs: Any = None) -> AttributionStore:
     """A new store at ``path`` (absent or an empty folder) with one array per
@@ -379,7 +383,7 @@ def resume_store(path: Path, settings: Mapping[str, Any]) -> AttributionStore:
         if _PARTIAL.fullmatch(leftover.name):
             leftover.unlink(missing_ok=True)
     if RECORDS not in store._arrays:  # a store from before the records: later batches get theirs
-        _create_records(store._group, len(store.batches_done))
+        _create_records(store._group, store._array("done").shape[0])
         store = _open(path, "r+")
     return store
 
