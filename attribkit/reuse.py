@@ -127,9 +127,7 @@ def _token(value: Any, model: Any) -> Any:
         names = {id(m): n for n, m in model.named_modules()}
         if id(value) in names:
             return ("layer", names[id(value)])
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a NoiseTunnel
-        if getattr(value, "seed", 0) is None:
-            raise _NoValue
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # e.g. a NoiseTunnel
         return (type(value).__qualname__, _token(dataclasses.asdict(value), model))
     raise _NoValue
 
@@ -163,8 +161,10 @@ def fingerprint(model: Any, images: Any) -> Fingerprint | None:
 
 def _key(fp: Fingerprint, method: str, call: dict[str, Any]) -> tuple | None:
     options = call.get("options") or {}
-    if "seed" in options and options["seed"] is None:
-        return None
+    tunnel = call.get("noise_tunnel")
+    if ("seed" in options and options["seed"] is None) or (
+            tunnel is not None and getattr(tunnel, "seed", None) is None):
+        return None  # random: a kind's name alone is a NoiseTunnel without a seed
     model = fp.model_ref()
     try:
         return (fp.key, method, tuple(sorted((k, _token(v, model)) for k, v in call.items()

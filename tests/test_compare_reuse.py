@@ -106,6 +106,17 @@ def test_quick_explain_calls_random_calls_and_switched_off_are_not_reused(counte
     assert forwards_of(counted, images, ["gradcam"]) > 1
 
 
+def test_random_noise_tunnels_are_not_remembered(tiny_cnn, images, monkeypatch):
+    from attribkit.torch.noise import NoiseTunnel
+
+    monkeypatch.setattr(reuse, "RECORD_AFTER_S", 0.0)
+    for tunnel in ["smoothgrad", NoiseTunnel(n_samples=2)]:
+        ak.explain(tiny_cnn, images, method="saliency", noise_tunnel=tunnel)
+    assert len(reuse._table) == 0
+    ak.explain(tiny_cnn, images, method="saliency", noise_tunnel=NoiseTunnel(n_samples=2, seed=1))
+    assert len(reuse._table) == 1
+
+
 def test_the_table_is_bounded(counted, images, monkeypatch):
     monkeypatch.setattr(reuse, "MAX_ENTRIES", 2)
     forwards_of(counted, images, ["saliency", "gradcam", "input_x_gradient"])
