@@ -26,8 +26,10 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	$(PY) tools/choose_torch.py report --venv $(VENV)
 	touch $@
 
+# OpenMP threads that sleep while they wait (unless OMP_WAIT_POLICY is set): with torch's spinning
+# default, a 2-core machine with one other busy process made each forward ~25x slower (README)
 demo: $(STAMP)
-	$(VENV)/bin/attribkit demo --out $(OUT)
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(VENV)/bin/attribkit demo --out $(OUT)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -90,6 +90,7 @@ def run_demo(out: Path, n_images: int = 4, bench_images: int | None = None,
     from attribkit.api import explain, methods
     from attribkit.bench.runner import BenchConfig, run_bench
     from attribkit.bench.tasks import DEFAULT_TASK, get_task
+    from attribkit.progress import quiet
     from attribkit.tables import format_table, method_rows
     from attribkit.viz import compare, save
 
@@ -108,21 +109,23 @@ def run_demo(out: Path, n_images: int = 4, bench_images: int | None = None,
     written = []
     print(f"\nexplaining {n_images} test images (classes: "
           f"{', '.join(data.class_names[int(c)] for c in data.labels)}):")
-    for spec in methods():
-        if spec.family in ("perturbation", "attention"):  # attention: transformers only
-            continue
-        start = time.perf_counter()
-        try:
-            result = explain(model, x, method=spec.name)
-        except Exception as exc:  # noqa: BLE001 - a method that cannot run on this model
-            print(f"  {spec.name:34s} skipped: {type(exc).__name__}: {str(exc).splitlines()[0]}")
-            continue
-        ms = (time.perf_counter() - start) * 1e3
-        written.append(save(method_figure(result, shown, data.class_names), out / f"{spec.name}.png"))
-        layer = f" layer={result.layer}" if result.layer else ""
-        print(f"  {spec.name:34s} {str(tuple(result.values.shape)):18s}{layer:16s} {ms:8.1f} ms")
-    grid = compare(model, x, methods=shown_methods, class_names=list(data.class_names),
-                   row_labels=[f"image {i}\ntrue: {data.class_names[int(c)]}" for i, c in enumerate(data.labels)])
+    with quiet():  # a line per method says what ran and how long: no progress bars between them
+        for spec in methods():
+            if spec.family in ("perturbation", "attention"):  # attention: transformers only
+                continue
+            start = time.perf_counter()
+            try:
+                result = explain(model, x, method=spec.name)
+            except Exception as exc:  # noqa: BLE001 - a method that cannot run on this model
+                print(f"  {spec.name:34s} skipped: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+                continue
+            ms = (time.perf_counter() - start) * 1e3
+            written.append(save(method_figure(result, shown, data.class_names), out / f"{spec.name}.png"))
+            layer = f" layer={result.layer}" if result.layer else ""
+            print(f"  {spec.name:34s} {str(tuple(result.values.shape)):18s}{layer:16s} {ms:8.1f} ms")
+        grid = compare(model, x, methods=shown_methods, class_names=list(data.class_names),
+                       row_labels=[f"image {i}\ntrue: {data.class_names[int(c)]}"
+                                   for i, c in enumerate(data.labels)])
     written.append(save(grid, out / "compare.png"))
     print(f"\ncomparison grid of {len(shown_methods)} methods ({', '.join(shown_methods)}): {out / 'compare.png'}"
           + ("" if shown_methods == every else f"\n  (`attribkit demo --compare all` shows all {len(every)})"))

@@ -54,3 +54,16 @@ def test_the_demo_profile_is_the_short_benchmark():
     assert BenchConfig(out="x", profile="demo", n_images=32).settings()["n_images"] == 32
     with pytest.raises(ValueError, match="quick, demo, full"):
         profile("nope")
+
+
+def test_make_demo_lets_openmp_threads_sleep():
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("make") is None:
+        pytest.skip("needs make")
+    root = Path(__file__).resolve().parents[1]
+    plan = subprocess.run(["make", "-n", "-C", str(root), "demo", "VENV=/nonexistent/venv", "-o",
+                           "/nonexistent/venv/.attribkit-installed"], capture_output=True, text=True).stdout
+    assert "OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} /nonexistent/venv/bin/attribkit demo" in plan
