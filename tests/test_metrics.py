@@ -1,9 +1,7 @@
 """Metrics against hand-computed values and peer implementations on tiny inputs."""
 
-import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from attribkit.evaluation import functional as M
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import attribkit as ak
-from attribkit.predict import Predict, as_predict
+from attribkit.predict import as_predict
 
 
 def linear_model():

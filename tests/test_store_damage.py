@@ -12,7 +12,8 @@ import zarr
 
 import attribkit as ak
 from attribkit.datasets.resume import StoreRepairWarning
-from attribkit.datasets.verify import StoreHealth, verify_store
+from attribkit.datasets.store import verify_path
+from attribkit.datasets.verify import StoreHealth
 from attribkit.errors import AttribkitError, StoreError
 from tests.dataset_support import Numbered, small_model
 
@@ -51,7 +52,7 @@ def refused_on_open_and_resume(out, match):
         ak.open_store(out)
     with pytest.raises(StoreError, match=match):
         run(out)
-    health = verify_store(out)
+    health = verify_path(out)
     assert not health.ok and len(health.problems) == 1 and "zarr.json" in health.problems[0]
     return str(opened.value)
 
@@ -176,7 +177,7 @@ def test_a_store_from_before_the_records_resumes_and_is_read_through_zarr(out):
 
 
 def test_a_path_that_is_no_store_is_reported_not_raised(tmp_path):
-    health = verify_store(tmp_path / "nothing.zarr")
+    health = verify_path(tmp_path / "nothing.zarr")
     assert not health.ok and "does not exist" in health.problems[0]
     with pytest.raises(StoreError, match="does not exist") as caught:
         ak.open_store(tmp_path / "nothing.zarr")

@@ -18,8 +18,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not (path / "zarr.json").is_file():
         raise StoreError(f"{path} is not a dataset store (it has no zarr.json; explain-dataset --out RUN.zarr "
                          "writes one)")
-    from attribkit.datasets.verify import verify_store
+    from attribkit.datasets.store import verify_path
 
-    health = verify_store(path, checksums=not args.sizes_only)
+    health = verify_path(path, checksums=not args.sizes_only)
     print(json.dumps(health.to_dict(), indent=2) if args.json else health.summary())
     return 0 if health.ok else 1

@@ -391,3 +391,15 @@ def resume_store(path: Path, settings: Mapping[str, Any]) -> AttributionStore:
 def _short(value: Any, size: int = 120) -> str:
     text = repr(value)
     return text if len(text) <= size else text[:size - 3] + "..."
+
+
+def verify_path(path: str | Path, checksums: bool = True) -> Any:
+    """:meth:`AttributionStore.verify` of the store at ``path``; a store that cannot be
+    opened is reported as a problem of the returned ``StoreHealth``, not raised."""
+    from attribkit.datasets.verify import StoreHealth
+
+    try:
+        store = open_store(path)
+    except StoreError as exc:
+        return StoreHealth(path=str(path), checksums=checksums, problems=[str(exc)])
+    return store.verify(checksums=checksums)

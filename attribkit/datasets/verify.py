@@ -18,7 +18,6 @@ from typing import Any
 
 from attribkit.datasets.chunks import chunk_path
 from attribkit.datasets.fingerprint import chunk_digest
-from attribkit.errors import StoreError
 
 
 @dataclasses.dataclass
@@ -76,15 +75,9 @@ class StoreHealth:
 
 
 def verify_store(store: Any, checksums: bool = True) -> StoreHealth:
-    """The health of ``store`` (an :class:`~attribkit.datasets.store.AttributionStore`
-    or its path); a store that cannot be opened is reported, not raised."""
-    if not hasattr(store, "records"):
-        from attribkit.datasets.store import open_store
-
-        try:
-            store = open_store(store)
-        except StoreError as exc:
-            return StoreHealth(path=str(store), checksums=checksums, problems=[str(exc)])
+    """The health of an opened ``store`` (an :class:`~attribkit.datasets.store.AttributionStore`;
+    :func:`~attribkit.datasets.store.verify_path` takes a path and reports a store that
+    cannot be opened instead of raising)."""
     health = StoreHealth(path=str(store.path), images=len(store), checksums=checksums)
     markers, records = store.markers(), store.records()
     health.batches = len(markers)
