@@ -264,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true",
                    help="stop at a file that is not an image or cannot be read (default: list and skip it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--no-verify-inputs", action="store_true",
+                   help="on resume, do not read the stored part of the data again to check that its images "
+                        "are unchanged (for very large data)")
     p.add_argument("--out", required=True, help="the store, e.g. RUN.zarr; the same command again resumes it")
     p.set_defaults(func=cmd_explain_dataset)
 

@@ -165,3 +165,24 @@ def test_dtype_and_compressor_options(tmp_path, capsys, monkeypatch):
     assert main([*args, "--compressor", "lzma", "--out", str(tmp_path / "lz.zarr")]) == 2
     assert "compressor='lzma'" in capsys.readouterr().err
     assert not (tmp_path / "bf.zarr").exists() and not (tmp_path / "lz.zarr").exists()
+
+
+def test_a_changed_image_is_refused_on_resume_unless_no_verify_inputs(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    folder = make_folder(tmp_path / "images", per_class=3)
+    out = tmp_path / "run.zarr"
+    command = ["explain-dataset", str(folder), "--model", MODEL, "--methods", "saliency", "--size", "16",
+               "--batch-size", "2", "--no-progress", "--out", str(out)]
+    assert main(command) == 0
+    store = ak.open_store(out)
+    group = __import__("zarr").open_group(out, mode="r+")
+    group["done"][2] = False  # the last batch is to compute again, so the run resumes
+    pixels = np.asarray(Image.open(folder / "dog" / "0.png")).copy()
+    pixels = 255 - pixels
+    Image.fromarray(pixels).save(folder / "dog" / "0.png")
+    capsys.readouterr()
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert "item 3 (dog/0.png)" in err and "--no-verify-inputs" in err and len(err.strip().splitlines()) == 1
+    assert main(command + ["--no-verify-inputs"]) == 0
+    assert len(ak.open_store(out)) == len(store)

@@ -42,6 +42,7 @@ def cmd_explain_dataset(args: argparse.Namespace) -> int:
                                 batch_size=args.batch_size, num_workers=_workers(args.workers),
                                 metrics=args.metrics or (), dtype=args.dtype, compressor=args.compressor,
                                 progress=not args.no_progress, strict=args.strict,
+                                verify_inputs=not args.no_verify_inputs,
                                 model_classes=loaded.class_names, **options)
     except AttribkitError:
         raise  # StoreWriteError and StoreError say what is kept themselves

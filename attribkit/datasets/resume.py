@@ -69,6 +69,6 @@ def changed_item(plan: Plan, store: AttributionStore, batches: list[int], out: P
                 return (f"{name} of the data is not the one stored in {out}: its input bytes (image, label, "
                         f"mask) differ from those batch {batch.number} was computed from; the data changed "
                         f"since the store was written. Write to another path, delete {out} to start over, or "
-                        "pass verify_inputs=False to keep the stored batches as they are")
+                        "pass verify_inputs=False (the CLI: --no-verify-inputs) to keep the stored batches as they are")
         bar.update(batch.size)
     return None
