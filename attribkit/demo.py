@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from attribkit.images import as_batch
+from attribkit.registry import MAIN_METHODS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 MIN_SIDE = 192  # pixels per image in the per-method PNGs
 #: the comparison grid's methods: the gradient family (plain, smoothed, guided), LRP, CAM
 #: with gradients and without (Score-CAM), and Guided Grad-CAM; the image makes the 8th column
-COMPARED = ("saliency", "smoothgrad", "guided_backprop", "lrp", "gradcam", "scorecam", "guided_gradcam")
+COMPARED = MAIN_METHODS
 
 
 def make_scene(size: int = 224, seed: int = 0) -> np.ndarray:

@@ -33,6 +33,8 @@ METRIC_NEEDS = ("forward", "ground_truth", "model", "method")
 NEEDS = ("autograd", "layer", "module", "forward", "attention")
 OUTPUTS = ("pixel", "layer")
 SIGNS = ("signed", "non-negative")
+# one readable method per main family: ak.compare's and the demo's default columns (<= 8 with the image)
+MAIN_METHODS = ("saliency", "smoothgrad", "guided_backprop", "lrp", "gradcam", "scorecam", "guided_gradcam")
 
 #: import name -> the distribution to pip install, where they differ
 PIP_NAMES = {"sklearn": "scikit-learn", "skimage": "scikit-image", "cv2": "opencv-python",

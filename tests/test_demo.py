@@ -67,3 +67,19 @@ def test_make_demo_lets_openmp_threads_sleep():
     plan = subprocess.run(["make", "-n", "-C", str(root), "demo", "VENV=/nonexistent/venv", "-o",
                            "/nonexistent/venv/.attribkit-installed"], capture_output=True, text=True).stdout
     assert "OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} /nonexistent/venv/bin/attribkit demo" in plan
+
+
+def test_compare_default_is_the_main_families_and_all_is_every_method():
+    torch.manual_seed(0)
+    model = TinyCNN().eval()
+    fig = compare(model, torch.rand(1, 3, 16, 16))  # methods=None
+    FigureCanvasAgg(fig).draw()
+    columns = {round(ax.get_position().x0, 3) for ax in fig.axes if ax.get_images()}
+    assert len(columns) == 8
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the methods that do not apply to this model are skipped, warned
+        every = compare(model, torch.rand(1, 3, 16, 16), methods="all")
+    FigureCanvasAgg(every).draw()
+    assert len({round(ax.get_position().x0, 3) for ax in every.axes if ax.get_images()}) > 8

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from attribkit import reuse
 from attribkit.images import to_display
+from attribkit.registry import MAIN_METHODS
 from attribkit.result import Attribution
 from attribkit.viz.figures import (
     HEAT_MODES,
@@ -96,7 +97,7 @@ def _scale_words(sign: str) -> str:
             "negative": "negative part, per image"}.get(sign, "|attribution|, per image")
 
 
-def compare(model: Any, images: Any, methods: Sequence[MethodArg] | None = None, target: Any = None, *,
+def compare(model: Any, images: Any, methods: Sequence[MethodArg] | str | None = None, target: Any = None, *,
             layer: Any = None, mode: str = "blended_heat_map", sign: str = "absolute_value",
             class_names: ClassNames = None, show_image: bool = True,
             row_labels: Sequence[str] | None = None, colorbar: bool = True,
@@ -119,8 +120,10 @@ def compare(model: Any, images: Any, methods: Sequence[MethodArg] | None = None,
     Args:
         model, images, target, layer, batch_size: as in :func:`attribkit.explain`.
         methods: names, or ``(name, options)`` pairs for per-method options.
-            ``None``: every registered method, skipping (with a warning) those
-            that fail on this model.
+            ``None``: one method per main family
+            (:data:`attribkit.registry.MAIN_METHODS`, 7 columns and the image);
+            ``"all"``: every registered method. Both skip (with a warning) the
+            methods that fail on this model.
         show_image: a first column with the input images (default).
         row_labels: one label per image (e.g. file names or true classes), on the
             left of each row; default: the image's number and the model's top class.
@@ -133,8 +136,10 @@ def compare(model: Any, images: Any, methods: Sequence[MethodArg] | None = None,
     """
     from attribkit.api import explain, methods as registered
 
-    skip_failures = methods is None
+    skip_failures = methods is None or methods == "all"
     if methods is None:
+        methods = list(MAIN_METHODS)
+    elif methods == "all":
         methods = [spec.name for spec in registered()]
     probs = model_scores(model, images)
     seen = reuse.fingerprint(model, images)
