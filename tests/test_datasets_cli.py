@@ -186,3 +186,21 @@ def test_a_changed_image_is_refused_on_resume_unless_no_verify_inputs(tmp_path, 
     assert "item 3 (dog/0.png)" in err and "--no-verify-inputs" in err and len(err.strip().splitlines()) == 1
     assert main(command + ["--no-verify-inputs"]) == 0
     assert len(ak.open_store(out)) == len(store)
+
+
+def test_a_file_name_that_is_not_utf8_is_stored_spelled_and_its_picture_found(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    folder = make_folder(tmp_path / "images", classes=("cat",), per_class=2)
+    os.rename(folder / "cat" / "0.png", os.fsdecode(bytes(folder / "cat") + b"/\xff\xfe.png"))
+    out = tmp_path / "run.zarr"
+    assert main(["explain-dataset", str(folder), "--model", MODEL, "--methods", "saliency", "--size", "16",
+                 "--no-progress", "--out", str(out)]) == 0
+    ids = list(ak.open_store(out).ids)
+    assert sorted(ids) == ["cat/1.png", "cat/\\xff\\xfe.png"]
+    from attribkit.datasets.folder import id_path
+
+    assert id_path(folder, "cat/\\xff\\xfe.png").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("error")  # no "cannot read" warning: every picture found
+        assert main(["report", str(out)]) == 0

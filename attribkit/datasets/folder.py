@@ -13,6 +13,8 @@ the run.
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,8 @@ class ImageFolder:
 
     Attributes:
         root: the folder.
-        ids: each file's path relative to ``root`` (POSIX separators).
+        ids: each file's path relative to ``root`` (POSIX separators; bytes of a name
+            that are not UTF-8 written as ``\\xNN``, so every id can be stored and shown).
         labels: each file's class index, or ``None`` for a flat folder.
         classes: the class names (sub-folder names), or ``None``.
         skipped: ``(path, reason)`` of the files left out because they are not images.
@@ -53,7 +56,7 @@ class ImageFolder:
         self.size, self.crop = size, crop
         top, odd = _visible(self.root.iterdir())
         folders = [p for p in top if p.is_dir()]
-        self.classes = [p.name for p in folders] or None
+        self.classes = [_readable(p.name) for p in folders] or None
         found: list[tuple[Path, int | None]] = []
         others = []
         if self.classes is None:
@@ -74,7 +77,7 @@ class ImageFolder:
         self.labels = None if self.classes is None else [label for _, label in images]
 
     def _id(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
+        return _readable(path.relative_to(self.root).as_posix())
 
     def __len__(self) -> int:
         return len(self.files)
@@ -111,3 +114,20 @@ def image_folder(root: str | Path, size: int = 224, *, crop: bool = True) -> Ima
     """The images under ``root`` as a dataset for :func:`~attribkit.datasets.run.explain_dataset`
     (see :class:`ImageFolder`)."""
     return ImageFolder(root, size, crop=crop)
+
+
+def _readable(name: str) -> str:
+    """``name`` with the bytes that are not UTF-8 (decoded by Python as lone surrogates)
+    written as ``\\xNN``: a file name from a Latin-1 disk can then be stored as JSON and
+    zarr strings and printed."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def id_path(root: str | Path, item_id: str) -> Path:
+    """The file of ``item_id`` (an :attr:`ImageFolder.ids` entry) under ``root``: the
+    inverse of the ``\\xNN`` spelling of bytes that are not UTF-8."""
+    plain = Path(root) / item_id
+    if plain.exists():  # a name that holds a backslash itself
+        return plain
+    raw = re.sub(rb"\\x([0-9a-f]{2})", lambda m: bytes([int(m.group(1), 16)]), item_id.encode("utf-8"))
+    return Path(root) / os.fsdecode(raw)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from attribkit.datasets.folder import id_path
 from attribkit.datasets.store import AttributionStore
 from attribkit.errors import InputError
 
@@ -38,7 +39,7 @@ def picture_source(store: AttributionStore, images: Any, size: int) -> Picture |
 
         def from_folder(row: int) -> np.ndarray | None:
             try:
-                return folder_picture(root / str(ids[row]), side, size, crop=crop)
+                return folder_picture(id_path(root, str(ids[row])), side, size, crop=crop)
             except OSError as exc:
                 warnings.warn(f"report: cannot read {root / str(ids[row])}: {exc}", stacklevel=2)
                 return None
