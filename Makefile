@@ -32,7 +32,7 @@ demo: $(STAMP)
 	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(VENV)/bin/attribkit demo --out $(OUT)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(PY) -m pytest -q
 
 # speed + faithfulness of every built-in method on the reference model (quick profile)
 bench: $(STAMP)

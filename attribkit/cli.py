@@ -348,6 +348,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; errors a user can fix are one line on stderr (exit 2),
     Ctrl-C is ``attribkit: interrupted`` (or the interrupt's message), exit 130."""
     args = build_parser().parse_args(argv)
+    if "torch" not in sys.modules:  # read once, when torch loads its OpenMP runtime
+        # idle OpenMP threads sleep instead of spinning: on a machine shared with one other busy
+        # process, spinning made each forward ~25x slower (docs/cli.md); a value set by the user wins
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         return args.func(args)
     except AttribkitError as exc:
