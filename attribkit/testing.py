@@ -4,6 +4,7 @@
 - :class:`TinyCNN`, :class:`RaiseOnCall`, :func:`as_users_have_it`: models for
   safety grids (normal run / bad target / a model that raises).
 - :func:`isolated_host`: a plugin host rebuilt from the current environment.
+- :func:`forward_rows`: the rows of each forward of a model (chunking and cost tests).
 """
 
 from __future__ import annotations
@@ -137,3 +138,15 @@ def isolated_host() -> Iterator[None]:
     finally:
         reset_host()
         os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def forward_rows(model: nn.Module) -> Iterator[list[int]]:
+    """The number of rows of each forward of ``model`` made in the body (a list that
+    fills as they run; the hook is removed on exit)."""
+    rows: list[int] = []
+    handle = model.register_forward_pre_hook(lambda _m, args: rows.append(len(args[0])))
+    try:
+        yield rows
+    finally:
+        handle.remove()

@@ -1,27 +1,15 @@
 """Methods that multiply the batch run memory-bounded chunks of rows by default
 (attribkit.torch.chunking), with the maps of one unchunked call."""
 
-import contextlib
 
 import pytest
 import torch
 from torch import nn
 
 import attribkit as ak
-from attribkit.testing import assert_model_untouched
+from attribkit.testing import assert_model_untouched, forward_rows
 from attribkit.torch.chunking import ActivationMeter, parse_size, rows_per_chunk
 from attribkit.torch.noise import NoiseTunnel
-
-
-@contextlib.contextmanager
-def forward_rows(model):
-    """The rows of each forward of ``model`` in the body."""
-    rows = []
-    handle = model.register_forward_pre_hook(lambda _m, args: rows.append(len(args[0])))
-    try:
-        yield rows
-    finally:
-        handle.remove()
 
 
 def test_sizes_and_rows():

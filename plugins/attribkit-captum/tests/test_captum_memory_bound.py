@@ -1,27 +1,15 @@
 """Captum's integrated gradients runs its steps in memory-bounded chunks by default,
 with the same maps as Captum called directly; a bar counts the rows."""
 
-import contextlib
 
 import pytest
 import torch
 from captum.attr import IntegratedGradients, LayerConductance
 
 import attribkit as ak
-from attribkit.testing import assert_model_untouched
+from attribkit.testing import assert_model_untouched, forward_rows
 from attribkit_captum.kernels import internal_batch_size
 from attribkit_captum.table import SUPPORTED
-
-
-@contextlib.contextmanager
-def forward_rows(model):
-    """The rows of each forward of ``model`` in the body."""
-    rows = []
-    handle = model.register_forward_pre_hook(lambda _m, args: rows.append(len(args[0])))
-    try:
-        yield rows
-    finally:
-        handle.remove()
 
 
 def test_ig_chunks_by_default_and_equals_captum(model, images, targets, monkeypatch):
