@@ -69,6 +69,13 @@ _EXPORTS = {
     "recode_store": "attribkit.datasets.recode",
     # the self-contained HTML report of a store or a bench folder
     "write_report": "attribkit.report",
+    # target objects: segmentation, detection, embeddings and CLIP, multi-label
+    "targets": "attribkit.targets",
+    "Class": "attribkit.targets",
+    "Labels": "attribkit.targets",
+    "Region": "attribkit.targets",
+    "Box": "attribkit.targets",
+    "Similarity": "attribkit.targets",
 }
 _EXPORTS.update({name: "attribkit.errors" for name in (
     "AttribkitError", "UnknownMethodError", "InvalidOptionError", "InputError",
@@ -97,7 +104,7 @@ def __getattr__(name: str) -> Any:
             "(for PyTorch, the CPU wheel is enough: pip install torch --index-url "
             "https://download.pytorch.org/whl/cpu)"
         ) from exc
-    value = module if name == "errors" else getattr(module, name)
+    value = module if name in ("errors", "targets") else getattr(module, name)
     globals()[name] = value
     return value
 

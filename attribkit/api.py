@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import warnings
 from typing import Any
 
+import numpy as np
+
 from attribkit import reuse
-from attribkit.errors import InvalidOptionError
+from attribkit.errors import AttributionWarning, InvalidOptionError
 from attribkit.host import PluginInfo, get_host
 from attribkit.registry import MethodSpec, MetricSpec
 from attribkit.result import Attribution
@@ -54,10 +58,18 @@ def explain(model: Any, inputs: Any, target: Any = None, *, method: str = "salie
 
     Args:
         model: a ``torch.nn.Module`` for gradient and CAM methods (any
-            callable ``batch -> scores`` for forward-only methods).
-        inputs: a batch, ``(B, C, H, W)`` for image methods.
+            callable ``batch -> scores`` for forward-only methods). Its output may
+            be a tensor, a dict, a list of per-image dicts (detectors), a tuple or a
+            Hugging Face output; the target reads it.
+        inputs: a batch, ``(B, C, H, W)`` for image methods, or a list of
+            ``(C, H, W)`` images: stacked when they share a size, else explained one
+            by one (then a list of results comes back, one per image).
         target: ``None`` (each image's top class), an int, one int per image
-            (sequence or 1-D tensor), or a callable ``scores -> (B,)``.
+            (sequence or 1-D tensor), a callable ``raw_output -> (B,)``, or a target
+            object of :mod:`attribkit.targets` (``Region``, ``Box``, ``Similarity``,
+            ``Labels``, ``Class``). A target that explains several things per image
+            (``Labels([3, 7])``, several boxes) gives one row per (image, thing),
+            image-major, with ``result.meta["image_index"]`` the image of each row.
         method: a registered method name or alias (see :func:`methods`).
         layer: for layer methods, a module, a dotted name (``"layer4.1"``) or
             ``None`` to pick the last layer with a spatial output.
@@ -68,8 +80,20 @@ def explain(model: Any, inputs: Any, target: Any = None, *, method: str = "salie
             image, all in one batched call.
         **options: method options, validated against the method's spec.
 
-    The model is left exactly as it was, also when something raises.
+    The model is left exactly as it was, also when something raises. A map that is
+    zero everywhere is an :class:`~attribkit.errors.AttributionWarning` naming the images.
     """
+    from attribkit.targets import rows
+    from attribkit.targets.base import Target
+
+    images = rows.image_list(inputs)
+    if images is not None and not rows.same_size(images):
+        return [explain(model, image[None], one, method=method, layer=layer, batch_size=batch_size,
+                        noise_tunnel=noise_tunnel, **options)
+                for image, one in zip(images, rows.per_image_targets(target, len(images)))]
+    if images is not None:
+        inputs = rows.stack(images)
+    inputs, target, image_index = rows.expand(inputs, target)
     spec = get_method(method)
     if layer is not None and "layer" not in spec.needs:
         raise InvalidOptionError(
@@ -92,4 +116,31 @@ def explain(model: Any, inputs: Any, target: Any = None, *, method: str = "salie
     if time.perf_counter() - start >= reuse.RECORD_AFTER_S:  # for ak.compare (attribkit.reuse)
         reuse.remember(reuse.fingerprint(model, inputs), spec.name, result, copy=True, target=target,
                        layer=layer, batch_size=batch_size, noise_tunnel=noise_tunnel, options=bound)
+    if image_index is not None:
+        result = dataclasses.replace(result, meta={**result.meta, "image_index": image_index})
+    if isinstance(target, Target):
+        bound = target.bind(len(result.values))
+        labels = bound.labels() if result.target is None else result.target
+        result = dataclasses.replace(result, target=labels, meta={**result.meta, "target": bound})
+    warn_empty_maps(result)
     return result
+
+
+def warn_empty_maps(result: Attribution) -> None:
+    """:class:`~attribkit.errors.AttributionWarning` naming the rows whose map is zero
+    everywhere (it says nothing: the target does not depend on the input or layer there)."""
+    values = result.values
+    flat = values.reshape(len(values), -1) if len(values) else values
+    if not len(values) or flat.shape[1] == 0:
+        return
+    zero = (flat == 0).all(1)
+    if not bool(zero.any()):
+        return
+    rows = np.flatnonzero(zero.cpu().numpy() if hasattr(zero, "cpu") else np.asarray(zero)).tolist()
+    shown = ", ".join(map(str, rows[:8])) + (", ..." if len(rows) > 8 else "")
+    warnings.warn(
+        f"{result.method}: the map of row{'s' if len(rows) > 1 else ''} {shown} is zero everywhere: "
+        "the target score does not depend on the input"
+        + (f" or on layer {result.layer!r}" if result.layer else "")
+        + " there (a detector without a detection matching the box, a target the model ignores, "
+        "or a ReLU that clipped every position)", AttributionWarning, stacklevel=3)

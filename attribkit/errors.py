@@ -78,3 +78,10 @@ class MetricWarning(UserWarning):
     """A metric's score is undefined for some images (an empty mask, a constant map, a
     prediction that changes under every perturbation, ...): those scores are NaN, and
     the warning names the metric, the images and why (``docs/metrics.md``)."""
+
+
+class AttributionWarning(UserWarning):
+    """A result is computed but says nothing: a map that is zero everywhere (the target
+    score does not depend on the input or layer there, e.g. a detector with no detection
+    matching the box, or a CAM whose ReLU clipped every position). The warning names the
+    method and the images."""

@@ -69,7 +69,9 @@ class Predict:
             raise InputError(f"predict needs a non-empty batch (B, ...), got shape {tuple(x.shape)}")
         step = self.batch_size or len(x)
         outs = [self._chunk(x[i:i + step]) for i in range(0, len(x), step)]
-        scores = torch.cat(outs) if len(outs) > 1 else outs[0]
+        scores = merge_outputs(outs) if len(outs) > 1 else outs[0]
+        if not isinstance(scores, torch.Tensor):  # a raw output (dict, list of dicts): targets read it
+            return scores
         if as_numpy:
             return scores.cpu().numpy()
         return scores.to(x.device)
@@ -90,7 +92,7 @@ class Predict:
             with torch.no_grad():
                 out = self._call(x)
             if not isinstance(out, torch.Tensor):
-                raise InputError(f"the model returned {type(out).__name__}, not a tensor of scores")
+                return check_raw_rows(out, len(x))
             out = out.detach()
         if out.ndim < 1 or out.shape[0] != len(x):
             raise InputError(
@@ -103,6 +105,46 @@ class Predict:
         """The same model called in chunks of ``batch_size`` rows."""
         return Predict(self._call, backend=self.backend, accepts=self.accepts, module=self.module,
                        batch_size=batch_size, description=self.description)
+
+
+def check_raw_rows(output: Any, n: int) -> Any:
+    """A raw output that is not one tensor (a dict of tensors, a list of per-image dicts,
+    a tuple, a Hugging Face output), checked to hold ``n`` rows; target objects read it
+    (:mod:`attribkit.targets`)."""
+    if isinstance(output, (list, tuple)) and output and not isinstance(output[0], torch.Tensor):
+        rows = len(output)
+    else:
+        tensors = list(output.values()) if hasattr(output, "values") else list(output) \
+            if isinstance(output, (list, tuple)) else []
+        firsts = {t.shape[0] for t in tensors if isinstance(t, torch.Tensor) and t.ndim}
+        if not tensors or not firsts:
+            raise InputError(f"the model returned {type(output).__name__}, neither a tensor of scores "
+                             "nor a dict, list or tuple of them")
+        rows = n if n in firsts else min(firsts)
+    if rows != n:
+        raise InputError(f"the model returned {rows} rows for a batch of {n}; predict must give one "
+                         "row per input row")
+    return output
+
+
+def merge_outputs(outs: list[Any]) -> Any:
+    """The outputs of consecutive chunks as one: tensors concatenated; lists of per-image
+    results joined; dicts, tuples and Hugging Face outputs merged entry by entry."""
+    first = outs[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(outs)
+    if isinstance(first, list):
+        return [row for out in outs for row in out]
+    if isinstance(first, tuple) and first and not isinstance(first[0], torch.Tensor):
+        return tuple(row for out in outs for row in out)
+    if isinstance(first, tuple):
+        return type(first)(merge_outputs([out[i] for out in outs]) for i in range(len(first)))
+    if hasattr(first, "keys"):
+        merged = {k: merge_outputs([out[k] for out in outs]) if isinstance(first[k], torch.Tensor)
+                  else first[k] for k in first.keys()}
+        return type(first)(**merged) if type(first) is not dict else merged
+    raise InputError(f"cannot join the model's outputs of type {type(first).__name__} over chunks; "
+                     "pass batch_size=None")
 
 
 def as_predict(model: Any, *, batch_size: int | None = None, input_name: str | None = None,

@@ -104,6 +104,9 @@ def test_layer_errors(tiny_cnn, images):
             ak.explain(model, images, method=method, layer="unused")
     with pytest.raises(LayerError, match="does not depend on the output"):
         ak.explain(tiny_cnn, images, lambda s: torch.ones(len(s), requires_grad=True),
+                   method="gradcam", layer="features")
+    with pytest.raises(LayerError, match="reaches the target score"):  # the automatic layer
+        ak.explain(tiny_cnn, images, lambda s: torch.ones(len(s), requires_grad=True),
                    method="gradcam")
     with pytest.raises(InvalidOptionError, match="interpolate_mode"):
         ak.explain(tiny_cnn, images, method="guided_gradcam", interpolate_mode="cubic")

@@ -88,7 +88,8 @@ def torch_kernel(kernel: Callable | None = None, *, image: bool = False,
             extra: dict[str, Any] = {}
             name = None
             if needs_layer:
-                extra["layer"], name = resolve_layer(model, layer, inputs)
+                extra["layer"], name = resolve_layer(model, layer, inputs,
+                                                     chunk(parsed, 0, min(2, len(inputs))))
             values, indices, tops = [], [], []
             for start, stop in ranges:
                 chunk_target = chunk(parsed, start, stop)
