@@ -78,6 +78,8 @@ def find_spatial_layer(model: nn.Module, probe: torch.Tensor, target: Any = None
                     skipped.append(name)
         return hook
 
+    if torch.is_inference_mode_enabled() or probe.is_inference():
+        target = None  # no graph to read (forward-only methods may run under inference_mode)
     hooks = [(m, record(name)) for name, m in model.named_modules() if name]
     with forward_hooks(hooks), torch.set_grad_enabled(target is not None):
         output = model(probe.detach().requires_grad_(target is not None))
