@@ -187,3 +187,13 @@ def test_predict_merges_raw_outputs_over_chunks():
     short = ak.as_predict(lambda batch: [{"boxes": torch.zeros(0, 4)}], array="torch")
     with pytest.raises(InputError, match="1 rows for a batch of 3"):
         short(torch.rand(3, 3, 8, 8))
+
+
+def test_noise_tunnel_gives_each_noisy_copy_its_images_target(model, x):
+    from attribkit.torch.noise import NoiseTunnel
+
+    tunnel = NoiseTunnel("smoothgrad", 5, 0.1, 0)
+    by_object = ak.explain(model, x, ak.Class([0, 2, 4]), method="saliency", noise_tunnel=tunnel,
+                           batch_size=4)
+    by_int = ak.explain(model, x, [0, 2, 4], method="saliency", noise_tunnel=tunnel, batch_size=4)
+    torch.testing.assert_close(by_object.values, by_int.values)

@@ -28,6 +28,7 @@ from attribkit.torch.checks import prepare_inputs
 from attribkit.torch.chunking import measure, rows_per_chunk
 from attribkit.torch.guard import model_guard
 from attribkit.torch.runner import chunks
+from attribkit.targets.base import Target
 from attribkit.torch.targets import ChunkTarget, parse_target
 
 KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
@@ -105,6 +106,8 @@ def run_noise_tunnel(impl: Callable[..., Attribution], tunnel: NoiseTunnel, mode
     copies = noisy_copies(inputs, tunnel)
     if isinstance(targets, torch.Tensor):
         expanded = targets.repeat_interleave(tunnel.n_samples)
+    elif isinstance(targets, Target):  # each copy gets its image's target
+        expanded = targets.take(torch.arange(len(inputs)).repeat_interleave(tunnel.n_samples))
     else:
         expanded = targets  # a callable acts row by row
     step = batch_size
@@ -114,7 +117,9 @@ def run_noise_tunnel(impl: Callable[..., Attribution], tunnel: NoiseTunnel, mode
     parts = []
     with labelled(method), progress(len(copies), f"{tunnel.kind}: noisy copies", unit="row") as bar:
         for start, stop in chunks(len(copies), step):
-            part_target = expanded[start:stop] if isinstance(expanded, torch.Tensor) else expanded
+            part_target = (expanded[start:stop] if isinstance(expanded, torch.Tensor)
+                           else expanded.take(torch.arange(start, stop)) if isinstance(expanded, Target)
+                           else expanded)
             parts.append(impl(model, copies[start:stop], method=method, target=part_target,
                               layer=layer, batch_size=batch_size, options=options))
             bar.update(stop - start)
