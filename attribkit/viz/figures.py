@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from attribkit.images import ClassIndex, as_batch, as_numpy, class_label, imagenet_classes, to_display
 from attribkit.result import Attribution, bilinear_resize
+from attribkit.viz.overlays import draw_marks, marks_of
 from attribkit.viz.rendering import CMAPS, render, standardize_rgb
 
 ClassNames = Sequence[str] | Mapping[int, str] | ClassIndex | str | None
@@ -85,7 +86,10 @@ def show(result: Attribution | Any, images: Any = None, *, mode: str | Sequence[
         result: an :class:`~attribkit.result.Attribution`, or maps as a tensor
             or array (``(B, C, H, W)``, ``(C, H, W)``, ``(H, W)``, channels-last too).
         images: the explained inputs (tensor or array, CHW or HWC, batch or one
-            image); normalised inputs are denormalised (see ``mean``/``std``).
+            image); normalised inputs are denormalised (see ``mean``/``std``). A
+            result of several maps per image (``result.meta["image_index"]``, e.g.
+            ``Labels([3, 7])`` or several boxes) takes the explained images, and each
+            row is drawn on its own image.
         mode: one mode or a sequence of them (columns): ``heat_map``,
             ``blended_heat_map``, ``masked_image``, ``alpha_scaling``,
             ``original_image``. Default: ``blended_heat_map`` with images,
@@ -101,6 +105,9 @@ def show(result: Attribution | Any, images: Any = None, *, mode: str | Sequence[
             and the method as the figure title.
         class_names: names for the row labels: a sequence, a mapping, a
             :class:`~attribkit.images.ClassIndex` or ``"imagenet"``.
+            A ``Box`` target's box and a ``Region`` target's mask outline are drawn on
+            every cell of their row, labelled with the class (its name when known,
+            else its number; :mod:`attribkit.viz.overlays`).
         title: the figure title (default: the method and layer, and the explained
             class when every image was explained for the same one).
         cell_size: inches per image.
@@ -111,8 +118,7 @@ def show(result: Attribution | Any, images: Any = None, *, mode: str | Sequence[
     """
     values = values_batch(result)
     display = to_display(images, mean, std) if images is not None else None
-    if display is not None and len(display) != len(values):
-        raise ValueError(f"{len(values)} maps but {len(display)} images")
+    display = rows_images(result, display, len(values))
     modes = [mode] if isinstance(mode, str) else list(mode or [])
     modes = modes or ["blended_heat_map" if display is not None else "heat_map"]
     signs = [sign] * len(modes) if isinstance(sign, str) else list(sign)
@@ -120,14 +126,19 @@ def show(result: Attribution | Any, images: Any = None, *, mode: str | Sequence[
         raise ValueError(f"give one sign or one per mode: {len(modes)} modes, {len(signs)} signs")
     names = resolve_class_names(class_names)
     targets = targets_of(result, len(values))
+    marks = marks_of(result, len(values))
+    input_size = getattr(result, "input_size", None)
+    input_size = tuple(input_size[-2:]) if input_size else None
 
     fig, axes = new_grid(len(values), len(modes), cell_size)
     for i in range(len(values)):
         image = display[i] if display is not None else None
         for j, (m, s) in enumerate(zip(modes, signs)):
             ax = axes[i, j]
-            ax.imshow(render(values[i], image, mode=m, sign=s, cmap=cmap, alpha=alpha,
-                             outlier_perc=outlier_perc, threshold=threshold, channels=channels))
+            drawn = render(values[i], image, mode=m, sign=s, cmap=cmap, alpha=alpha,
+                           outlier_perc=outlier_perc, threshold=threshold, channels=channels)
+            ax.imshow(drawn)
+            draw_marks(ax, marks[i], names, size=drawn.shape[:2], input_size=input_size)
             if colorbar is True and m in HEAT_MODES:
                 add_colorbar(fig, ax, s, cmap)
             if titles and i == 0:
@@ -149,6 +160,23 @@ def show(result: Attribution | Any, images: Any = None, *, mode: str | Sequence[
     if heading:
         fig.suptitle(heading)
     return fig
+
+
+def rows_images(result: Any, display: np.ndarray | None, rows: int) -> np.ndarray | None:
+    """The picture of each of ``rows`` maps: ``display[result.meta["image_index"]]`` when
+    the result explained several things per image (one row each), else ``display``."""
+    index = getattr(result, "meta", {}).get("image_index") if isinstance(result, Attribution) else None
+    if display is None:
+        return None
+    if index is not None:
+        index = np.asarray(as_numpy(index), dtype=np.int64).reshape(-1)
+        if len(index) != rows or (len(index) and not 0 <= index.min() <= index.max() < len(display)):
+            raise ValueError(f"{rows} maps of {int(index.max()) + 1 if len(index) else 0} images "
+                             f"(result.meta['image_index']), but {len(display)} images were given")
+        return display[index]
+    if len(display) != rows:
+        raise ValueError(f"{rows} maps but {len(display)} images")
+    return display
 
 
 def model_scores(model: Any, images: Any) -> np.ndarray:
