@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from attribkit.errors import TargetError
-from attribkit.targets.base import Target, as_index_tensor, check_range, find_tensor, row_index
+from attribkit.targets.base import (Target, as_index_tensor, check_range, describe, find_tensor,
+                                    row_index)
 
 SEGMENT_KEYS = ("out", "logits")
 _REGION_FITS = ("Region reads (B, classes, H, W) logits: a tensor, a dict with 'out' (torchvision "
@@ -21,8 +22,10 @@ def segment_logits(output: Any) -> torch.Tensor:
     logits = find_tensor(output, SEGMENT_KEYS, what="(B, classes, H, W) segmentation logits",
                          fits=_REGION_FITS)
     if logits.ndim != 4:
+        fits = (" (B, classes) scores fit Class(c) or Labels([...]), (B, D) embeddings "
+                "Similarity(vector)" if logits.ndim == 2 else "")
         raise TargetError(f"Region reads (B, classes, H, W) segmentation logits; the model returned "
-                          f"shape {tuple(logits.shape)}. {_REGION_FITS}")
+                          f"{describe(logits)}.{fits}")
     return logits
 
 
@@ -32,9 +35,13 @@ class Region(Target):
     ``SemanticSegmentationTarget``).
 
     ``cls``: one int or one per image. ``mask``: ``(H, W)`` for all images or
-    ``(B, H, W)`` one per image, bool or 0/1 (a float mask weights the pixels); a mask
-    of another size than the logits is resized to theirs (nearest), so a mask drawn on
-    the image fits a model whose logits are smaller (Hugging Face SegFormer: 1/4).
+    ``(B, H, W)`` one per image, bool or 0/1 (a float mask weights the pixels). A mask
+    larger than the logits (drawn on the image, for a model whose logits are smaller:
+    Hugging Face SegFormer's are 1/4 of the image) is matched by upsampling the logits
+    to the mask's size (bilinear, ``align_corners=False``, as Hugging Face's
+    ``post_process_semantic_segmentation`` and torchvision's heads do), so the score is
+    the class logits of the full-size prediction summed inside the mask. A mask
+    smaller than the logits, or of another aspect ratio, is a ``TargetError``.
     """
 
     def __init__(self, cls: Any, mask: Any = None) -> None:
@@ -84,8 +91,21 @@ class Region(Target):
             return self.check_rows(picked.sum((1, 2)), len(logits))
         mask = self.mask.to(logits.device, picked.dtype)[rows.cpu() if self.mask.is_cpu else rows]
         if mask.shape[-2:] != picked.shape[-2:]:
-            mask = F.interpolate(mask[:, None], size=picked.shape[-2:], mode="nearest")[:, 0]
+            _check_mask_size(tuple(mask.shape[-2:]), tuple(picked.shape[-2:]))
+            picked = F.interpolate(picked[:, None], size=mask.shape[-2:], mode="bilinear",
+                                   align_corners=False)[:, 0]
         return self.check_rows((picked * mask).sum((1, 2)), len(logits))
+
+
+def _check_mask_size(mask: tuple[int, int], logits: tuple[int, int]) -> None:
+    """``TargetError`` unless a ``mask`` of another size than the ``logits`` is larger
+    than them with the same aspect ratio (one pixel of rounding either way)."""
+    (mh, mw), (lh, lw) = mask, logits
+    scale = mh / lh
+    if mh < lh or mw < lw or abs(mw / scale - lw) > 1 or abs(mh / (mw / lw) - lh) > 1:
+        raise TargetError(f"Region's mask is {mh}x{mw}, the model's logits {lh}x{lw}: draw the "
+                          "mask on the image or at the logits' size (a larger mask needs the "
+                          "logits' aspect ratio)")
 
 
 def _as_mask(mask: Any) -> torch.Tensor:
