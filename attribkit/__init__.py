@@ -67,6 +67,7 @@ _EXPORTS = {
     "AttributionStore": "attribkit.datasets.store",
     "image_folder": "attribkit.datasets.folder",
     "recode_store": "attribkit.datasets.recode",
+    "per_item": "attribkit.datasets.targets",
     # the self-contained HTML report of a store or a bench folder
     "write_report": "attribkit.report",
     # target objects: segmentation, detection, embeddings and CLIP, multi-label

@@ -10,9 +10,10 @@ import numpy as np
 import torch
 
 from attribkit.datasets import items as I
+from attribkit.datasets import targets as T
 from attribkit.datasets.encoding import stored_maps
 from attribkit.datasets.planning import Plan
-from attribkit.errors import TargetError
+from attribkit.errors import InputError, TargetError
 from attribkit.registry import MethodSpec
 
 
@@ -27,7 +28,16 @@ def batch_columns(plan: Plan, batch: I.Batch) -> dict[str, np.ndarray]:
         return columns
     x = batch.images.to(plan.device, non_blocking=True)
     labels = None if batch.labels is None else batch.labels[ok]
-    target = batch_target(plan, np.arange(rows.start, rows.stop)[ok], labels)
+    if (batch.target is None) != (plan.target_kind is None):
+        raise InputError(f"the items of batch {batch.number} {'have no' if batch.target is None else 'have'} "
+                         f"targets, the data's first item {'has' if plan.target_kind else 'has none'}: "
+                         "a dataset's items all carry their target (a box or region) or none does")
+    if batch.target is not None:
+        target = batch.target
+        for name, values in T.target_columns(target, plan.target_kind, tuple(x.shape)).items():
+            columns[name] = spread(values, ok, np.nan if values.dtype.kind == "f" else False)
+    else:
+        target = batch_target(plan, np.arange(rows.start, rows.stop)[ok], labels)
     targets = predictions = None
     for spec in plan.specs:
         result = explain_with(plan, spec, x, target)

@@ -52,6 +52,10 @@ def item_digests(batch: Any) -> list[str]:
             if masks is not None:
                 digest.update(b"\0mask")
                 digest.update(masks[k].data)
+            if getattr(batch, "target", None) is not None:  # a box or region per item
+                from attribkit.datasets.targets import target_bytes
+
+                digest.update(target_bytes(batch.target, k))
             k += 1
         else:
             reason = batch.errors[row] if row < len(batch.errors) else ""

@@ -2,7 +2,8 @@
 
 An item is an image tensor ``(C, H, W)``, or a tuple ``(image,)``, ``(image,
 label)`` or ``(image, label, mask)`` (``mask``: the ``(H, W)`` evidence, for
-localisation metrics), or an :class:`~attribkit.datasets.folder.Unreadable`
+localisation metrics), or an image with its target (a box or a region:
+:mod:`attribkit.datasets.targets`), or an :class:`~attribkit.datasets.folder.Unreadable`
 (one skipped row). :func:`batches` builds a ``DataLoader`` over the batches a
 process computes: batch ``b`` is always items ``b*B .. b*B+B-1``, whatever
 order or process computes it, so it is chunk ``b`` of the store. Collation runs
@@ -22,10 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from attribkit.datasets import targets as T
 from attribkit.datasets.folder import ImageFolder, Unreadable
-from attribkit.errors import InputError
+from attribkit.errors import InputError, TargetError
 
-ITEM_FORMS = "an image tensor (C, H, W), or a tuple (image,), (image, label) or (image, label, mask)"
+ITEM_FORMS = ("an image tensor (C, H, W), or a tuple (image,), (image, label), (image, label, mask), "
+              + T.ITEM_TARGET_FORMS)
 
 
 @dataclasses.dataclass
@@ -40,6 +43,8 @@ class Batch:
         errors: why each row could not be read, ``""`` when it was.
         problem: a structural problem with the data (raised by the caller).
         digests: each row's input digest (:mod:`attribkit.datasets.fingerprint`), when asked for.
+        target: the ``Box`` or ``Region`` of the readable rows, when the items carry targets
+            or ``target=ak.per_item(fn)`` makes them (:mod:`attribkit.datasets.targets`).
     """
 
     number: int
@@ -52,23 +57,32 @@ class Batch:
     errors: list[str] = dataclasses.field(default_factory=list)
     problem: str | None = None
     digests: list[str] | None = None
+    target: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Item:
-    """One parsed item: its image, label and mask (``None`` when absent)."""
+    """One parsed item: its image, label, mask and target (``None`` when absent)."""
 
     image: torch.Tensor
     label: int | None
     mask: torch.Tensor | None
+    target: T.ItemTarget | None = None
 
 
-def parse_item(item: Any, index: int) -> Item | Unreadable:
+def parse_item(item: Any, index: int, per_item: T.PerItem | None = None) -> Item | Unreadable:
     """An item of the data as an :class:`Item` (``InputError`` naming the index and the
-    forms an item may take), or the :class:`Unreadable` it is."""
+    forms an item may take), or the :class:`Unreadable` it is; ``per_item``: the function
+    that gives the item's target (``target=ak.per_item(fn)``)."""
     if isinstance(item, Unreadable):
         return item
     parts = tuple(item) if isinstance(item, (tuple, list)) else (item,)
+    if len(parts) >= 2 and not isinstance(parts[0], Unreadable):
+        target_parts = _target_parts(parts, index)
+        if target_parts is not None:  # (image, target) or (image, box, label)
+            image = parse_item(parts[0], index)
+            return dataclasses.replace(image, target=_item_target(item, index, image.image.shape, per_item,
+                                                                  target_parts))
     if not 1 <= len(parts) <= 3:
         raise InputError(f"item {index} of the data has {len(parts)} parts; an item is {ITEM_FORMS}")
     image = parts[0]
@@ -99,7 +113,27 @@ def parse_item(item: Any, index: int) -> Item | Unreadable:
             raise InputError(f"item {index} of the data has a mask of shape {tuple(mask.shape)} for an image "
                              f"of {tuple(image.shape[-2:])}; a mask is (H, W), like the image")
         mask = mask.bool()
-    return Item(image, label, mask)
+    return Item(image, label, mask, _item_target(item, index, image.shape, per_item, None))
+
+
+def _target_parts(parts: tuple[Any, ...], index: int) -> tuple[Any, Any] | None:
+    """``(target, label)`` of an item ``(image, target)`` or ``(image, box, label)``, else ``None``."""
+    if T.is_target_part(parts[1]):
+        if len(parts) != 2:
+            raise InputError(f"item {index} of the data has {len(parts)} parts with a target; an item with "
+                             f"its target is {T.ITEM_TARGET_FORMS}")
+        return parts[1], None
+    if len(parts) == 3 and T.is_box_tensor(parts[1]):
+        return parts[1], parts[2]
+    return None
+
+
+def _item_target(item: Any, index: int, shape: Any, per_item: T.PerItem | None,
+                 parts: tuple[Any, Any] | None) -> T.ItemTarget | None:
+    """The item's target: ``per_item.fn(item)`` when given, else the one the item carries."""
+    if per_item is not None:
+        return T.item_target(per_item.fn(item), index, shape)
+    return None if parts is None else T.item_target(parts[0], index, shape, label=parts[1])
 
 
 class Indexed(torch.utils.data.Dataset):
@@ -176,8 +210,8 @@ class Collate:
     """Make a :class:`Batch` of ``[(index, item), ...]`` (picklable, for workers), with its
     rows' input digests when ``digests``."""
 
-    def __init__(self, batch_size: int, digests: bool = False) -> None:
-        self.batch_size, self.digests = batch_size, digests
+    def __init__(self, batch_size: int, digests: bool = False, per_item: T.PerItem | None = None) -> None:
+        self.batch_size, self.digests, self.per_item = batch_size, digests, per_item
 
     def __call__(self, pairs: Sequence[tuple[int, Any]] | Stacked) -> Batch:
         batch = self._collate(pairs)
@@ -189,7 +223,7 @@ class Collate:
 
     def _collate(self, pairs: Sequence[tuple[int, Any]] | Stacked) -> Batch:
         if isinstance(pairs, Stacked):
-            parsed = pairs.parsed()
+            parsed = pairs.parsed() if self.per_item is None else None
             if parsed is not None:
                 batch = Batch(number=pairs.start // self.batch_size, start=pairs.start, size=pairs.size,
                               errors=[""] * pairs.size, readable=np.ones(pairs.size, dtype=bool))
@@ -199,7 +233,7 @@ class Collate:
         indices = [i for i, _ in pairs]
         batch = Batch(number=indices[0] // self.batch_size, start=indices[0], size=len(pairs))
         try:
-            parsed = [parse_item(item, i) for i, item in pairs]
+            parsed = [parse_item(item, i, self.per_item) for i, item in pairs]
             readable = [p for p in parsed if isinstance(p, Item)]
             batch.errors = [p.reason if isinstance(p, Unreadable) else "" for p in parsed]
             batch.readable = np.array([isinstance(p, Item) for p in parsed])
@@ -214,19 +248,23 @@ class Collate:
                     if not all(p.mask is not None for p in readable):
                         raise InputError(f"some items of batch {batch.number} have a mask and others not")
                     batch.masks = torch.stack([p.mask for p in readable])
+                if any(p.target is not None for p in readable):
+                    if not all(p.target is not None for p in readable):
+                        raise InputError(f"some items of batch {batch.number} have a target and others not")
+                    batch.target = T.batch_target([p.target for p in readable], batch.number)
             if any(p.label is not None for p in readable):
                 batch.labels = np.array([p.label if isinstance(p, Item) and p.label is not None else -1
                                          for p in parsed], dtype=np.int64)
-        except InputError as exc:
+        except (InputError, TargetError) as exc:
             batch.problem = str(exc)
         return batch
 
 
-def first_readable(dataset: Any, limit: int = 1000) -> tuple[int, Item]:
+def first_readable(dataset: Any, limit: int = 1000, per_item: T.PerItem | None = None) -> tuple[int, Item]:
     """The index and parsed form of the first readable item (of the first ``limit``)."""
     reasons = []
     for index in range(min(len(dataset), limit)):
-        parsed = parse_item(dataset[index], index)
+        parsed = parse_item(dataset[index], index, per_item)
         if isinstance(parsed, Item):
             return index, parsed
         reasons.append(parsed.reason)
@@ -277,11 +315,12 @@ def item_ids(dataset: Any) -> tuple[np.ndarray, list[str] | None, list[tuple[str
 
 
 def batches(dataset: Any, numbers_: Sequence[int], batch_size: int, num_workers: int,
-            pin_memory: bool, digests: bool = False) -> torch.utils.data.DataLoader:
+            pin_memory: bool, digests: bool = False, target: Any = None) -> torch.utils.data.DataLoader:
     """A loader of the :class:`Batch` es ``numbers_`` (in that order), with their rows'
-    input digests when ``digests`` (computed by the loader's workers)."""
+    input digests when ``digests`` (computed by the loader's workers); ``target``: the
+    run's target (an ``ak.per_item(fn)`` makes each item's target)."""
     n = len(dataset)
     plan = [list(range(b * batch_size, min(n, (b + 1) * batch_size))) for b in numbers_]
     return torch.utils.data.DataLoader(
-        Indexed(dataset), batch_sampler=plan, num_workers=num_workers, collate_fn=Collate(batch_size, digests),
+        Indexed(dataset), batch_sampler=plan, num_workers=num_workers, collate_fn=Collate(batch_size, digests, target if isinstance(target, T.PerItem) else None),
         pin_memory=pin_memory, prefetch_factor=2 if num_workers else None)

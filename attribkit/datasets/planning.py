@@ -12,6 +12,7 @@ import torch
 
 from attribkit.datasets import items as I
 from attribkit.datasets.settings import metric_settings, split_layers, split_options
+from attribkit.datasets.targets import PerItem, no_metrics_with_item_targets
 from attribkit.errors import InputError, InvalidOptionError, TargetError
 from attribkit.registry import MethodSpec, MetricSpec
 
@@ -41,6 +42,7 @@ class Plan:
     predicts: bool = False
     verify_inputs: bool = True
     model_classes: list[str] | None = None
+    target_kind: str | None = None  # "box" / "region": the items' targets (attribkit.datasets.targets)
 
 
 def make_plan(model: Any, data: Any, methods: str | Sequence[str], target: Any, layer: Any, batch_size: Any,
@@ -66,6 +68,8 @@ def make_plan(model: Any, data: Any, methods: str | Sequence[str], target: Any, 
     if metric_specs and callable(target):
         raise TargetError("metrics score the explained class, and a callable target has none; "
                           "pass target=None, 'label' or class indices")
+    if metric_specs and isinstance(target, PerItem):
+        raise InvalidOptionError(no_metrics_with_item_targets())
     dataset, batch_size, num_workers = I.unwrap(data, batch_size, num_workers)
     ids, _, skipped = I.item_ids(dataset)
     if strict and skipped:
@@ -73,7 +77,7 @@ def make_plan(model: Any, data: Any, methods: str | Sequence[str], target: Any, 
                          + "; ".join(f"{path}: {why}" for path, why in skipped[:5]))
     if isinstance(target, str) and target != "label":
         raise TargetError(f"target {target!r}: a string target can only be 'label' (the data's label)")
-    if target is not None and not callable(target) and not isinstance(target, (str, int, np.integer)):
+    if target is not None and not callable(target) and not isinstance(target, (str, int, np.integer, PerItem)):
         target = np.asarray(target)
         if target.shape != (len(dataset),):
             raise TargetError(f"target holds {target.size} classes for {len(dataset)} items; "

@@ -56,7 +56,7 @@ def changed_item(plan: Plan, store: AttributionStore, batches: list[int], out: P
         return None
     records = store.records()  # one read of them all: a chunk read per batch costs more
     loader = I.batches(plan.dataset, batches, plan.batch_size, plan.num_workers, pin_memory=False,
-                       digests=True)
+                       digests=True, target=plan.target)
     for batch in loader:
         if batch.problem:
             raise InputError(batch.problem)

@@ -28,6 +28,7 @@ import torch
 
 from attribkit import __version__
 from attribkit.datasets import items as I
+from attribkit.datasets import targets as T
 from attribkit.datasets.compute import batch_columns, batch_target, call_model, explain_with
 from attribkit.datasets.encoding import check_compressor, check_dtype, codecs, stored_maps
 from attribkit.datasets.fingerprint import item_digests
@@ -53,7 +54,10 @@ def explain_dataset(model: Any, data: Any, methods: str | Sequence[str], out: st
         model: the ``torch.nn.Module`` (eval mode is used for the call; the model is
             left as it was). Its device is where batches are computed.
         data: a map-style torch ``Dataset`` whose items are an image tensor,
-            ``(image,)``, ``(image, label)`` or ``(image, label, mask)``, or a
+            ``(image,)``, ``(image, label)`` or ``(image, label, mask)``, an image
+            with its target (``(image, ak.Box(box, label))``, ``(image, box, label)``,
+            ``(image, {"boxes": ..., "labels": ...})``, ``(image, ak.Region(cls, mask))``:
+            one thing per item, :mod:`attribkit.datasets.targets`), or a
             ``DataLoader`` over one (its batch size and workers are used unless
             given; it must not shuffle). :func:`attribkit.image_folder` makes one of
             a folder; an item may be an :class:`~attribkit.datasets.folder.Unreadable`.
@@ -61,7 +65,10 @@ def explain_dataset(model: Any, data: Any, methods: str | Sequence[str], out: st
         out: the store's path (a zarr v3 group, ``RUN.zarr``); an existing store of
             the same run is resumed, one of another run refused.
         target: ``None`` (each image's top class), ``"label"`` (the data's label),
-            an int, one int per item, or a callable ``scores -> (B,)``, as in ``explain``.
+            an int, one int per item, or a callable ``scores -> (B,)``, as in ``explain``;
+            or ``ak.per_item(fn)``: ``fn(item)`` gives each item's ``Box`` or ``Region``.
+            The store then keeps each item's box (``boxes``) or region mask
+            (``regions``, at most 64 px a side) for the report.
         layer: for layer methods: a module, a dotted name, ``None`` (auto), or a
             ``{method: layer}`` mapping.
         batch_size: images per batch and per chunk of the store (default 64).
@@ -214,14 +221,24 @@ def _open_for(plan: Plan, out: Path, processes: Processes, lock: StoreLock) -> t
     plan.has_labels, plan.predicts, resolved, repaired = processes.from_leader(outcome)
     # later batches name the layer the probe resolved: no auto-pick probe forward per batch
     plan.layers.update({name: layer for name, layer in resolved.items() if name in plan.layers})
-    return open_writable(out), repaired
+    store = open_writable(out)
+    plan.target_kind = "box" if store.has("boxes") else "region" if store.has("regions") else None
+    return store, repaired
 
 
 def _probe_and_create(plan: Plan, out: Path) -> tuple[bool, bool, dict[str, str | None], list[int]]:
     """Check the run on the first readable item (the same errors as ``explain``),
     then resume the store at ``out`` or create it. Returns ``(has_labels, predicts,
     the layer each method resolved, the stored batches found damaged)``."""
-    index, item = I.first_readable(plan.dataset)
+    index, item = I.first_readable(plan.dataset, per_item=plan.target if isinstance(plan.target, T.PerItem) else None)
+    if item.target is not None and plan.metrics:
+        raise InvalidOptionError(T.no_metrics_with_item_targets())
+    if item.target is not None and not isinstance(plan.target, T.PerItem) and plan.target is not None:
+        raise TargetError(f"the data's items carry their targets ({item.target.kind}es), and target="
+                          f"{plan.target!r} was given too: pass target=None to explain each item's own, or "
+                          "ak.per_item(fn) to make them from the item")
+    if isinstance(plan.target, T.PerItem) and item.target is None:
+        raise TargetError(f"{plan.target!r} gave no target for item {index}")
     if isinstance(plan.target, str) and item.label is None:
         raise TargetError("target='label' explains each item's label, but the data's items have none "
                           "(items are (image, label) for labels)")
@@ -235,7 +252,7 @@ def _probe_and_create(plan: Plan, out: Path) -> tuple[bool, bool, dict[str, str 
         "methods": [s.name for s in plan.specs],
         "options": plan.options,
         "layers": {name: layer_setting(plan.model, layer) for name, layer in plan.layers.items()},
-        "target": describe_target(plan.target, len(plan.dataset)),
+        "target": T.target_setting(plan.target, item) or describe_target(plan.target, len(plan.dataset)),
         "batch_size": plan.batch_size,
         "metrics": [m.name for m in plan.metrics],
         "metric_options": plan.metric_options,
@@ -248,8 +265,8 @@ def _probe_and_create(plan: Plan, out: Path) -> tuple[bool, bool, dict[str, str 
         store = resume_store(out, settings)
         return store.has("labels"), store.has("predictions"), store.layers, repair(store)
     x = item.image[None].to(plan.device)
-    probe_target = batch_target(plan, np.array([index]), None if item.label is None else
-                                 np.array([item.label]))
+    probe_target = T.batch_target([item.target], 0) if item.target is not None else \
+        batch_target(plan, np.array([index]), None if item.label is None else np.array([item.label]))
     layers, rows = {}, {}
     for spec in plan.specs:
         result = explain_with(plan, spec, x, probe_target)
@@ -267,6 +284,9 @@ def _probe_and_create(plan: Plan, out: Path) -> tuple[bool, bool, dict[str, str 
         columns["targets"] = ((), np.int64)
     if predicts:
         columns.update({"predictions": ((), np.int64), "scores": ((), np.float32)})
+    if item.target is not None:  # what the report draws (attribkit.datasets.targets)
+        columns["boxes" if item.target.kind == "box" else "regions"] = \
+            ((4,), np.float32) if item.target.kind == "box" else (T.region_shape(item.image.shape), np.bool_)
     for spec in plan.specs:
         columns[f"maps/{spec.name}"] = (rows[spec.name], np.dtype(plan.dtype))
         for metric in plan.metrics:
@@ -297,7 +317,7 @@ def _compute(plan: Plan, store: AttributionStore, mine: list[int], processes: Pr
         bar = _bar(total=images, initial=0, desc=f"rank 0 of {processes.world}",
                    show=show and processes.leader)
     loader = I.batches(plan.dataset, mine, plan.batch_size, plan.num_workers,
-                       pin_memory=plan.device.type == "cuda")
+                       pin_memory=plan.device.type == "cuda", target=plan.target)
     with bar, BatchWriter(store) as writer, quiet():
         for batch in loader:
             if batch.problem:

@@ -8,6 +8,8 @@ rows is chunked by ``B`` rows, so batch ``b`` is chunk ``b`` of each)::
     errors                     (N,) why an item could not be read, "" when it was
     labels                     (N,) int64, when the data has labels (-1: unreadable item)
     targets                    (N,) int64, the explained class (absent for a callable target)
+    boxes, regions             the items' Box targets (N, 4) float32, or Region masks (N, h, w) bool at most
+                               64 px a side, when the items carry them (:mod:`attribkit.datasets.targets`)
     predictions, scores        (N,) int64 top class and float32 its score (the model's output)
     maps/METHOD                (N, ...) maps, as ``explain`` returns them, as float32 (default) or float16,
                                uncompressed (default) or compressed (:mod:`attribkit.datasets.encoding`)
@@ -60,7 +62,7 @@ __all__ = ["AttributionStore", "Predictions", "StoreError", "open_store", "open_
 FORMAT = 1
 UNSTATED_SETTINGS = {"dtype": "float32", "compressor": "none"}  # what a store from before these settings used
 RECORDS = "integrity"  # the array of the batches' records
-OPTIONAL = ("labels", "targets", "predictions", "scores", RECORDS)
+OPTIONAL = ("labels", "targets", "predictions", "scores", "boxes", "regions", RECORDS)
 _PARTIAL = re.compile(r".*\.[0-9a-f]{32}\.partial")  # zarr LocalStore's temporary chunk files
 UNREADABLE = "unreadable"  # a record or marker that cannot be read (damaged)
 
@@ -199,6 +201,9 @@ class AttributionStore:
     def targets(self) -> np.ndarray | None:
         """The explained class per image, or ``None`` for a callable target."""
         return self._column("targets")
+
+    boxes = property(lambda self: self._column("boxes"), doc="The items' target boxes (layout above), or None.")
+    regions = property(lambda self: self._column("regions"), doc="The items' region masks (layout above), or None.")
 
     @property
     def predictions(self) -> Predictions | None:
