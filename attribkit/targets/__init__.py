@@ -11,7 +11,8 @@ new target implements, and ``docs/tasks.md`` for one example per task.
 from attribkit.targets.base import Target, describe
 from attribkit.targets.boxes import Box, box_iou
 from attribkit.targets.classes import Class, Labels
+from attribkit.targets.clip import image_tower
 from attribkit.targets.embeddings import Similarity
 from attribkit.targets.regions import Region
 
-__all__ = ["Box", "Class", "Labels", "Region", "Similarity", "Target", "box_iou", "describe"]
+__all__ = ["Box", "Class", "Labels", "Region", "Similarity", "Target", "box_iou", "describe", "image_tower"]

@@ -8,20 +8,23 @@ import torch
 import torch.nn.functional as F
 
 from attribkit.errors import TargetError
-from attribkit.targets.base import Target, find_tensor, row_index
+from attribkit.targets.base import Target, describe, find_tensor, row_index
 
 EMBEDDING_KEYS = ("image_embeds", "text_embeds", "embeds", "embeddings", "pooler_output")
 _SIMILARITY_FITS = ("Similarity reads (B, D) embeddings: a tensor, a Hugging Face output with "
                     "image_embeds / text_embeds / pooler_output, or a tuple whose first element is "
-                    "one (open_clip: explain model.visual, whose output is the image embedding)")
+                    "one (CLIP: explain the image tower, attribkit.targets.clip.image_tower)")
 
 
 def embeddings(output: Any) -> torch.Tensor:
     """The ``(B, D)`` embeddings of a raw model output."""
     found = find_tensor(output, EMBEDDING_KEYS, what="(B, D) embeddings", fits=_SIMILARITY_FITS)
     if found.ndim != 2:
-        raise TargetError(f"Similarity reads (B, D) embeddings; the model returned shape "
-                          f"{tuple(found.shape)}. {_SIMILARITY_FITS}")
+        fits = {4: " (B, classes, H, W) segmentation logits fit Region(cls)",
+                3: " (B, tokens, D) hidden states are no embedding yet: explain the module that "
+                   "pools and projects them (a CLIP image tower: attribkit.targets.clip.image_tower)"}
+        raise TargetError(f"Similarity reads (B, D) embeddings; the model returned "
+                          f"{describe(found)}.{fits.get(found.ndim, '')}")
     return found
 
 
@@ -30,7 +33,10 @@ class Similarity(Target):
     ``S_i = <e_i, r_i> / (||e_i|| ||r_i||)`` (image retrieval; CLIP image–text, with
     ``r`` the text embedding; pytorch-grad-cam's ``SimilarityToConceptTarget``).
 
-    ``embedding``: ``(D,)`` for all images or ``(B, D)`` one per image.
+    ``embedding``: ``(D,)`` for all images or ``(B, D)`` one per image. The model's output
+    is read as a ``(B, D)`` tensor, a Hugging Face output's ``image_embeds`` /
+    ``text_embeds`` / ``pooler_output``, or a tuple's first element; for CLIP explain the
+    image tower (:func:`attribkit.targets.clip.image_tower`).
     """
 
     def __init__(self, embedding: Any) -> None:
