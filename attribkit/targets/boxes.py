@@ -37,7 +37,8 @@ def detections(output: Any, n: int) -> list[Mapping[str, torch.Tensor]]:
           and all(isinstance(d, Mapping) and all(k in d for k in ("boxes", "labels", "scores"))
                   for d in output))
     if not ok:
-        raise TargetError(f"Box reads one dict of detections per image ({n} here); the model "
+        rows = f" ({n} here)" if isinstance(output, Sequence) else ""
+        raise TargetError(f"Box reads one dict of detections per image{rows}; the model "
                           f"returned {describe(output)}. {_BOX_FITS}")
     return list(output)
 
@@ -55,10 +56,18 @@ class Box(Target):
     detection with the highest IoU with the reference; if its label matches and its IoU
     exceeds ``iou_threshold``, ``S = IoU + score``, else 0.
     ``score="drise"`` (Petsiuk et al. 2021, "Black-box Explanation of Object Detectors via
-    Saliency Maps", CVPR): ``S = max_j IoU(ref, d_j) · cos(p_ref, p_j) · o_j``, with ``p_j`` the
-    detection's class-probability vector when the output gives one (key ``"probs"``, else
-    its score at its label: a one-hot vector, so the cosine is 1 for the same label and 0
-    otherwise) and ``o_j`` its objectness (key ``"objectness"``, else 1).
+    Saliency Maps", CVPR, arXiv:2006.03204): the reference is the detection vector
+    ``d_t = (L_t, P_t)``, ``L_t`` the box and ``P_t`` one-hot at ``label``;
+    ``S = max_j IoU(L_t, L_j) · cos(P_t, P_j) · O_j`` over the detections ``j`` of the
+    forward. Where the output carries the paper's terms they are used: ``P_j`` = key
+    ``"probs"`` ``(N, C)`` (class probabilities), ``O_j`` = key ``"objectness"`` ``(N,)``
+    (1 when absent, as for detectors without an objectness score). torchvision's
+    detectors keep only a label and a score per detection: then ``P_j`` is one-hot at
+    ``labels[j]`` (the cosine is 1 for the same label, 0 otherwise) and the score stands
+    in for ``O_j`` (the one confidence the output keeps; a one-hot ``P_j`` would drop it):
+    ``S = max_j IoU · [labels_j = label] · scores_j``. See ``docs/detection.md``.
+
+    :meth:`from_detections` makes a ``Box`` of a detector's own detections above a score.
     """
 
     def __init__(self, box: Any, label: Any, *, iou_threshold: float = 0.5,
@@ -76,6 +85,18 @@ class Box(Target):
         else:
             self.boxes = _as_boxes(box)
             self.box_labels = as_index_tensor(label, "Box(label)")
+
+    @classmethod
+    def from_detections(cls, output: Any, min_score: float = 0.5, *, labels: Any = None,
+                        iou_threshold: float = 0.5, score: str = "iou+score") -> Box:
+        """A ``Box`` of a detector's own detections: every box of ``output`` (the model's
+        eval-mode output on the images to explain, one dict per image) with a score of at
+        least ``min_score`` (and a label in ``labels`` when given), one row per box; see
+        :func:`attribkit.targets.detections.from_detections`."""
+        from attribkit.targets.detections import from_detections
+
+        return from_detections(output, min_score, labels=labels, iou_threshold=iou_threshold,
+                               score=score)
 
     def __repr__(self) -> str:
         n = sum(len(b) for b in self.boxes) if self.several else len(self.boxes)
@@ -130,34 +151,44 @@ class Box(Target):
             return scores.sum() * 0  # no detection: 0, still on the graph
         ious = box_iou(box.to(boxes.device, boxes.dtype)[None], boxes)[0]
         if self.kind == "drise":
-            same = _class_similarity(found, label, labels, scores)
-            objectness = found.get("objectness")
-            weight = same * (objectness if isinstance(objectness, torch.Tensor) else 1.0)
-            return (ious * weight).max()
+            return (ious * _drise_weight(found, label, labels, scores)).max()
         best = int(ious.argmax())
         if float(ious[best].detach()) > self.iou_threshold and int(labels[best]) == label:
             return ious[best] + scores[best]
         return scores.sum() * 0
 
 
-def _class_similarity(found: Mapping[str, torch.Tensor], label: int, labels: torch.Tensor,
-                      scores: torch.Tensor) -> torch.Tensor:
-    """``cos(p_ref, p_j)`` per detection, ``p_ref`` one-hot at ``label``."""
-    probs = found.get("probs")
-    if isinstance(probs, torch.Tensor) and probs.ndim == 2:
-        return probs[:, label] / probs.norm(dim=1).clamp(min=torch.finfo(probs.dtype).tiny)
-    return (labels == label).to(scores.dtype)
+def _drise_weight(found: Mapping[str, torch.Tensor], label: int, labels: torch.Tensor,
+                 scores: torch.Tensor) -> torch.Tensor:
+    """``cos(P_t, P_j) · O_j`` per detection, ``P_t`` one-hot at ``label`` (see :class:`Box`)."""
+    probs, objectness = found.get("probs"), found.get("objectness")
+    has_probs = isinstance(probs, torch.Tensor) and probs.ndim == 2
+    if has_probs:
+        cosine = probs[:, label] / probs.norm(dim=1).clamp(min=torch.finfo(probs.dtype).tiny)
+    else:
+        cosine = (labels == label).to(scores.dtype)
+    if isinstance(objectness, torch.Tensor):
+        return cosine * objectness
+    return cosine if has_probs else cosine * scores
 
 
 def _as_boxes(box: Any) -> torch.Tensor:
-    b = torch.as_tensor(box).detach()
+    try:
+        b = torch.as_tensor(box).detach()
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TargetError(f"Box takes x1y1x2y2 boxes of shape (4,) or (B, 4); could not read "
+                          f"{type(box).__name__} as numbers ({e})") from None
+    shape = tuple(b.shape)
     if b.ndim == 1:
         b = b[None]
-    if b.ndim != 2 or b.shape[1] != 4 or b.is_complex():
-        raise TargetError(f"Box takes x1y1x2y2 boxes of shape (4,) or (B, 4), got {tuple(b.shape)}")
+    if b.ndim != 2 or b.shape[1] != 4 or b.is_complex() or b.dtype == torch.bool:
+        raise TargetError(f"Box takes x1y1x2y2 boxes of shape (4,) or (B, 4), got {shape}")
     b = b.float().cpu()
-    if not bool(torch.isfinite(b).all()) or bool(((b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])).any()):
-        raise TargetError("Box: every box must be finite with x2 > x1 and y2 > y1 (x1y1x2y2, pixels)")
+    bad = ~torch.isfinite(b).all(1) | (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise TargetError(f"Box: every box must be finite with x2 > x1 and y2 > y1 (x1y1x2y2, "
+                          f"pixels); box {i} is {[round(v, 4) for v in b[i].tolist()]}")
     return b
 
 
