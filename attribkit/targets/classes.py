@@ -75,7 +75,9 @@ class Labels(Target):
     def __init__(self, labels: Any, *, score: str = "sigmoid") -> None:
         if score not in ("sigmoid", "logit"):
             raise TargetError(f"Labels(score=...) must be 'sigmoid' or 'logit', got {score!r}")
-        self.label_list = as_index_tensor(labels, "Labels(labels)")
+        empty = isinstance(labels, (list, tuple)) and not labels
+        self.label_list = torch.zeros(0, dtype=torch.long) if empty else as_index_tensor(
+            labels, "Labels(labels)")
         if len(self.label_list) == 0:
             raise TargetError("Labels needs at least one label")
         self.kind = score
