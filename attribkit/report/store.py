@@ -32,6 +32,7 @@ from attribkit.report.page import (
     sort_value,
     write,
 )
+from attribkit.report.marks import draw, store_marks
 from attribkit.report.pictures import picture_source
 
 HIST_BINS = 24
@@ -89,7 +90,9 @@ def store_report(store: AttributionStore | str | Path, out: str | Path | None = 
     layers = store.layers
     lut = colormap_lut(SIGN_CMAPS[sign])
 
+    marks = store_marks(store, rows, size, spaces.model_class)  # target boxes / regions (attribkit.report.marks)
     thumbs = {int(r): picture(int(r)) for r in rows} if picture is not None else {}
+    thumbs = {r: None if p is None else draw(p, marks.get(r)) for r, p in thumbs.items()}
     maps, hists, scales = {}, {}, {}
     for method in methods:
         maps[method], hists[method], scales[method] = method_maps(store, method, rows, sign=sign,
@@ -112,10 +115,12 @@ def store_report(store: AttributionStore | str | Path, out: str | Path | None = 
             f"label {label}" if label else "",
             f"predicted {pred} ({number(score, 2)})" if pred else "",
             f"explained class {target}" if target else "",
+            marks[r].facts(store.settings.get("image_shape") or [size, size], size) if r in marks else "",
             f"not readable: {errors[r]}" if errors[r] else "") if part)
         row_maps = {m: maps[m][n] for m in methods if maps[m][n] is not None}
         row_data.append({
             "id": str(ids[r]), "facts": facts, "maps": row_maps,
+            **({"box": [round(v, 2) for v in marks[r].box]} if r in marks and marks[r].box else {}),
             "hist": {m: hists[m][n] for m in methods if hists[m][n] is not None},
             "metrics": {m: {k: _finite(metrics[m][k][r]) for k in metric_names} for m in methods},
         })
@@ -128,7 +133,7 @@ def store_report(store: AttributionStore | str | Path, out: str | Path | None = 
     if class_field == "label" and predictions is not None:  # the filter may be switched to predictions
         classes += [c for c in _class_values(store, spaces, "prediction", rows) if c not in classes]
     body = "\n".join([
-        _intro(store, len(rows), picture is not None, sign, outlier_perc, spaces.note),
+        _intro(store, len(rows), picture is not None, sign, outlier_perc, spaces.note, bool(marks)),
         _controls(classes, class_field, labels is not None, predictions is not None,
                   spaces.to_model is not None, methods),
         "<div class=\"table-wrap\"><table id=\"images\" class=\"sortable\">",
@@ -241,8 +246,11 @@ def _method_text(method: str, layer: str | None, options: dict[str, Any]) -> str
 
 
 def _intro(store: AttributionStore, shown: int, pictures: bool, sign: str, outlier_perc: float,
-           classes_note: str) -> str:
+           classes_note: str, marked: bool = False) -> str:
     notes = [classes_note] if classes_note else []
+    if marked and pictures:
+        notes.append("Each picture outlines what its maps explain (the target box or region, green) "
+                     "with the explained class.")
     options = store.settings.get("options") or {}
     if shown < len(store):
         notes.append(f"{shown} of the store's {len(store)} images are shown "
