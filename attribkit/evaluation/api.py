@@ -14,7 +14,7 @@ from attribkit.evaluation.base import MetricInput, MetricResult
 
 def evaluate(model: Any, inputs: Any, relevance: Any, targets: Any = None, *,
              metrics: Sequence[str] = ("deletion_auc", "insertion_auc"), masks: Any = None,
-             batch_size: int = 256, options: dict[str, dict[str, Any]] | None = None,
+             boxes: Any = None, batch_size: int = 256, options: dict[str, dict[str, Any]] | None = None,
              method: Any = None, method_options: dict[str, Any] | None = None,
              explain: Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
              ) -> dict[str, MetricResult]:
@@ -24,19 +24,35 @@ def evaluate(model: Any, inputs: Any, relevance: Any, targets: Any = None, *,
         model: anything :func:`attribkit.as_predict` takes: a ``torch.nn.Module``,
             an ``onnxruntime.InferenceSession``, a NumPy callable, a ``Predict``.
         inputs: ``(B, C, H, W)`` images (tensor or array) in the model's input space,
-            checked as ``ak.explain`` checks them, at least 2 pixels.
-        relevance: an :class:`~attribkit.result.Attribution` (its targets are
-            used when ``targets`` is None) or maps, one per image: ``(B, H, W)``,
-            ``(B, 1, H, W)`` or ``(B, C, H, W)`` (channels summed) at the images'
+            checked as ``ak.explain`` checks them, at least 2 pixels: the images
+            given to ``explain``. When the attribution has rows of several per image
+            (``meta["image_index"]``: ``Labels([3, 7])``, several boxes per image),
+            row ``r`` is scored on ``inputs[image_index[r]]``.
+        relevance: an :class:`~attribkit.result.Attribution` (its target is used when
+            ``targets`` is None) or maps, one per row: ``(R, H, W)``,
+            ``(R, 1, H, W)`` or ``(R, C, H, W)`` (channels summed) at the images'
             size, or smaller layer maps of the same aspect ratio (upsampled
             bilinearly); finite.
-        targets: the explained classes, one index per image (or one int) in the
-            model's range; default: the attribution's, else the top class.
+        targets: what was explained: the classes (one int, or one per image, in the
+            model's range), a callable ``raw_output -> (n,)`` or a target object of
+            :mod:`attribkit.targets` (``Class``, ``Labels``, ``Region``, ``Box``,
+            ``Similarity``; one that explains several things per image is expanded as
+            ``explain`` expands it). Default: the attribution's (its bound target object,
+            ``meta["target"]``, else its classes), else the top class. Metrics score the
+            model's output through it: perturbed copies of image ``k`` by
+            ``Target.score``; the ``softmax`` option applies to class targets only, and
+            the metrics that compare a classifier's classes refuse other targets
+            (``docs/metrics.md``, 'Target objects').
         metrics: metric names (``attribkit metrics``). Those that re-explain
             (needs ``model`` / ``method``: robustness, randomisation, focus,
             input invariance) need a ``torch.nn.Module`` and ``method`` or ``explain``.
-        masks: ``(B, H, W)`` (or ``(B, 1, H, W)``) bool or 0/1 evidence masks for the
-            localisation metrics; a ``MetricWarning`` when none of ``metrics`` reads them.
+        masks: ``(R, H, W)`` (or ``(R, 1, H, W)``) bool or 0/1 evidence masks for the
+            localisation metrics, one per row (or one per image, indexed by the
+            attribution's ``image_index``); a ``MetricWarning`` when none of ``metrics``
+            reads them.
+        boxes: instead of ``masks``, evidence boxes x1y1x2y2 in pixels: ``(R, 4)``, ``(4,)``
+            or a list of ``(K_i, 4)`` per image (the rows of ``ak.Box`` with several
+            boxes), made into masks by :func:`attribkit.evaluation.localisation.box_masks`.
         batch_size: rows per model call (and per re-explanation).
         options: per-metric options, ``{"deletion_auc": {"steps": 16}}``.
         method: the attribution method that made ``relevance`` (a name or spec),
@@ -66,13 +82,18 @@ def evaluate(model: Any, inputs: Any, relevance: Any, targets: Any = None, *,
     predict = as_predict(model, batch_size=batch_size)
     x = as_batch(inputs, image=True, model=predict.module)
     checks.check_image_size(x, names)
-    rel = checks.relevance_maps(relevance.values if isinstance(relevance, Attribution) else relevance,
-                                x, names)
+    attribution = relevance if isinstance(relevance, Attribution) else None
+    x, targets, image_index = checks.target_rows(x, targets, attribution, names)
+    rel = checks.relevance_maps(relevance.values if attribution is not None else relevance, x, names)
+    if masks is not None and boxes is not None:
+        raise InvalidOptionError("pass masks= or boxes=, not both")
+    if boxes is not None:
+        from attribkit.evaluation.localisation import box_masks
+
+        masks = box_masks(boxes, *x.shape[-2:])
     if masks is not None:
-        masks = checks.evidence_masks(masks, x, names)
+        masks = checks.evidence_masks(masks, x, names, image_index)
         checks.warn_unused_masks(specs)
-    if targets is None and isinstance(relevance, Attribution):
-        targets = relevance.target
     explain_fn = _explainer(method, method_options or {}, explain, batch_size)
     bound = []
     for spec in specs:
@@ -84,11 +105,12 @@ def evaluate(model: Any, inputs: Any, relevance: Any, targets: Any = None, *,
         if "ground_truth" in spec.needs and masks is None:
             raise InvalidOptionError(f"metric {spec.name!r} needs evidence masks: pass masks=")
         bound.append(spec.bind_options((options or {}).get(spec.name, {})))
+    checks.refuse_class_metrics(targets, specs, bound, names)
     guard = (model_guard(predict.module, exclusive=False) if predict.module is not None
              else contextlib.nullcontext())
     with guard:
         data = MetricInput(predict=predict, inputs=x, relevance=rel,
-                           targets=checks.class_targets(targets, predict, x, names), masks=masks,
+                           targets=checks.metric_targets(targets, predict, x, names), masks=masks,
                            model=predict.module, explain=explain_fn, batch_size=batch_size)
         out = {}
         for spec, opts in zip(specs, bound):  # a loop, not a comprehension: the warnings' stack level

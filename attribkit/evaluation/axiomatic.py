@@ -18,6 +18,7 @@ from attribkit.evaluation.rows import (
     preprocess,
     score_rows,
 )
+from attribkit.evaluation.scoring import split
 
 
 def completeness(data: MetricInput, *, perturb_baseline: str | float = "black", abs: bool = False,
@@ -60,7 +61,8 @@ def non_sensitivity(data: MetricInput, *, eps: float = 1e-5, features_in_step: i
         chosen = (group[None, :] == k[:, None]).view(-1, 1, h, w)
         return torch.where(chosen, fill[i], x[i])
 
-    y = score_rows(data.predict, n_steps, build, data.targets, softmax=softmax, batch_size=data.batch_size)
+    y = score_rows(data.predict, n_steps, build, data.targets, softmax=softmax, batch_size=data.batch_size,
+                   n_images=len(x))
     y0 = forward_scores(data.predict, x, data.targets, softmax=softmax, batch_size=data.batch_size)
     no_effect = (y - y0[:, None]).abs() < eps
     below = (a < eps).double()
@@ -118,7 +120,7 @@ def input_invariance(data: MetricInput, *, input_shift: float = -1.0, abs: bool 
     if quantus_compat:  # Quantus 0.6 leaves the first element of every image unshifted
         xs[:, 0, 0, 0] = data.inputs[:, 0, 0, 0]
     rel = torch.cat([data.explain(shifted, x, t).detach() for x, t in
-                     zip(xs.split(data.batch_size), data.targets.split(data.batch_size))])
+                     zip(xs.split(data.batch_size), split(data.targets, len(xs), data.batch_size))])
     ap = preprocess(rel, abs=abs, normalise=normalise)
     close = (a - ap).abs() <= 1e-4 + 1e-5 * ap.abs()
     return MetricResult(close.flatten(1).all(1).float())

@@ -24,7 +24,10 @@ class MetricInput:
         predict: ``batch -> scores`` (a module or any callable).
         inputs: ``(B, C, H, W)`` images, in the space ``predict`` expects.
         relevance: ``(B, H, W)`` pixel relevance of the method being scored.
-        targets: ``(B,)`` explained classes.
+        targets: ``(B,)`` explained classes, or a target object of
+            :mod:`attribkit.targets` bound to the ``B`` rows, or a callable
+            ``raw_output -> (n,)``: how the metrics read scores
+            (:mod:`attribkit.evaluation.scoring`).
         masks: ``(B, H, W)`` bool evidence masks, when ground truth exists.
         model: the ``nn.Module`` (for metrics that modify a copy of it).
         explain: ``(model, inputs, targets) -> (B, H, W)`` relevance of the same
@@ -35,7 +38,7 @@ class MetricInput:
     predict: Callable[[torch.Tensor], torch.Tensor]
     inputs: torch.Tensor
     relevance: torch.Tensor
-    targets: torch.Tensor
+    targets: Any
     masks: torch.Tensor | None = None
     model: nn.Module | None = None
     explain: Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor] | None = None

@@ -10,7 +10,10 @@ and the metrics):
   the images' channels, summed) at the images' size, or a smaller layer map of the
   same aspect ratio (a CAM, upsampled bilinearly); one map per image; finite;
 - masks (:func:`evidence_masks`): ``(B, H, W)`` or ``(B, 1, H, W)``, bool or 0/1;
-- targets (:func:`class_targets`): one class index per image, in the model's range.
+- targets (:func:`target_rows`, :func:`metric_targets`, :func:`class_targets`): one class
+  index per image in the model's range, or a target object (bound to the rows) or callable
+  that reads the first image's output; metrics that compare a classifier's classes refuse
+  the latter (:func:`refuse_class_metrics`).
 
 After each metric (:func:`run_metric`, :func:`undefined_scores`): a score that is NaN or infinite, or the
 score of a metric that orders pixels by relevance (:data:`~attribkit.evaluation.plugin.RANKING`)
@@ -96,13 +99,17 @@ def relevance_maps(values: Any, x: torch.Tensor, names: Sequence[str]) -> torch.
     return rel
 
 
-def evidence_masks(masks: Any, x: torch.Tensor, names: Sequence[str]) -> torch.Tensor:
+def evidence_masks(masks: Any, x: torch.Tensor, names: Sequence[str],
+                   image_index: torch.Tensor | None = None) -> torch.Tensor:
     """``(B, H, W)`` bool masks for images ``x``: ``(B, H, W)`` or ``(B, 1, H, W)``, bool or
-    0/1 numbers, or ``InputError``."""
+    0/1 numbers, or ``InputError``. With ``image_index`` (rows of several per image),
+    masks with one entry per image (not per row) are indexed by it."""
     m = _tensor(masks, "masks", names)
     b, _, h, w = x.shape
     if m.ndim == 4 and m.shape[1] == 1:
         m = m[:, 0]
+    if image_index is not None and m.ndim == 3 and len(m) != b and len(m) > int(image_index.max()):
+        m = m[image_index.to(m.device)]
     if tuple(m.shape) != (b, h, w):
         raise InputError(f"masks must be (B, H, W) = {(b, h, w)} for inputs of shape {tuple(x.shape)}, "
                          f"got {tuple(masks.shape) if hasattr(masks, 'shape') else tuple(m.shape)}"
@@ -126,15 +133,95 @@ def class_targets(targets: Any, predict: Callable[[torch.Tensor], Any], x: torch
         parsed = parse_target(targets, len(x))
     except TargetError as exc:
         raise TargetError(f"{exc}{_for(names)}") from exc
-    if callable(parsed) and not isinstance(parsed, torch.Tensor):
-        raise TargetError(f"metrics need one class index per image; a callable target has none: "
-                          f"pass an int or one int per image{_for(names)}")
     with torch.no_grad():
         scores = torch.as_tensor(predict(x if parsed is None else x[:1]))
     try:
         return ChunkTarget(parsed).indices_for(scores).to(x.device)
     except TargetError as exc:
         raise TargetError(f"{exc}{_for(names)}") from exc
+
+
+def target_rows(x: torch.Tensor, targets: Any, attribution: Any,
+                names: Sequence[str]) -> tuple[torch.Tensor, Any, torch.Tensor | None]:
+    """``(images per map row, target, image_index)``: the target to score and the image of
+    each map row.
+
+    ``targets`` None with an :class:`~attribkit.result.Attribution`: its bound target
+    object (``meta["target"]``), else its class indices. A target that explains several
+    things per image (``Labels([3, 7])``, a list of ``(K_i, 4)`` boxes) is expanded as
+    ``ak.explain`` expands it. With an ``image_index`` (the attribution's, or the
+    expansion's), ``x`` are the images given to ``explain`` and row ``r`` is scored on
+    ``x[image_index[r]]``; ``InputError`` when the index names an image beyond ``x``."""
+    from attribkit.targets.base import Target
+
+    index = attribution.meta.get("image_index") if attribution is not None else None
+    index = None if index is None else torch.as_tensor(index).long().cpu()
+    if targets is None and attribution is not None:
+        targets = attribution.meta.get("target", attribution.target)
+    elif isinstance(targets, Target):
+        try:
+            expanded = targets.expand(len(x))
+        except TargetError as exc:
+            raise TargetError(f"{exc}{_for(names)}") from exc
+        if expanded is not None:
+            own, targets = expanded
+            if index is not None and not torch.equal(own.cpu(), index):
+                raise TargetError(f"targets= expands to {len(own)} rows that differ from the "
+                                  f"attribution's image_index ({len(index)} rows): pass the "
+                                  f"target given to explain, or none{_for(names)}")
+            index = own.cpu()
+    if index is None:
+        return x, targets, None
+    if len(index) == 0 or int(index.min()) < 0 or int(index.max()) >= len(x):
+        top = int(index.max()) if len(index) else -1
+        raise InputError(f"the attribution's rows belong to images 0..{top} (meta['image_index']) but "
+                         f"{len(x)} images were given: pass the images given to explain"
+                         f"{_for(names)}")
+    return x[index.to(x.device)], targets, index
+
+
+def refuse_class_metrics(target: Any, specs: Sequence[Any], options: Sequence[dict[str, Any]],
+                         names: Sequence[str]) -> None:
+    """``TargetError`` when a metric that compares a classifier's classes
+    (:func:`attribkit.evaluation.scoring.needs_classes`) gets a target object other
+    than ``Class``, or a callable."""
+    from attribkit.evaluation import scoring
+    from attribkit.targets import Class, Target
+
+    plain = not callable(target) and not isinstance(target, Target)
+    if plain or isinstance(target, Class):
+        return
+    for spec, opts in zip(specs, options):
+        if scoring.needs_classes(spec.name, opts):
+            extra = (f" (or {scoring.PREDICTION_OPTION}=False)"
+                     if spec.name not in scoring.CLASS_METRICS else "")
+            raise TargetError(f"{scoring.refusal(spec.name, target)}{extra}{_for(names)}")
+
+
+def metric_targets(target: Any, predict: Callable[[torch.Tensor], Any], x: torch.Tensor,
+                   names: Sequence[str]) -> Any:
+    """What metrics score (:mod:`attribkit.evaluation.scoring`): ``(B,)`` class indices
+    for class targets (``ak.Class`` included: the same numbers as its int), else the
+    target object bound to the rows or the callable, checked on one forward of the
+    first image (the output it reads, its ranges, one scalar per row)."""
+    from attribkit.targets import Class, Target
+    from attribkit.torch.targets import ChunkTarget
+
+    if isinstance(target, Class):
+        try:
+            target = target.bind(len(x)).labels()
+        except TargetError as exc:
+            raise TargetError(f"{exc}{_for(names)}") from exc
+    if not isinstance(target, Target) and not (callable(target) and not isinstance(target, torch.Tensor)):
+        return class_targets(target, predict, x, names)
+    try:
+        bound = target.bind(len(x)) if isinstance(target, Target) else target
+        first = bound.take(torch.tensor([0])) if isinstance(bound, Target) else bound
+        with torch.no_grad():
+            ChunkTarget(first).select(predict(x[:1]))
+    except TargetError as exc:
+        raise TargetError(f"{exc}{_for(names)}") from exc
+    return bound
 
 
 def warn_unused_masks(specs: Sequence[Any]) -> None:

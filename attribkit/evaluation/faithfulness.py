@@ -36,6 +36,7 @@ from attribkit.evaluation.rows import (
     preprocess,
     trapezoid,
 )
+from attribkit.evaluation.scoring import class_indices, predicted_classes
 
 
 def _curve(curves: torch.Tensor, x: torch.Tensor) -> dict[str, list[float]]:
@@ -312,6 +313,7 @@ def road(data: MetricInput, *, percentages: tuple[int, ...] = tuple(range(5, 100
     if order not in ("morf", "lerf"):
         raise ValueError(f"order must be 'morf' or 'lerf', got {order!r}")
     ranks = (descending_ranks(a) if order == "morf" else ascending_ranks(a)).view(b, 1, h, w)
+    classes = class_indices(data.targets, "road")
     gen = torch.Generator(device=x.device).manual_seed(seed)
     counts = [int(h * w * p / 100) for p in percentages]
     n = len(counts)
@@ -323,7 +325,7 @@ def road(data: MetricInput, *, percentages: tuple[int, ...] = tuple(range(5, 100
         imputed = M.noisy_linear_impute(x.repeat(len(part), 1, 1, 1), removed, noise=noise,
                                         iterations=iterations, generator=gen)
         with torch.no_grad():
-            scores = torch.as_tensor(data.predict(imputed))
-        out.append((scores.argmax(1) == data.targets.repeat(len(part))).view(len(part), b))
+            pred = predicted_classes(data.predict(imputed))
+        out.append((pred == classes.repeat(len(part))).view(len(part), b))
     curves = torch.cat(out).T.double()  # (B, n)
     return MetricResult(curves.mean(1).float(), {"x": list(percentages), "mean": curves.mean(0).tolist()})

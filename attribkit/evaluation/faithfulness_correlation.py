@@ -32,6 +32,7 @@ from attribkit.evaluation.rows import (
     score_rows,
     spearman,
 )
+from attribkit.evaluation.scoring import predicted_classes
 
 
 def faithfulness_correlation(data: MetricInput, *, nr_runs: int = 100, subset_size: int | None = None,
@@ -59,7 +60,8 @@ def faithfulness_correlation(data: MetricInput, *, nr_runs: int = 100, subset_si
     def build(i: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         return torch.where(chosen[i, k].view(-1, 1, h, w), fill[i], x[i])
 
-    y = score_rows(data.predict, nr_runs, build, data.targets, softmax=softmax, batch_size=data.batch_size)
+    y = score_rows(data.predict, nr_runs, build, data.targets, softmax=softmax, batch_size=data.batch_size,
+                   n_images=len(x))
     y0 = forward_scores(data.predict, x, data.targets, softmax=softmax, batch_size=data.batch_size)
     sums = (chosen.double() * a.flatten(1)[:, None, :]).sum(-1)
     return MetricResult(pearson(sums, y0[:, None] - y).float())
@@ -119,7 +121,7 @@ def monotonicity_correlation(data: MetricInput, *, features_in_step: int | None 
         return torch.where(chosen.view(-1, 1, h, w), values, x[i])
 
     y = score_rows(data.predict, per_image, build, data.targets, softmax=softmax,
-                   batch_size=data.batch_size).view(b, n_steps, nr_samples)
+                   batch_size=data.batch_size, n_images=len(x)).view(b, n_steps, nr_samples)
     y0 = forward_scores(data.predict, x, data.targets, softmax=softmax, batch_size=data.batch_size)
     inv = torch.where(y0.abs() >= eps, 1.0 / y0.abs(), torch.ones_like(y0)) ** 2
     variance = ((y - y0[:, None, None]) ** 2).mean(2) * inv[:, None]
@@ -182,7 +184,7 @@ def sensitivity_n(data: MetricInput, *, n_max_percentage: float = 0.8, features_
         return torch.where(chosen[i, k].view(-1, 1, h, w), fill[i], x[i])
 
     y = score_rows(data.predict, chosen.shape[1], build, data.targets, softmax=softmax,
-                   batch_size=data.batch_size)
+                   batch_size=data.batch_size, n_images=len(data.inputs))
     sums = (chosen.double() * a.flatten(1)[:, None, :]).sum(-1)
     drops = (y0[:, None] - y).view(b, len(sizes), nr_samples)
     corr = pearson(sums.view(b, len(sizes), nr_samples), drops)
@@ -215,7 +217,7 @@ def sufficiency(data: MetricInput, *, threshold: float = 0.6, abs: bool = True,
     d = d / d.abs().max()
     similar = (d <= threshold).double() * (1 - torch.eye(len(a), dtype=torch.float64, device=a.device))
     with torch.no_grad():
-        pred = torch.as_tensor(data.predict(data.inputs)).argmax(1)
+        pred = predicted_classes(data.predict(data.inputs))
     same = (pred[None, :] == pred[:, None]).double()
     total = similar.sum(1)
     score = torch.where(total > 0, (same * similar).sum(1) / total.clamp(min=1), torch.zeros_like(total))
@@ -275,7 +277,7 @@ def infidelity(data: MetricInput, *, perturb_patch_sizes: tuple[int, ...] | list
             return torch.where(chosen.view(-1, 1, h, w), fills[i, s], x[i])
 
         y = score_rows(data.predict, samples * n_blocks, build, data.targets, softmax=softmax,
-                       batch_size=data.batch_size).view(b, samples, n_blocks)
+                       batch_size=data.batch_size, n_images=len(x)).view(b, samples, n_blocks)
         losses.append(((y0[:, None, None] - y - sums) ** 2).mean(2))  # (B, S)
     score = torch.stack(losses, 2).mean(2).mean(1)
     return MetricResult(score.float())

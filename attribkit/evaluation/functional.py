@@ -12,11 +12,13 @@ Relevance maps here are ``(B, H, W)`` tensors at the input resolution; use
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from attribkit.evaluation.rows import average_ranks, descending_ranks, threshold_scores
+from attribkit.evaluation.scoring import target_scores
 
 Predict = Callable[[torch.Tensor], torch.Tensor]
 
@@ -87,15 +89,20 @@ def pixel_ranks(relevance: torch.Tensor) -> torch.Tensor:
     return descending_ranks(relevance)
 
 
-def target_probability(predict: Predict, batch: torch.Tensor, targets: torch.Tensor,
-                       batch_size: int) -> torch.Tensor:
-    """Softmax probability of ``targets`` for each row of ``batch``, in chunks."""
+def target_probability(predict: Predict, batch: torch.Tensor, targets: Any, batch_size: int,
+                       images: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax probability of class ``targets`` for each row of ``batch``, in chunks
+    (float32); row ``k`` is a copy of image ``images[k]`` (``None``: ``targets`` are
+    per row). For a target object or callable, its score instead
+    (:func:`attribkit.evaluation.scoring.target_scores`)."""
+    if images is None:
+        images = torch.arange(len(batch))
     out = []
     with torch.no_grad():
         for start in range(0, len(batch), batch_size):
-            scores = predict(batch[start:start + batch_size])
-            probs = scores.float().softmax(1)
-            out.append(probs.gather(1, targets[start:start + batch_size, None]).squeeze(1))
+            rows = images[start:start + batch_size]
+            out.append(target_scores(predict(batch[start:start + batch_size]), targets, rows,
+                                     softmax=True, dtype=torch.float32))
     return torch.cat(out)
 
 
@@ -106,7 +113,7 @@ def trapezoid_auc(curves: torch.Tensor) -> torch.Tensor:
 
 
 def deletion_insertion(predict: Predict, images: torch.Tensor, relevance: torch.Tensor,
-                       targets: torch.Tensor, *, mode: str = "deletion", steps: int = 32,
+                       targets: Any, *, mode: str = "deletion", steps: int = 32,
                        baseline: torch.Tensor | float | None = None, blur_sigma: float = 5.0,
                        batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """Deletion / insertion curves and AUCs (Petsiuk, Das & Saenko 2018, RISE).
@@ -118,7 +125,7 @@ def deletion_insertion(predict: Predict, images: torch.Tensor, relevance: torch.
     random order scores as well as real attributions, which the blurred
     baseline avoids). *Insertion* starts from the blurred image and puts the
     top fraction of original pixels back; the target's
-    softmax probability is recorded at ``k = 0..steps`` and the curve integrated
+    softmax probability (a target object's or callable's own score) is recorded at ``k = 0..steps`` and the curve integrated
     with the trapezoid rule over [0, 1]. Lower deletion AUC and higher
     insertion AUC are better. All steps of all images run as batched forwards.
     Returns ``(auc (B,), curves (B, steps + 1))``.
@@ -180,7 +187,7 @@ def _neighbour_mean(x: torch.Tensor, inv_norm: torch.Tensor) -> torch.Tensor:
     return (direct / 6 + diagonal / 12) * inv_norm
 
 
-def road(predict: Predict, images: torch.Tensor, relevance: torch.Tensor, targets: torch.Tensor, *,
+def road(predict: Predict, images: torch.Tensor, relevance: torch.Tensor, targets: Any, *,
          order: str = "morf", fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
          noise: float = 0.01, seed: int = 0, iterations: int = 60,
          batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,7 +205,8 @@ def road(predict: Predict, images: torch.Tensor, relevance: torch.Tensor, target
                                    iterations=iterations, generator=generator)
                for f in fractions]
     batch = torch.stack(batches, 1).reshape(-1, c, h, w)
-    curves = target_probability(predict, batch, targets.repeat_interleave(len(fractions)), batch_size)
+    images_of_rows = torch.arange(b).repeat_interleave(len(fractions))
+    curves = target_probability(predict, batch, targets, batch_size, images_of_rows)
     curves = curves.view(b, len(fractions))
     return curves.mean(1), curves
 

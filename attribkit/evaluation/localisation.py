@@ -2,9 +2,14 @@
 
 Localisation metrics compare the relevance with a ground-truth mask ``s``
 (``(B, H, W)`` bool: the object's box or segmentation); ``a`` is the relevance after :func:`preprocess`.
+Boxes become masks with :func:`box_masks` (``ak.evaluate(..., boxes=...)``). The
+energy-based pointing game of Score-CAM (Wang et al. 2020, CVPR workshops: the share of
+the map's positive energy inside the box) is :func:`relevance_mass_accuracy`.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
@@ -17,6 +22,7 @@ from attribkit.evaluation.rows import (
     generator_for,
     preprocess,
 )
+from attribkit.evaluation.scoring import class_indices
 
 
 def _masks(data: MetricInput) -> torch.Tensor:
@@ -143,8 +149,9 @@ def focus(data: MetricInput, *, seed: int = 0, abs: bool = False, normalise: boo
     (:func:`focus_scores`; Quantus takes mosaics and their quadrants from the
     caller and computes the same). Higher is better; 0.5 is chance.
     """
-    mosaic, quadrants = mosaics(data.inputs, data.targets, seed)
-    rel = data.explain(data.model, mosaic, data.targets)
+    targets = class_indices(data.targets, "focus")
+    mosaic, quadrants = mosaics(data.inputs, targets, seed)
+    rel = data.explain(data.model, mosaic, targets)
     rel = preprocess(rel, abs=abs, normalise=normalise)
     return MetricResult(focus_scores(rel, quadrants).float())
 
@@ -164,3 +171,33 @@ def relevance_mass_accuracy(data: MetricInput) -> MetricResult:
 def relevance_rank_accuracy(data: MetricInput) -> MetricResult:
     """Share of the top-|mask| pixels inside the mask (CLEVR-XAI)."""
     return MetricResult(M.relevance_rank_accuracy(data.relevance, data.masks.to(data.relevance.device)))
+
+
+# ------------------------------------------------------------------------- boxes
+
+def box_masks(boxes: Any, height: int, width: int) -> torch.Tensor:
+    """``(N, H, W)`` bool evidence masks of x1y1x2y2 boxes in pixels: pixel ``(y, x)`` lies
+    in a box when its centre ``(x + 0.5, y + 0.5)`` does, ``x1 <= x + 0.5 < x2`` and
+    ``y1 <= y + 0.5 < y2`` (an integer box ``[x1, x2)`` covers columns ``x1..x2-1``).
+
+    ``boxes``: ``(4,)``, ``(N, 4)``, or a list of ``(K_i, 4)`` per image (rows image-major,
+    as ``ak.Box`` with several boxes per image expands). ``InputError`` for another shape,
+    a non-finite box or one with ``x2 <= x1`` or ``y2 <= y1``."""
+    from attribkit.errors import InputError
+
+    if isinstance(boxes, (list, tuple)) and boxes and all(hasattr(b, "shape") and len(b.shape) == 2
+                                                          for b in boxes):
+        boxes = torch.cat([torch.as_tensor(b).reshape(-1, 4) for b in boxes])
+    b = torch.as_tensor(boxes).detach().double().cpu()
+    if b.ndim == 1:
+        b = b[None]
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise InputError(f"boxes must be x1y1x2y2 of shape (4,), (N, 4) or a list of (K, 4), got shape "
+                         f"{tuple(b.shape)}")
+    if not bool(torch.isfinite(b).all()) or bool(((b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])).any()):
+        raise InputError("boxes must be finite x1y1x2y2 with x2 > x1 and y2 > y1 (pixels)")
+    xs = torch.arange(width, dtype=torch.float64) + 0.5
+    ys = torch.arange(height, dtype=torch.float64) + 0.5
+    inside_x = (xs[None, :] >= b[:, 0:1]) & (xs[None, :] < b[:, 2:3])  # (N, W)
+    inside_y = (ys[None, :] >= b[:, 1:2]) & (ys[None, :] < b[:, 3:4])  # (N, H)
+    return inside_y[:, :, None] & inside_x[:, None, :]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,6 +18,8 @@ from torch import nn
 from attribkit.evaluation import functional as M
 from attribkit.evaluation.base import MetricInput, MetricResult, require_explain
 from attribkit.evaluation.rows import generator_for, pearson, preprocess, spearman
+from attribkit.evaluation.scoring import class_indices, split, take
+from attribkit.targets.classes import class_scores
 
 
 NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
@@ -70,11 +73,12 @@ def random_logit(data: MetricInput, *, seed: int = 0) -> MetricResult:
     """Data/label sanity (Adebayo et al. 2018; Sixt et al. 2020): explain a random
     other class and compare with the map of the explained class by Spearman(|r|).
     Lower is better (a class-insensitive method scores 1)."""
+    targets = class_indices(data.targets, "random_logit")
     with torch.no_grad():
-        classes = data.predict(data.inputs[:1]).shape[1]
+        classes = class_scores(data.predict(data.inputs[:1])).shape[1]
     gen = torch.Generator().manual_seed(seed)
-    shift = torch.randint(1, classes, (len(data.targets),), generator=gen).to(data.targets.device)
-    other = (data.targets + shift) % classes
+    shift = torch.randint(1, classes, (len(targets),), generator=gen).to(targets.device)
+    other = (targets + shift) % classes
     new = data.explain(data.model, data.inputs, other)
     return MetricResult(M.spearman(new.abs(), data.relevance.abs()))
 
@@ -145,11 +149,11 @@ def randomised_layers(model: nn.Module, layer_order: str, seed: int) -> Iterator
 
 
 def _explain_all(data: MetricInput, model: nn.Module, inputs: torch.Tensor,
-                 targets: torch.Tensor | None = None) -> torch.Tensor:
+                 targets: Any = None) -> torch.Tensor:
     """The maps of ``model`` for ``inputs`` (default targets: ``data.targets``), ``batch_size`` rows per call."""
     targets = data.targets if targets is None else targets
     return torch.cat([data.explain(model, xs, ts).detach().double() for xs, ts in
-                      zip(inputs.split(data.batch_size), targets.split(data.batch_size))])
+                      zip(inputs.split(data.batch_size), split(targets, len(inputs), data.batch_size))])
 
 
 # ------------------------------------------------------------------------------ eMPRT
@@ -224,7 +228,7 @@ def _smooth_maps(data: MetricInput, model: nn.Module, nr_samples: int, noise_mag
     eps = eps.to(x.device) * (noise_magnitude * span).view(b, 1, 1, 1, 1)
     eps[:, -1] = 0
     noisy = (x[:, None].double() + eps).to(x.dtype).flatten(0, 1)
-    rel = _explain_all(data, model, noisy, data.targets.repeat_interleave(nr_samples))
+    rel = _explain_all(data, model, noisy, take(data.targets, torch.arange(b).repeat_interleave(nr_samples)))
     return rel.view(b, nr_samples, *rel.shape[1:]).mean(1)
 
 

@@ -26,6 +26,8 @@ from attribkit.evaluation.rows import (
     generator_for,
     preprocess,
 )
+from attribkit.evaluation.scoring import class_indices, predicted_classes, take
+from attribkit.targets.classes import class_scores
 
 Noise = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -34,15 +36,16 @@ def _explain_rows(data: MetricInput, per_image: int, build: Callable[[torch.Tens
                   model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Explain ``B * per_image`` inputs made by ``build(image, step)``, in chunks of
     ``batch_size`` rows; returns ``(inputs (B, S, C, H, W), relevance (B, S, h, w))``."""
-    b = len(data.targets)
+    b = len(data.inputs)
     n = b * per_image
     xs, rels = [], []
     for start in range(0, n, data.batch_size):
-        rows = torch.arange(start, min(start + data.batch_size, n), device=data.targets.device)
+        rows = torch.arange(start, min(start + data.batch_size, n), device=data.inputs.device)
         i, k = rows // per_image, rows % per_image
         x = build(i, k)
         xs.append(x)
-        rels.append(data.explain(model if model is not None else data.model, x, data.targets[i]).detach())
+        rels.append(data.explain(model if model is not None else data.model, x,
+                                 take(data.targets, i)).detach())
     x = torch.cat(xs)
     rel = torch.cat(rels)
     return x.view(b, per_image, *x.shape[1:]), rel.view(b, per_image, *rel.shape[1:])
@@ -62,8 +65,8 @@ def _changed(data: MetricInput, x_perturbed: torch.Tensor) -> torch.Tensor:
     """``(B, S)``: whether the predicted class of ``x'`` differs from that of ``x``."""
     b, s = x_perturbed.shape[:2]
     with torch.no_grad():
-        before = torch.as_tensor(data.predict(data.inputs)).argmax(1)
-        after = torch.cat([torch.as_tensor(data.predict(chunk)).argmax(1)
+        before = predicted_classes(data.predict(data.inputs))
+        after = torch.cat([predicted_classes(data.predict(chunk))
                            for chunk in x_perturbed.flatten(0, 1).split(data.batch_size)])
     return after.view(b, s) != before[:, None]
 
@@ -185,9 +188,10 @@ def continuity(data: MetricInput, *, nr_steps: int = 28, perturb_baseline: str |
     ratio = l1 / (_norm((x[:, None] - xp).double(), 3) + 1e-9)
     if return_nan_when_prediction_changes:
         with torch.no_grad():
-            pred = torch.cat([torch.as_tensor(data.predict(chunk)).argmax(1)
+            pred = torch.cat([predicted_classes(data.predict(chunk))
                               for chunk in xp.flatten(0, 1).split(data.batch_size)]).view(b, nr_steps)
-        ratio = torch.where(pred != data.targets[:, None], torch.full_like(ratio, float("nan")), ratio)
+        classes = class_indices(data.targets, "continuity").to(pred.device)
+        ratio = torch.where(pred != classes[:, None], torch.full_like(ratio, float("nan")), ratio)
     return MetricResult(ratio.max(1).values.float())
 
 
@@ -208,8 +212,8 @@ def _stability(data: MetricInput, output: str, nr_samples: int, lower_bound: flo
     changed = None
     if output == "output":
         with torch.no_grad():
-            h0 = torch.as_tensor(data.predict(data.inputs)).double()
-            hp = torch.cat([torch.as_tensor(data.predict(chunk)).double()
+            h0 = class_scores(data.predict(data.inputs)).double()
+            hp = torch.cat([class_scores(data.predict(chunk)).double()
                             for chunk in xp.flatten(0, 1).split(data.batch_size)]).view(*xp.shape[:2], -1)
         bottom = (h0[:, None] - hp).norm(dim=-1)
         if return_nan:  # the same forwards give the predictions
@@ -388,7 +392,7 @@ def consistency(data: MetricInput, *, discretise_func: str | Callable[[torch.Ten
     same_e = (keys[:, None, :] == keys[None, :, :]).all(-1)
     same_e &= ~torch.eye(len(a), dtype=torch.bool, device=a.device)
     with torch.no_grad():
-        pred = torch.cat([torch.as_tensor(data.predict(chunk)).argmax(1)
+        pred = torch.cat([predicted_classes(data.predict(chunk))
                           for chunk in data.inputs.split(data.batch_size)])
     same_y = pred[:, None] == pred[None, :]
     total = same_e.double().sum(1)

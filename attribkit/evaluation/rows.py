@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import torch
 
+from attribkit.evaluation import scoring
 from attribkit.evaluation.base import MetricInput
 
 Predict = Callable[[torch.Tensor], torch.Tensor]
@@ -101,23 +104,24 @@ def generator_for(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
 
-def output_scores(scores: torch.Tensor, targets: torch.Tensor, softmax: bool,
-                  dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """The target's logit, or its softmax probability, per row (in ``dtype``, float64 by default)."""
-    scores = scores.to(dtype)
-    if softmax:
-        scores = scores.softmax(1)
-    return scores.gather(1, targets.view(-1, 1)).squeeze(1)
+def output_scores(scores: Any, targets: Any, softmax: bool, dtype: torch.dtype = torch.float64,
+                  images: torch.Tensor | None = None) -> torch.Tensor:
+    """The target's score per row of the raw output ``scores``, row ``k`` a copy of image
+    ``images[k]`` (``None``: row ``k`` is image ``k``): for class targets its logit, or its
+    softmax probability (in ``dtype``, float64 by default); for a target object or
+    callable its score (:func:`attribkit.evaluation.scoring.target_scores`)."""
+    return scoring.target_scores(scores, targets, images, softmax=softmax, dtype=dtype)
 
 
 #: ``span(image, first, stop) -> (stop - first, C, H, W)``: rows ``first..stop-1`` of one image
 BuildSpan = Callable[[int, int, int], torch.Tensor]
 
 
-def score_rows(predict: Predict, per_image: int, build: BuildRows, targets: torch.Tensor, *,
+def score_rows(predict: Predict, per_image: int, build: BuildRows, targets: Any, *,
                softmax: bool, batch_size: int, return_logits: bool = False,
-               build_span: BuildSpan | None = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Score ``len(targets) * per_image`` perturbed inputs without holding them all in memory.
+               build_span: BuildSpan | None = None, dtype: torch.dtype = torch.float64,
+               n_images: int | None = None) -> torch.Tensor:
+    """Score ``n_images * per_image`` perturbed inputs without holding them all in memory.
 
     Rows are ``(image, step)`` pairs, image-major. ``build(image, step)`` gets two
     ``(n,)`` index tensors and returns the ``(n, C, H, W)`` inputs of those rows;
@@ -125,18 +129,26 @@ def score_rows(predict: Predict, per_image: int, build: BuildRows, targets: torc
     ``build_span(image, first, stop)``, when given, builds a chunk that lies within
     one image from plain integers instead (the usual chunk when ``batch_size <=
     per_image``: no index tensors, no gathers, no host sync).
-    ``targets`` is per image. Returns ``(B, per_image)`` target scores (``dtype``),
-    or the ``(B, per_image, classes)`` raw outputs with ``return_logits``.
+    ``targets`` is per image: ``(B,)`` class indices, or a bound target object or
+    callable (:mod:`attribkit.evaluation.scoring`; then ``n_images`` must be given, and
+    each row is scored by the target as a copy of its image). Returns ``(B, per_image)``
+    target scores (``dtype``), or the ``(B, per_image, classes)`` raw outputs with
+    ``return_logits`` (class targets only).
     """
-    n_images = len(targets)
+    classes = scoring.is_classes(targets)
+    if n_images is None:
+        if not classes:
+            raise TypeError("score_rows: n_images is needed for a target object or callable")
+        n_images = len(targets)
     n_rows = n_images * per_image
+    device = targets.device if classes else None
     out: list[torch.Tensor] = []
-    pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # raw outputs, scored together
+    pending: list[tuple[Any, torch.Tensor]] = []  # raw outputs, scored together
 
     def flush() -> None:
         scores = torch.cat([p for p, _ in pending]) if len(pending) > 1 else pending[0][0]
-        rows_targets = torch.cat([t for _, t in pending]) if len(pending) > 1 else pending[0][1]
-        out.append(output_scores(scores, rows_targets, softmax, dtype))
+        rows_images = torch.cat([i for _, i in pending]) if len(pending) > 1 else pending[0][1]
+        out.append(output_scores(scores, targets, softmax, dtype, rows_images))
         pending.clear()
 
     held = 0
@@ -147,19 +159,21 @@ def score_rows(predict: Predict, per_image: int, build: BuildRows, targets: torc
             if build_span is not None and first == (stop - 1) // per_image:
                 offset = first * per_image
                 batch = build_span(first, start - offset, stop - offset)
-                chunk_targets = targets[first:first + 1].expand(stop - start)
+                image = torch.full((stop - start,), first, dtype=torch.long, device=device)
             else:
-                rows = torch.arange(start, stop, device=targets.device)
+                rows = torch.arange(start, stop, device=device)
                 image = rows // per_image
                 batch = build(image, rows % per_image)
-                chunk_targets = targets[image]
-            scores = torch.as_tensor(predict(batch))
+            scores = predict(batch)
             if return_logits:
-                out.append(scores.double())
+                out.append(torch.as_tensor(scores).double())
+                continue
+            if not classes:  # a raw output (list of dicts, dict): scored at once
+                out.append(output_scores(scores, targets, softmax, dtype, image))
                 continue
             # softmax and selection are row-wise: done once per ~1M outputs, not per call
-            pending.append((scores, chunk_targets))
-            held += scores.numel()
+            pending.append((_class_tensor(scores), image))
+            held += pending[-1][0].numel()
             if held >= 2**20:
                 flush()
                 held = 0
@@ -169,11 +183,19 @@ def score_rows(predict: Predict, per_image: int, build: BuildRows, targets: torc
     return flat.view(n_images, per_image, *flat.shape[1:])
 
 
-def forward_scores(predict: Predict, images: torch.Tensor, targets: torch.Tensor, *,
+def _class_tensor(scores: Any) -> torch.Tensor:
+    """The ``(n, classes)`` scores of a classifier's raw output (a tensor, a dict with
+    ``logits``, a tuple)."""
+    from attribkit.targets.classes import class_scores
+
+    return class_scores(torch.as_tensor(scores) if isinstance(scores, np.ndarray) else scores)
+
+
+def forward_scores(predict: Predict, images: torch.Tensor, targets: Any, *,
                    softmax: bool, batch_size: int) -> torch.Tensor:
     """``(B,)`` target scores of the unperturbed images."""
     return score_rows(predict, 1, lambda i, s: images[i], targets, softmax=softmax,
-                      batch_size=batch_size)[:, 0]
+                      batch_size=batch_size, n_images=len(images))[:, 0]
 
 
 def descending_ranks(relevance: torch.Tensor) -> torch.Tensor:
@@ -269,7 +291,7 @@ def removal_weights(ranks: torch.Tensor, thresholds: torch.Tensor) -> torch.Tens
 
 
 def threshold_scores(predict: Predict, x: torch.Tensor, ranks: torch.Tensor, thresholds: torch.Tensor,
-                     fill: torch.Tensor, targets: torch.Tensor, *, softmax: bool, batch_size: int,
+                     fill: torch.Tensor, targets: Any, *, softmax: bool, batch_size: int,
                      insert: bool = False, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """``(B, n)`` scores of the copies of each image with its pixels of rank
     ``< thresholds[k]`` replaced by ``fill`` (``insert``: the image's pixels put back into
@@ -316,7 +338,7 @@ def threshold_scores(predict: Predict, x: torch.Tensor, ranks: torch.Tensor, thr
             return rows(ranks[i], x[i], fill[i], thr[k])
 
     return score_rows(predict, n, build, targets, softmax=softmax, batch_size=batch_size,
-                      build_span=span, dtype=dtype)
+                      build_span=span, dtype=dtype, n_images=b)
 
 
 def cumulative_scores(data: MetricInput, ranks: torch.Tensor, step: int, n_steps: int,
@@ -342,7 +364,7 @@ def group_scores(data: MetricInput, ranks: torch.Tensor, step: int, n_steps: int
         return torch.where(chosen, fill[i], x[i])
 
     return score_rows(data.predict, n_steps, build, data.targets, softmax=softmax,
-                      batch_size=data.batch_size)
+                      batch_size=data.batch_size, n_images=len(x))
 
 
 def group_sums(a: torch.Tensor, ranks: torch.Tensor, step: int, n_steps: int) -> torch.Tensor:
