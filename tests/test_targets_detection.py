@@ -96,17 +96,18 @@ def test_cam_equals_pytorch_grad_cam_box_score(frcnn, method, peer):
     from pytorch_grad_cam.utils.model_targets import FasterRCNNBoxScoreTarget
 
     torch.manual_seed(1)
-    x = torch.rand(1, 3, 128, 128)
-    box, label = _own_box(frcnn, x)
+    x = torch.rand(1, 3, 128, 128)  # one image: the detector works at 320 px (~1 s a pass here)
+    boxes, labels = _own_box(frcnn, x)
     layer = "backbone.body.13"
     with getattr(cam_lib, peer)(model=frcnn, target_layers=[frcnn.get_submodule(layer)]) as cam:
-        theirs = cam(x, targets=[FasterRCNNBoxScoreTarget(labels=[int(label[0])],
-                                                         bounding_boxes=[box[0]])])[0]
-    ours = ak.explain(frcnn, x, ak.Box(box, label), method=method, layer=layer)
+        theirs = cam(x, targets=[FasterRCNNBoxScoreTarget(labels=[int(lab)], bounding_boxes=[b])
+                                 for b, lab in zip(boxes, labels)])
+    ours = ak.explain(frcnn, x, ak.Box(boxes, labels), method=method, layer=layer)
     assert ours.layer == layer and tuple(ours.values.shape) == (1, 1, 10, 10)
-    mine = scale_cam_image(ours.values[0].detach().numpy(), (128, 128))[0]
-    assert mine.std() > 0 and theirs.std() > 0
-    assert np.corrcoef(mine.ravel(), theirs.ravel())[0, 1] > 0.999
+    for row in range(len(x)):
+        mine = scale_cam_image(ours.values[row].detach().numpy(), (128, 128))[0]
+        assert mine.std() > 0 and theirs[row].std() > 0
+        assert np.corrcoef(mine.ravel(), theirs[row].ravel())[0, 1] > 0.999
 
 
 def test_saliency_equals_autograd_of_the_box_score(frcnn):
@@ -152,6 +153,9 @@ def test_every_family_every_kind_of_method(family):
     assert tuple(occ.values.shape) == tuple(ris.values.shape) == (2, 1, 64, 64)
     assert cam.values.ndim == 4 and cam.values.shape[:2] == (2, 1)
     assert "roi" not in cam.layer
+    # the current rule's picks (last spatial layer on the path to the score): an FPN level
+    # for Faster R-CNN, a head convolution for the one-stage detectors (see
+    # test_gradcam_on_a_backbone_layer_reaches_the_score for the backbone's map)
     expected_layer = {"fasterrcnn": "backbone.fpn.layer_blocks.0",
                       "retinanet": "head.regression_head.bbox_reg",
                       "fcos": "head.regression_head.bbox_ctrness",
@@ -299,10 +303,14 @@ def test_from_detections_keeps_boxes_above_the_score():
     out[0]["scores"] = torch.cat([out[0]["scores"], torch.tensor([0.95])])  # degenerate: dropped
     box = ak.Box.from_detections(out, min_score=0.5)
     index, rows = box.expand(2)
-    assert index.tolist() == [0, 0]
-    assert rows.boxes.tolist() == [DETS[0], DETS[1]] and rows.box_labels.tolist() == [1, 2]
+    assert index.tolist() == [0, 0]  # image 1 has none; the highest scores first
+    assert rows.boxes.tolist() == [DETS[1], DETS[0]] and rows.box_labels.tolist() == [2, 1]
     only_1 = ak.Box.from_detections(out, min_score=0.0, labels=[1]).expand(2)[1]
     assert only_1.boxes.tolist() == [DETS[0], DETS[2]]
+    best_2 = ak.Box.from_detections(out, min_score=0.0, max_per_image=2).expand(2)[1]
+    assert best_2.boxes.tolist() == [DETS[1], DETS[0]]  # scores 0.9, 0.6 (0.95: degenerate)
+    with pytest.raises(TargetError, match="max_per_image"):
+        ak.Box.from_detections(out, max_per_image=0)
     with pytest.raises(TargetError, match=r"no detection with score >= 0.99 \(the highest score is 0.95\)"):
         ak.Box.from_detections(out, min_score=0.99)
     with pytest.raises(TargetError, match="the model returned Tensor"):

@@ -88,15 +88,17 @@ class Box(Target):
 
     @classmethod
     def from_detections(cls, output: Any, min_score: float = 0.5, *, labels: Any = None,
-                        iou_threshold: float = 0.5, score: str = "iou+score") -> Box:
+                        max_per_image: int | None = None, iou_threshold: float = 0.5,
+                        score: str = "iou+score") -> Box:
         """A ``Box`` of a detector's own detections: every box of ``output`` (the model's
         eval-mode output on the images to explain, one dict per image) with a score of at
-        least ``min_score`` (and a label in ``labels`` when given), one row per box; see
+        least ``min_score`` (a label in ``labels``, the ``max_per_image`` best, when given),
+        one row per box; see
         :func:`attribkit.targets.detections.from_detections`."""
         from attribkit.targets.detections import from_detections
 
-        return from_detections(output, min_score, labels=labels, iou_threshold=iou_threshold,
-                               score=score)
+        return from_detections(output, min_score, labels=labels, max_per_image=max_per_image,
+                               iou_threshold=iou_threshold, score=score)
 
     def __repr__(self) -> str:
         n = sum(len(b) for b in self.boxes) if self.several else len(self.boxes)
