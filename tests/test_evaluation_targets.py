@@ -248,3 +248,34 @@ def test_pointing_game_and_energy_on_boxes_by_hand():
     with pytest.raises(InvalidOptionError, match="not both"):
         ak.evaluate(model, x, rel, 0, metrics=("pointing_game",), boxes=torch.tensor([0, 0, 2, 2]),
                     masks=torch.ones(2, 4, 4, dtype=torch.bool))
+
+
+def test_labels_rows_score_their_label_sigmoid_on_their_image():
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                          nn.Linear(16, 5)).eval()
+    x = torch.rand(2, 3, H, W)
+    res = ak.explain(model, x, ak.Labels([0, 3]), method="saliency")
+    got = ak.evaluate(model, x, res, metrics=("deletion_auc",), options={"deletion_auc": {"steps": 4, "baseline": 0.0}})
+    for r, (i, label) in enumerate([(0, 0), (0, 3), (1, 0), (1, 3)]):
+        def score(c: torch.Tensor, label: int = label) -> float:
+            with torch.no_grad():
+                return float(torch.sigmoid(model(c[None])[0, label]))
+        expected = auc(brute_curve(score, x[i], res.values[r].sum(0), 4, torch.zeros_like(x[i]), insert=False))
+        assert float(got["deletion_auc"].scores[r]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_metrics_that_re_explain_pass_each_copy_its_image_target(images):
+    net = TinySegmenter().eval()
+    mask = torch.zeros(2, H, W)
+    mask[0, :4, :4], mask[1, 8:, 8:] = 1, 1
+    seen = []
+
+    def explain(model, inputs, targets):
+        seen.append((len(inputs), targets.classes.tolist(), targets.mask.flatten(1).argmax(1).tolist()))
+        return torch.rand(len(inputs), H, W)
+
+    ak.evaluate(net, images, torch.rand(2, H, W), ak.Region([1, 2], mask), metrics=("max_sensitivity",),
+                options={"max_sensitivity": {"nr_samples": 3}}, explain=explain, batch_size=4)
+    # 2 images x 3 noisy copies, 4 rows per call: image 0's copies carry class 1 and its mask
+    assert seen == [(4, [1, 1, 1, 2], [0, 0, 0, 8 * W + 8]), (2, [2, 2], [8 * W + 8] * 2)]

@@ -17,6 +17,8 @@ One module per group of Quantus's taxonomy, each metric a function
 - :mod:`~attribkit.evaluation.axiomatic`: completeness, non-sensitivity, input invariance.
 
 Shared pieces: :mod:`~attribkit.evaluation.base` (the input and result types),
+:mod:`~attribkit.evaluation.scoring` (how a metric reads the target's score from the
+model's raw output: class indices, or a target object of :mod:`attribkit.targets`),
 :mod:`~attribkit.evaluation.rows` (preprocessing, baselines, batched rows of
 perturbed images, ranks and correlations), :mod:`~attribkit.evaluation.functional`
 (tensor-level deletion / insertion, ROAD imputation, SSIM). :func:`evaluate`
