@@ -165,7 +165,9 @@ def test_bad_item_targets_are_named_before_any_work(tmp_path):
     wrong_mask = Items(lambda x, i: (x, ak.Region(1, torch.ones(8, 8))))
     with pytest.raises(TargetError, match=r"Region mask of shape \(8, 8\) for an image of \(16, 16\)"):
         run(segmenter(), wrong_mask, tmp_path / "g.zarr")
+    with pytest.raises(TargetError, match=r"for the same Region on every item pass target=ak.per_item\(lambda"):
+        run(segmenter(), images(), tmp_path / "h.zarr", target=ak.Region(1))
     with pytest.raises(TargetError, match="per_item takes a function"):
         ak.per_item(3)
     assert not any((tmp_path / name).exists() and any((tmp_path / name).iterdir())
-                   for name in ("a.zarr", "b.zarr", "c.zarr", "d.zarr", "e.zarr", "g.zarr"))
+                   for name in ("a.zarr", "b.zarr", "c.zarr", "d.zarr", "e.zarr", "g.zarr", "h.zarr"))

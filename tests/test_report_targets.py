@@ -51,12 +51,16 @@ def test_a_region_is_outlined_where_a_pixel_is_two_steps_from_outside():
     np.testing.assert_array_equal(_marked(drawn), expected)
 
 
-def test_the_label_is_written_on_a_tag_inside_the_top_left_corner():
+def test_the_label_is_written_on_a_tag_above_the_box_or_inside_it_at_the_top():
     plain = draw(GREY, RowMarks((4.0, 6.0, 30.0, 30.0), None, ""))
     named = draw(GREY, RowMarks((4.0, 6.0, 30.0, 30.0), None, "cat"))
     changed = np.nonzero((np.abs(named - plain) > 1e-6).any(-1))
-    assert changed[0].min() >= 6 and changed[1].min() >= 4  # inside the box, from its corner
-    assert (np.abs(named - plain).sum(-1) > 0).sum() > 20  # the tag and its letters
+    assert changed[0].min() >= 6 and changed[1].min() >= 4  # no room above: inside, from the corner
+    assert len(changed[0]) > 20  # the tag and its letters
+    plain = draw(GREY, RowMarks((4.0, 20.0, 30.0, 30.0), None, ""))
+    named = draw(GREY, RowMarks((4.0, 20.0, 30.0, 30.0), None, "cat"))
+    changed = np.nonzero((np.abs(named - plain) > 1e-6).any(-1))
+    assert changed[0].max() < 20 and changed[1].min() >= 1  # on top of the box's upper edge
 
 
 def test_nearest_resizes_a_stored_mask_to_the_picture():

@@ -15,6 +15,7 @@ from attribkit.datasets.settings import metric_settings, split_layers, split_opt
 from attribkit.datasets.targets import PerItem, no_metrics_with_item_targets
 from attribkit.errors import InputError, InvalidOptionError, TargetError
 from attribkit.registry import MethodSpec, MetricSpec
+from attribkit.targets.base import Target
 
 METRIC_NEEDS = {"forward", "ground_truth", "model", "method"}
 
@@ -77,6 +78,10 @@ def make_plan(model: Any, data: Any, methods: str | Sequence[str], target: Any, 
                          + "; ".join(f"{path}: {why}" for path, why in skipped[:5]))
     if isinstance(target, str) and target != "label":
         raise TargetError(f"target {target!r}: a string target can only be 'label' (the data's label)")
+    if isinstance(target, Target):
+        raise TargetError(f"explain_dataset's target is None, 'label', an int, one int per item, a callable "
+                          f"or ak.per_item(fn); for the same {type(target).__name__} on every item pass "
+                          f"target=ak.per_item(lambda item: {type(target).__name__}(...))")
     if target is not None and not callable(target) and not isinstance(target, (str, int, np.integer, PerItem)):
         target = np.asarray(target)
         if target.shape != (len(dataset),):

@@ -80,7 +80,8 @@ def outline(mask: np.ndarray, width: int = 2) -> np.ndarray:
 def draw(picture: np.ndarray, marks: RowMarks | None) -> np.ndarray:
     """``picture`` (``(size, size, 3)`` in ``[0, 1]``) with the box's outline (2 px inside the
     rectangle of pixels from ``floor(x1)`` to ``ceil(x2) - 1``) or the mask's outline (2 px,
-    :func:`outline`), and the label on a filled tag inside the top-left corner; a copy.
+    :func:`outline`), and the label on a filled tag on the top-left corner (above the mark,
+    inside it where there is no room above); a copy.
     Lines are 2 px: a JPEG's colour is stored at half resolution, and washes out a 1-px line."""
     if marks is None:
         return picture
@@ -102,6 +103,9 @@ def draw(picture: np.ndarray, marks: RowMarks | None) -> np.ndarray:
         ys, xs = np.nonzero(marks.mask)
         corner = (int(xs.min()) + 2, int(ys.min()) + 2)
     if marks.label:
+        left, top, right, bottom = pen.textbbox((0, 0), marks.label)
+        above = corner[1] - 2 - (bottom + 2)  # the tag's top when it sits on the mark's top edge
+        corner = (corner[0] - 2, above) if above >= 0 else corner
         left, top, right, bottom = pen.textbbox(corner, marks.label)
         pen.rectangle((left - 1, top - 1, right, bottom), fill=colour)
         pen.text(corner, marks.label, fill=(0, 0, 0))

@@ -91,8 +91,8 @@ def draw_marks(ax: Any, marks: Marks | None, names: Any = None, *, size: tuple[i
                input_size: tuple[int, int] | None = None) -> None:
     """Draw ``marks`` on ``ax``, an ``imshow`` axes of a ``size`` ``(H, W)`` picture (pixel
     centres at integers): each box as an outlined ``Rectangle``, the mask's outline as a
-    ``LineCollection``, and the label as a ``Text`` inside the box's top-left corner (the
-    region's top-left for a mask). Boxes are in pixels of an ``input_size`` input (default:
+    ``LineCollection``, and the label as a ``Text`` at the box's top-left corner, above it
+    (inside when the corner is in the picture's top tenth; the region's top-left for a mask). Boxes are in pixels of an ``input_size`` input (default:
     ``size``); a mask of another size than ``size`` is stretched to it."""
     if marks is None or marks.empty:
         return
@@ -104,7 +104,7 @@ def draw_marks(ax: Any, marks: Marks | None, names: Any = None, *, size: tuple[i
     for (x1, y1, x2, y2), label in zip(marks.boxes, marks.labels):
         ax.add_patch(Rectangle((x1 * sx - 0.5, y1 * sy - 0.5), (x2 - x1) * sx, (y2 - y1) * sy, fill=False,
                                edgecolor=MARK_COLOUR, linewidth=1.5, label="target box"))
-        _label(ax, x1 * sx - 0.5, y1 * sy - 0.5, label_text(label, names))
+        _label(ax, x1 * sx - 0.5, y1 * sy - 0.5, label_text(label, names), size[0])
     if marks.mask is not None:
         segments = mask_edges(marks.mask)
         sy, sx = size[0] / marks.mask.shape[0], size[1] / marks.mask.shape[1]
@@ -114,13 +114,15 @@ def draw_marks(ax: Any, marks: Marks | None, names: Any = None, *, size: tuple[i
                              autolim=False)
             rows, cols = np.nonzero(marks.mask)
             _label(ax, cols.min() * sx - 0.5, rows.min() * sy - 0.5,
-                   label_text(marks.labels[0] if marks.labels else None, names))
+                   label_text(marks.labels[0] if marks.labels else None, names), size[0])
 
 
-def _label(ax: Any, x: float, y: float, text: str) -> None:
+def _label(ax: Any, x: float, y: float, text: str, height: int) -> None:
+    """The label on a tag above the corner ``(x, y)``, or below it (inside the mark) when the
+    corner is in the picture's top tenth."""
     if text:
-        ax.text(x, y, text, color="black", fontsize=7, va="top", ha="left", clip_on=True,
-                bbox=dict(facecolor=MARK_COLOUR, edgecolor="none", pad=1.0, alpha=0.85))
+        ax.text(x, y, text, color="black", fontsize=7, va="bottom" if y > 0.1 * height else "top",
+                ha="left", clip_on=True, bbox=dict(facecolor=MARK_COLOUR, edgecolor="none", pad=1.0, alpha=0.85))
 
 
 __all__ = ["MARK_COLOUR", "Marks", "draw_marks", "label_text", "marks_of", "mask_edges"]
