@@ -8,8 +8,10 @@ the batch (``batch_size=``) it
 2. runs one forward without gradients to resolve the target (``None``: the top
    class; ints are range-checked, raising ``TargetError``), and to measure the
    layer for the default layer masks;
-3. hands Captum the model (or, for a callable target, a small module returning
-   ``target(scores)``), the resolved layer and the per-image class indices;
+3. hands Captum the model and the per-image class indices or, for a callable target
+   or a target object (``Region``, ``Box``, ``Similarity``, ``Labels``), the model
+   followed by the target's selection (:class:`~attribkit_captum.heads.TargetHead`,
+   one scalar per row, ``target=None``), and the resolved layer;
 4. fills in the defaults of :mod:`attribkit_captum.defaults` and, when
    ``internal_batch_size`` / ``perturbations_per_eval`` are left at ``None``, sets
    them from attribkit's ``batch_size`` or else from the memory one row took in
@@ -50,50 +52,26 @@ from attribkit.torch.guard import model_guard
 from attribkit.torch.targets import ChunkTarget
 from attribkit_captum import callsites, defaults, rules
 from attribkit_captum.guards import captum_assertions, module_attributes_kept, quiet, seeded
+from attribkit_captum.heads import TargetHead
 from attribkit_captum.table import INIT_OPTIONS, Entry
 
 SHAP_BASELINES = ("DeepLiftShap", "GradientShap", "LayerDeepLiftShap", "LayerGradientShap")
 PERMUTATION = ("FeaturePermutation", "LayerFeaturePermutation")
 #: Captum 0.8/0.9 layer perturbation methods that fail with per-image class targets
 #: (LayerFeaturePermutation always, LayerFeatureAblation with perturbations_per_eval > 1):
-#: they get a forward that selects the target itself (:class:`TargetHead`).
+#: they get a forward that selects the target itself (:class:`~attribkit_captum.heads.TargetHead`).
 SELECT_IN_FORWARD = ("LayerFeaturePermutation", "LayerFeatureAblation")
 #: Rows per forward for perturbation methods when neither batch_size nor
 #: perturbations_per_eval is given (Captum's own default is one perturbation per forward).
 FORWARD_ROWS = 32
 
 
-class TargetHead(nn.Module):
-    """``model`` followed by target selection: one scalar per row.
-
-    Used for callable targets (any row-wise ``scores -> (B,)``) and, with class
-    indices, for the classes in :data:`SELECT_IN_FORWARD`. Batches that Captum
-    expands (``k`` copies of the chunk) get the indices repeated ``k`` times, as
-    Captum repeats targets.
-    """
-
-    def __init__(self, model: Any, target: ChunkTarget, indices: torch.Tensor | None) -> None:
-        super().__init__()
-        if isinstance(model, nn.Module):
-            self.model = model
-        else:
-            self._forward = model
-        self.target = target
-        self.indices = indices
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scores = self.model(x) if "model" in self._modules else self._forward(x)
-        if self.indices is None:
-            return self.target.select(scores)
-        rows, n = scores.shape[0], len(self.indices)
-        indices = self.indices.to(scores.device).repeat(max(1, rows // n))[:rows]
-        return scores.gather(1, indices[:, None]).squeeze(1)
-
-
 def probe(model: Any, inputs: torch.Tensor, target: ChunkTarget, layer: nn.Module | None,
           to_layer_input: bool = False) -> tuple[torch.Tensor | None, tuple[int, ...] | None]:
     """One forward without gradients: the class indices (``None`` for a callable
-    target, whose output shape is checked) and the layer's output (or input) shape."""
+    target or a target object, whose score is read once: a wrong shape, a class out of
+    range, an output the target cannot read raise here, before Captum runs) and the
+    layer's output (or input) shape."""
     shapes: list[tuple[int, ...]] = []
 
     def record(_module: nn.Module, inp: Any, out: Any) -> None:
@@ -104,7 +82,7 @@ def probe(model: Any, inputs: torch.Tensor, target: ChunkTarget, layer: nn.Modul
     hooks = [(layer, record)] if layer is not None else []
     with forward_hooks(hooks), torch.no_grad():
         scores = model(inputs)
-    if target.is_callable:
+    if target.is_callable or target.is_object:
         target.select(scores)
         indices = None
     else:
@@ -223,8 +201,10 @@ def run(entry: Entry, cls: type, model: Any, inputs: torch.Tensor, target: Chunk
     if layer_shape is not None:
         rules.validate(entry, options, "layer", layer_shape=layer_shape)
 
-    if target.is_callable or entry.cls in SELECT_IN_FORWARD:
-        forward: Any = TargetHead(model, target, indices)
+    head: TargetHead | None = None
+    if target.is_callable or target.is_object or entry.cls in SELECT_IN_FORWARD:
+        head = TargetHead(model, target, indices, len(x))
+        forward: Any = head
         captum_target = None
     else:
         forward, captum_target = model, indices
@@ -262,6 +242,8 @@ def run(entry: Entry, cls: type, model: Any, inputs: torch.Tensor, target: Chunk
             kwargs["baselines"] = baselines
         if entry.target:
             kwargs["target"] = tgt
+        if head is not None:
+            head.use_images(row)
         with rejected():
             return single(explainer.attribute(xs, **kwargs), entry)
 
