@@ -110,6 +110,31 @@ def test_cam_equals_pytorch_grad_cam_box_score(frcnn, method, peer):
         assert np.corrcoef(mine.ravel(), theirs[row].ravel())[0, 1] > 0.999
 
 
+def test_several_boxes_per_image_sum_to_the_peer_target_of_all_boxes(frcnn):
+    """pytorch-grad-cam's target with several boxes sums their scores; ours gives one row
+    per box. Grad-CAM before its ReLU is linear in the score, so our rows' unrectified
+    maps summed, then ReLU'd, equal the peer's map of the summed target."""
+    pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.image import scale_cam_image
+    from pytorch_grad_cam.utils.model_targets import FasterRCNNBoxScoreTarget
+
+    torch.manual_seed(1)
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        out = frcnn(x)[0]
+    boxes, labels = out["boxes"][[0, 5]], out["labels"][[0, 5]]
+    layer = "backbone.body.13"
+    with GradCAM(model=frcnn, target_layers=[frcnn.get_submodule(layer)]) as cam:
+        theirs = cam(x, targets=[FasterRCNNBoxScoreTarget(labels=labels.tolist(),
+                                                         bounding_boxes=list(boxes))])[0]
+    ours = ak.explain(frcnn, x, ak.Box([boxes], [labels]), method="gradcam", layer=layer, relu=False)
+    assert ours.meta["image_index"].tolist() == [0, 0]
+    summed = ours.values.sum(0).clamp(min=0).detach().numpy()
+    mine = scale_cam_image(summed, (128, 128))[0]
+    assert mine.std() > 0 and np.corrcoef(mine.ravel(), theirs.ravel())[0, 1] > 0.999
+
+
 def test_saliency_equals_autograd_of_the_box_score(frcnn):
     torch.manual_seed(2)
     x = torch.rand(2, 3, 112, 112)
