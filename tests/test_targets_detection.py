@@ -304,6 +304,9 @@ def test_drise_similarity_torchvision_output_by_hand():
     box = ak.Box(REF, 1, score="drise").bind(2)
     got = box.score(_output(), images=torch.tensor([0, 1]))
     assert got.tolist() == pytest.approx([expected, 0.0])
+    with_objectness = _output(objectness=torch.tensor([0.2, 0.5, 0.8]))[:1]  # O_j given: used
+    expected = max(_iou(REF, DETS[0]) * 0.2, _iou(REF, DETS[2]) * 0.8)
+    assert box.score(with_objectness, images=torch.tensor([0])).tolist() == pytest.approx([expected])
 
 
 def test_drise_similarity_with_probabilities_and_objectness_by_hand():
