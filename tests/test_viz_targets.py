@@ -134,3 +134,14 @@ def test_explain_then_show_with_a_region_and_labels():
     assert [ax.texts[0].get_text() for ax in fig.axes] == ["b", "d"]
     assert [ax.get_ylabel() for ax in fig.axes] == ["b", "d"]
     assert all(len(ax.collections[0].get_segments()) == 18 for ax in fig.axes)
+
+
+def test_compare_models_outlines_the_region_in_every_column():
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 12, 12)
+    mask = torch.zeros(12, 12)
+    mask[2:6, 3:9] = 1
+    segmenters = {"a": torch.nn.Conv2d(3, 4, 3, padding=1), "b": torch.nn.Conv2d(3, 4, 1)}
+    fig = ak.compare_models(segmenters, x, "saliency", ak.Region(1, mask), show_image=False, colorbar=False)
+    drawn = [ax for ax in fig.axes if ax.collections]
+    assert len(drawn) == 2 and all(len(ax.collections[0].get_segments()) == 20 for ax in drawn)

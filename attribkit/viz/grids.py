@@ -25,6 +25,7 @@ from attribkit.viz.figures import (
     targets_of,
     values_batch,
 )
+from attribkit.viz.overlays import draw_marks, marks_of
 from attribkit.viz.rendering import render
 
 MethodArg = str | tuple[str, Mapping[str, Any]]
@@ -64,9 +65,11 @@ def _draw(columns: list[tuple[str, Attribution, Any]], display: Any, names: Any,
     for j, (header, result, probs) in enumerate(columns):
         values = values_batch(result)
         targets = targets_of(result, len(values))
+        marks = marks_of(result, len(values))  # a Box / Region target's box or outline
         for i, image in enumerate(display):
             ax = axes[i, j + offset]
             ax.imshow(render(values[i], image, mode=mode, sign=sign, **render_options))
+            draw_marks(ax, marks[i], names, size=image.shape[:2])
             label = scored_label(targets[i], None if probs is None else probs[i], names)
             ax.set_title(f"{header}\n{label}" if label else header, fontsize=8)
         if colorbar and mode in HEAT_MODES:
