@@ -180,6 +180,11 @@ def test_several_boxes_per_image_rows_scored_on_their_image(images):
         y, x = divmod(int(rel.flatten().argmax()), W)
         inside = box[0] <= x + 0.5 < box[2] and box[1] <= y + 0.5 < box[3]
         assert float(got["pointing_game"].scores[r]) == float(inside)
+    per_image = torch.tensor([[0.0, 0.0, 8.0, 8.0], [8.0, 8.0, 16.0, 16.0]])  # one box per image, not per row
+    got = ak.evaluate(det, images, res, metrics=("pointing_game",), boxes=per_image)
+    for r, i in enumerate([0, 0, 1]):
+        y, x = divmod(int(res.values[r].sum(0).flatten().argmax()), W)
+        assert float(got["pointing_game"].scores[r]) == float(y // 8 == i and x // 8 == i)
     with pytest.raises(InputError, match="image_index"):
         ak.evaluate(det, images[:1], res, metrics=("deletion_auc",))
 
