@@ -89,6 +89,9 @@ def test_class_target_equals_a_loop(probabilities):
                          probabilities=probabilities, forward_batch_size=5)
     assert got.values.shape == (2, 1, 10, 9) and torch.equal(got.target, top)
     torch.testing.assert_close(got.values, expected)
+    as_object = ak.explain(m, x, ak.Class(top), method="rise", n_masks=N, grid=GRID, p_keep=P,
+                           baseline=0.25, probabilities=probabilities)
+    torch.testing.assert_close(as_object.values, expected)
 
 
 def test_target_object_equals_a_loop():
