@@ -15,7 +15,6 @@ from attribkit.registry import MethodSpec
 def register_methods(register):
     register(MethodSpec(
         name="example.rise",
-        aliases=("rise",),
         family="perturbation",
         factory="attribkit_example.rise:rise",
         needs=("forward",),

@@ -18,7 +18,7 @@ def model():
 
 
 def test_registered_as_a_perturbation_method():
-    spec = ak.get_method("rise")
+    spec = ak.get_method("example.rise")
     assert (spec.name, spec.family, spec.needs, spec.plugin) == ("example.rise", "perturbation",
                                                                  ("forward",), "example")
 
@@ -38,7 +38,7 @@ def test_equals_a_brute_force_loop(probabilities):
     m = model()
     x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
     targets = [2, 0]
-    r = ak.explain(m, x, targets, method="rise", n_masks=50, grid=3, p_keep=0.4, seed=5,
+    r = ak.explain(m, x, targets, method="example.rise", n_masks=50, grid=3, p_keep=0.4, seed=5,
                    probabilities=probabilities, batch_size=7)
     masks = rise_masks(50, (12, 12), grid=3, p_keep=0.4, seed=5).double()
     expected = torch.zeros(2, 1, 12, 12, dtype=torch.float64)
@@ -55,11 +55,11 @@ def test_equals_a_brute_force_loop(probabilities):
 def test_numpy_model_and_per_image_calls_agree():
     m = model()
     x = torch.randn(3, 3, 10, 10, dtype=torch.float64)
-    ref = ak.explain(m, x, method="rise", n_masks=40, grid=2)
-    via_numpy = ak.explain(lambda b: m(torch.from_numpy(b)).detach().numpy(), x.numpy(), method="rise",
+    ref = ak.explain(m, x, method="example.rise", n_masks=40, grid=2)
+    via_numpy = ak.explain(lambda b: m(torch.from_numpy(b)).detach().numpy(), x.numpy(), method="example.rise",
                            n_masks=40, grid=2, batch_size=16)
     np.testing.assert_allclose(via_numpy.values, ref.values.numpy(), rtol=0, atol=1e-12)
-    per_image = torch.cat([ak.explain(m, x[i:i + 1], method="rise", n_masks=40, grid=2).values
+    per_image = torch.cat([ak.explain(m, x[i:i + 1], method="example.rise", n_masks=40, grid=2).values
                            for i in range(3)])
     torch.testing.assert_close(per_image, ref.values, rtol=0, atol=1e-12)
 
@@ -69,17 +69,17 @@ def test_model_is_left_untouched():
     tiny = TinyCNN().train()
     x = torch.randn(2, 3, 8, 8)
     with assert_model_untouched(tiny):
-        ak.explain(tiny, x, method="rise", n_masks=8)
+        ak.explain(tiny, x, method="example.rise", n_masks=8)
     raising = RaiseOnCall(TinyCNN(), 2)
     with assert_model_untouched(raising), pytest.raises(RuntimeError):
-        ak.explain(raising, x, method="rise", n_masks=8)
+        ak.explain(raising, x, method="example.rise", n_masks=8)
 
 
 @pytest.mark.parametrize("options, match", [({"p_keep": 0.0}, "p_keep must be in"),
                                             ({"n_masks": 0}, "n_masks and grid must be >= 1")])
 def test_bad_options_are_named(options, match):
     with pytest.raises(ak.InvalidOptionError, match=match):
-        ak.explain(model(), torch.randn(1, 3, 8, 8, dtype=torch.float64), method="rise", **options)
+        ak.explain(model(), torch.randn(1, 3, 8, 8, dtype=torch.float64), method="example.rise", **options)
 
 
 def test_beats_the_random_baseline_on_ground_truth():
