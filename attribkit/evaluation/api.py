@@ -88,9 +88,7 @@ def evaluate(model: Any, inputs: Any, relevance: Any, targets: Any = None, *,
     if masks is not None and boxes is not None:
         raise InvalidOptionError("pass masks= or boxes=, not both")
     if boxes is not None:
-        from attribkit.evaluation.localisation import box_masks
-
-        masks = box_masks(boxes, *x.shape[-2:])
+        masks = checks.evidence_boxes(boxes, x, names)
     if masks is not None:
         masks = checks.evidence_masks(masks, x, names, image_index)
         checks.warn_unused_masks(specs)

@@ -141,6 +141,17 @@ def class_targets(targets: Any, predict: Callable[[torch.Tensor], Any], x: torch
         raise TargetError(f"{exc}{_for(names)}") from exc
 
 
+def evidence_boxes(boxes: Any, x: torch.Tensor, names: Sequence[str]) -> torch.Tensor:
+    """``(N, H, W)`` masks of x1y1x2y2 ``boxes`` at the size of images ``x``
+    (:func:`attribkit.evaluation.localisation.box_masks`), or ``InputError``."""
+    from attribkit.evaluation.localisation import box_masks
+
+    try:
+        return box_masks(boxes, *x.shape[-2:])
+    except (InputError, TypeError, ValueError, RuntimeError) as exc:
+        raise InputError(f"{exc}{_for(names)}") from exc
+
+
 def target_rows(x: torch.Tensor, targets: Any, attribution: Any,
                 names: Sequence[str]) -> tuple[torch.Tensor, Any, torch.Tensor | None]:
     """``(images per map row, target, image_index)``: the target to score and the image of

@@ -188,7 +188,11 @@ def box_masks(boxes: Any, height: int, width: int) -> torch.Tensor:
     if isinstance(boxes, (list, tuple)) and boxes and all(hasattr(b, "shape") and len(b.shape) == 2
                                                           for b in boxes):
         boxes = torch.cat([torch.as_tensor(b).reshape(-1, 4) for b in boxes])
-    b = torch.as_tensor(boxes).detach().double().cpu()
+    try:
+        b = torch.as_tensor(boxes).detach().double().cpu()
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise InputError(f"boxes must be numbers x1y1x2y2 (a tensor, array or sequence), got "
+                         f"{type(boxes).__name__}") from exc
     if b.ndim == 1:
         b = b[None]
     if b.ndim != 2 or b.shape[1] != 4:

@@ -26,8 +26,7 @@ from attribkit.evaluation.rows import (
     generator_for,
     preprocess,
 )
-from attribkit.evaluation.scoring import class_indices, predicted_classes, take
-from attribkit.targets.classes import class_scores
+from attribkit.evaluation.scoring import class_indices, class_scores, predicted_classes, take
 
 Noise = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -44,8 +43,7 @@ def _explain_rows(data: MetricInput, per_image: int, build: Callable[[torch.Tens
         i, k = rows // per_image, rows % per_image
         x = build(i, k)
         xs.append(x)
-        rels.append(data.explain(model if model is not None else data.model, x,
-                                 take(data.targets, i)).detach())
+        rels.append(data.explain(model if model is not None else data.model, x, take(data.targets, i)).detach())
     x = torch.cat(xs)
     rel = torch.cat(rels)
     return x.view(b, per_image, *x.shape[1:]), rel.view(b, per_image, *rel.shape[1:])

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from attribkit.errors import TargetError
+from attribkit.targets.classes import class_scores
 
 #: metrics that read a classifier's predicted class or the logits of all classes
 CLASS_METRICS = ("road", "sufficiency", "consistency", "random_logit", "focus",
@@ -48,8 +49,6 @@ def target_scores(raw: Any, targets: Any, images: torch.Tensor | None, *, softma
     probability for class ``targets``, else the target object's or callable's score
     (``softmax`` ignored)."""
     if is_classes(targets):
-        from attribkit.targets.classes import class_scores
-
         scores = class_scores(raw).to(dtype)
         if softmax:
             scores = scores.softmax(1)
@@ -89,8 +88,6 @@ def split(targets: Any, n: int, size: int) -> list[Any]:
 def predicted_classes(raw: Any) -> torch.Tensor:
     """``(n,)`` the top class of each row of a classifier's raw output (a tensor, a dict
     with ``logits``, a tuple; :class:`TargetError` naming what the model returned otherwise)."""
-    from attribkit.targets.classes import class_scores
-
     return class_scores(torch.as_tensor(raw) if not _raw(raw) else raw).argmax(1)
 
 
