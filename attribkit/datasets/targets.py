@@ -190,7 +190,9 @@ def target_setting(target: Any, item: Any) -> dict[str, str] | None:
 
 def kind_of(target: Any) -> str:
     """``"box"`` or ``"region"`` for a batch's target."""
-    return "box" if type(target).__name__ == "Box" else "region"
+    from attribkit.targets import Box
+
+    return "box" if isinstance(target, Box) else "region"
 
 
 def region_shape(image_shape: Sequence[int]) -> tuple[int, int]:

@@ -51,16 +51,14 @@ def marks_of(result: Any, rows: int) -> list[Marks | None]:
     found: list[Marks | None] = [None] * rows
     if target is None or not getattr(target, "bound", False):
         return found
-    boxes, box_labels = getattr(target, "boxes", None), getattr(target, "box_labels", None)
-    if hasattr(boxes, "shape") and getattr(boxes, "ndim", 0) == 2 and len(boxes) == rows:
-        b = np.asarray(boxes.detach().cpu(), dtype=np.float64)
-        labels = [int(v) for v in box_labels.reshape(-1)] if box_labels is not None else [None] * rows
-        return [Marks(b[i:i + 1], [labels[i]]) for i in range(rows)]
-    classes = getattr(target, "classes", None)
-    mask = getattr(target, "mask", None)
-    if hasattr(classes, "shape") and len(classes) == rows and type(target).__name__ == "Region":
-        masks = None if mask is None else np.asarray(mask.detach().cpu()) != 0
-        return [Marks(np.zeros((0, 4)), [int(classes[i])], None if masks is None else masks[i])
+    from attribkit.targets import Box, Region  # loaded already: the result holds one of its targets
+
+    if isinstance(target, Box) and not target.several and len(target.boxes) == rows:
+        b = np.asarray(target.boxes.detach().cpu(), dtype=np.float64)
+        return [Marks(b[i:i + 1], [int(target.box_labels[i])]) for i in range(rows)]
+    if isinstance(target, Region) and len(target.classes) == rows:
+        masks = None if target.mask is None else np.asarray(target.mask.detach().cpu()) != 0
+        return [Marks(np.zeros((0, 4)), [int(target.classes[i])], None if masks is None else masks[i])
                 for i in range(rows)]
     return found
 
