@@ -268,6 +268,12 @@ def test_labels_rows_score_their_label_sigmoid_on_their_image():
                 return float(torch.sigmoid(model(c[None])[0, label]))
         expected = auc(brute_curve(score, x[i], res.values[r].sum(0), 4, torch.zeros_like(x[i]), insert=False))
         assert float(got["deletion_auc"].scores[r]) == pytest.approx(expected, rel=1e-5)
+    # the same target given with bare maps expands the same way; one that expands otherwise is refused
+    again = ak.evaluate(model, x, res.values, ak.Labels([0, 3]), metrics=("deletion_auc",),
+                        options={"deletion_auc": {"steps": 4, "baseline": 0.0}})
+    assert torch.equal(again["deletion_auc"].scores, got["deletion_auc"].scores)
+    with pytest.raises(TargetError, match="image_index"):
+        ak.evaluate(model, x, res, ak.Labels([0, 3, 4]), metrics=("deletion_auc",))
 
 
 def test_metrics_that_re_explain_pass_each_copy_its_image_target(images):
