@@ -60,7 +60,7 @@ def test_class_targets_read_logits_out_of_dicts_tuples_and_objects(model, x, kin
 
 
 def test_a_target_that_cannot_read_the_output_says_what_the_model_returned(model, x):
-    with assert_model_untouched(model), pytest.raises(TargetError, match=r"returned shape \(3, 5\).*fit Class"):
+    with assert_model_untouched(model), pytest.raises(TargetError, match=r"returned Tensor\(3, 5\).*fit Class"):
         ak.explain(model, x, ak.Region(1), method="saliency")
     with pytest.raises(TargetError, match="list.*dict"):
         ak.explain(model, x, ak.Box([0, 0, 4, 4], 1), method="saliency")

@@ -178,13 +178,12 @@ def test_every_family_every_kind_of_method(family):
     assert tuple(occ.values.shape) == tuple(ris.values.shape) == (2, 1, 64, 64)
     assert cam.values.ndim == 4 and cam.values.shape[:2] == (2, 1)
     assert "roi" not in cam.layer
-    # the current rule's picks (last spatial layer on the path to the score): an FPN level
-    # for Faster R-CNN, a head convolution for the one-stage detectors (see
-    # test_gradcam_on_a_backbone_layer_reaches_the_score for the backbone's map)
+    # the rule's picks: the last spatial layer on the path to the score inside the model's
+    # backbone (an FPN level for Faster R-CNN), never a head's convolution
     expected_layer = {"fasterrcnn": "backbone.fpn.layer_blocks.0",
-                      "retinanet": "head.regression_head.bbox_reg",
-                      "fcos": "head.regression_head.bbox_ctrness",
-                      "ssd": "head.classification_head.module_list.4"}[family]
+                      "retinanet": "backbone",  # the whole (tiny) backbone: a tensor output
+                      "fcos": "backbone",
+                      "ssd": "backbone.extra.3.0"}[family]  # never a head's convolution
     assert cam.layer == expected_layer
     for r in (sal, cam, occ, ris):
         assert bool(torch.isfinite(torch.as_tensor(r.values)).all())

@@ -4,7 +4,10 @@ The automatic choice is the last layer whose output is still spatial (TorchCAM's
 rule) among the layers whose output has the image batch (a detector's RoI pooling
 returns one row per proposal: never chosen) and reaches the explained score (a
 detector's region-proposal head feeds the output only through detached proposals:
-never chosen), except on vision transformers (:func:`attribkit.torch.layout.token_layout`),
+never chosen); on a model with a ``backbone`` (torchvision's detectors and segmenters),
+the last such layer inside the backbone (the heads' convolutions predict per anchor or
+per pixel: RetinaNet's and SSD's are zero after Grad-CAM's ReLU, FCOS's centre-ness has
+one channel), except on vision transformers (:func:`attribkit.torch.layout.token_layout`),
 where it is the last block's first norm (timm ``blocks[-1].norm1``, torchvision
 ``encoder.layers[-1].ln_1``): the classifier reads only the class token of the last
 block's output, so the patch tokens there get no gradient; the input of the last
@@ -86,6 +89,9 @@ def find_spatial_layer(model: nn.Module, probe: torch.Tensor, target: Any = None
     if target is not None and finished:
         reached = graph_nodes(target.select(output))
         on_path = [name for name, node in finished if node is not None and node in reached]
+        in_backbone = [name for name in on_path if name == "backbone" or name.startswith("backbone.")]
+        if in_backbone and isinstance(getattr(model, "backbone", None), nn.Module):
+            return in_backbone[-1]
         if not on_path:
             raise LayerError(
                 f"no layer of {type(model).__name__} with a spatial (B, C, H, W) output reaches the "
