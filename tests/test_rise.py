@@ -9,9 +9,10 @@ from torch import nn
 
 import attribkit as ak
 from attribkit.errors import InvalidOptionError
-from attribkit.perturbation.masks import distinct_rows
+from attribkit.perturbation.masks import distinct_rows, masked_scores
 from attribkit.perturbation.rise import RiseMasks
 from attribkit.testing import assert_model_untouched, forward_rows
+from attribkit.torch.targets import ChunkTarget
 
 N, GRID, P = 12, 3, 0.4
 
@@ -123,6 +124,22 @@ def test_distinct_rows():
     a, b = torch.rand(2, 3, 4, 4)
     first, owner = distinct_rows(torch.stack([a, a, b, a, b]))
     assert first.tolist() == [0, 2] and owner.tolist() == [0, 0, 1, 0, 1]
+
+
+def test_one_image_with_two_baselines_is_two_images():
+    m = classifier()
+    x = images()[:1].expand(2, -1, -1, -1)
+    baseline = torch.stack([torch.zeros(3, 10, 9), torch.ones(3, 10, 9)]).double()
+    masks = all_masks()
+    target = ChunkTarget(torch.tensor([1, 1]))
+    target.indices_for(m(x))
+    with forward_rows(m) as rows:
+        got = masked_scores(ak.as_predict(m), x, masks, target, baseline=baseline, rows=N)
+    assert rows == [N, N]  # not shared: the masked images differ
+    with torch.no_grad():
+        expected = [[float(m((x[0] * mk + baseline[b] * (1 - mk))[None])[0, 1]) for mk in masks]
+                    for b in range(2)]
+    torch.testing.assert_close(got, torch.tensor(expected, dtype=got.dtype))
 
 
 def test_batch_equals_per_image_and_numpy_callable():

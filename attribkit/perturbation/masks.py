@@ -24,18 +24,17 @@ def distinct_rows(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     image once per thing, and these rows need one forward per mask, not one each.
     """
     flat = inputs.reshape(len(inputs), -1)
-    # a cheap key per row: rows with different keys are different images (equal rows give
-    # equal keys); rows with one key are compared in full
-    keys = (flat.double() * torch.linspace(1, 2, flat.shape[1], dtype=torch.float64,
-                                           device=flat.device)).sum(1).tolist()
+    weights = torch.linspace(1, 2, flat.shape[1], dtype=torch.float64, device=flat.device)
     first: list[int] = []
     owner: list[int] = []
-    for row, key in enumerate(keys):
-        same = next((j for j, f in enumerate(first) if keys[f] == key and torch.equal(flat[f], flat[row])),
-                    None)
+    seen: dict[float, list[int]] = {}  # a cheap key per row -> the distinct images with that key
+    for row in range(len(flat)):
+        key = float((flat[row].double() * weights).sum())  # equal rows, equal keys
+        same = next((j for j in seen.get(key, ()) if torch.equal(flat[first[j]], flat[row])), None)
         if same is None:
             first.append(row)
             same = len(first) - 1
+            seen.setdefault(key, []).append(same)
         owner.append(same)
     return torch.tensor(first, dtype=torch.long), torch.tensor(owner, dtype=torch.long)
 
@@ -91,7 +90,8 @@ def masked_scores(predict: Callable[[torch.Tensor], Any], inputs: torch.Tensor,
             default: :func:`forward_rows`.
 
     Rows of ``inputs`` holding the same image (a target that explains several things
-    per image repeats it, :func:`distinct_rows`) share their forwards: each distinct
+    per image repeats it, :func:`distinct_rows`; with a per-row ``baseline``, the same
+    baseline too) share their forwards: each distinct
     image goes through the model once per mask, and the target scores every row of
     that image on the same output. The ``U * N`` perturbed images (``U`` distinct
     images) are streamed image-major through the model in chunks of ``rows``; the
@@ -101,14 +101,14 @@ def masked_scores(predict: Callable[[torch.Tensor], Any], inputs: torch.Tensor,
         raise InputError(f"masks must be (N, 1 or C, {inputs.shape[-2]}, {inputs.shape[-1]}), "
                          f"got {tuple(masks.shape)}")
     b, n = len(inputs), len(masks)
-    first, owner = distinct_rows(inputs)
-    u = len(first)
-    # the rows of each distinct image
-    members = [torch.nonzero(owner == j).flatten() for j in range(u)]
     if isinstance(masks, torch.Tensor):
         masks = masks.to(device=inputs.device, dtype=inputs.dtype)
     base = torch.as_tensor(baseline, dtype=inputs.dtype, device=inputs.device)
     base = base.expand_as(inputs) if base.ndim else base
+    # rows are one image when their inputs, and their baselines if per row, are equal
+    first, owner = distinct_rows(torch.cat([inputs, base], 1) if base.ndim else inputs)
+    u = len(first)
+    members = [torch.nonzero(owner == j).flatten() for j in range(u)]  # the rows of each image
     rows = rows or forward_rows(predict, inputs, u * n)
     out = None
     with progress(u * n, "perturbed images", unit="image") as bar:
