@@ -29,7 +29,7 @@ from attribkit.bench.tasks.folder import FolderTask
 from attribkit.cli import main
 from attribkit.errors import AttribkitError
 
-NAMES = ["shapes", "shapes-vit", "digits"]
+NAMES = ["shapes", "shapes-vit", "digits", "segmentation", "detection"]
 
 
 def needs(name):

@@ -182,7 +182,7 @@ def _score(metric: MetricSpec, spec: MethodSpec, subject: Subject, relevance: to
     n = min(settings["sanity_images"], len(subject.inputs)) if few else len(subject.inputs)
     data = MetricInput(
         predict=subject.model, inputs=subject.inputs[:n], relevance=relevance[:n],
-        targets=subject.targets[:n], masks=None if subject.masks is None else subject.masks[:n],
+        targets=subject.targets_of(n), masks=None if subject.masks is None else subject.masks[:n],
         model=subject.model, explain=explain_fn, batch_size=256)
     options = settings["metric_options"].get(metric.name, {})
     record = {"method": spec.name, "metric": metric.name, "kind": metric.kind,

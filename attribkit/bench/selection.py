@@ -7,6 +7,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from attribkit.api import get_method, get_metric, methods, metrics
 from attribkit.errors import UnknownMethodError
 from attribkit.registry import MethodSpec, MetricSpec
@@ -68,12 +70,18 @@ def choose_methods(config: BenchConfig) -> list[MethodSpec]:
 def choose_metrics(config: BenchConfig, subject: Subject) -> list[MetricSpec]:
     """``--metrics`` or the profile's (quick: :data:`~attribkit.bench.profiles.QUICK_METRICS`;
     full: every registered metric), keeping those whose needs the subject meets (the
-    ground-truth metrics need evidence masks)."""
+    ground-truth metrics need evidence masks; a target object has no classifier classes, so
+    the metrics that read them are left out, :data:`attribkit.evaluation.scoring.CLASS_METRICS`)."""
     if config.metrics:
         chosen = [get_metric(m) for m in config.metrics]
     else:
         names = config.settings()["metrics"]
         chosen = [m for m in metrics() if names is None or m.name in names]
+    if not isinstance(subject.targets, torch.Tensor):
+        from attribkit.evaluation.scoring import needs_classes
+
+        options = config.settings()["metric_options"]
+        chosen = [m for m in chosen if not needs_classes(m.name, options.get(m.name, {}))]
     return [m for m in chosen if "ground_truth" not in m.needs or subject.masks is not None]
 
 

@@ -22,11 +22,13 @@ BACKWARD_FAMILIES = ("gradient", "lrp")  # floor: one forward + backward
 
 
 def _floor_call(spec: MethodSpec, model: torch.nn.Module, x: torch.Tensor,
-                targets: torch.Tensor) -> tuple[str, Callable[[], object]]:
+                targets: Any) -> tuple[str, Callable[[], object]]:
     if spec.family in BACKWARD_FAMILIES or (spec.family == "attention" and "autograd" in spec.needs):
         def forward_backward():
             xx = x.detach().requires_grad_()
-            return torch.autograd.grad(model(xx).gather(1, targets[:, None]).sum(), xx)
+            out = model(xx)
+            score = out.gather(1, targets[:, None]) if isinstance(targets, torch.Tensor) else targets.score(out)
+            return torch.autograd.grad(score.sum(), xx)
 
         return "forward+backward", forward_backward
 
@@ -106,7 +108,7 @@ def measure_speed(spec: MethodSpec, subject: Subject, config: BenchConfig, setti
     ``config.peers=False`` leaves the peers out."""
     device = torch.device(config.device)
     x = subject.inputs[:settings["speed_batch"]]
-    t = subject.targets[:len(x)]
+    t = subject.targets_of(len(x))
     kwargs = {"layer": layer} if "layer" in spec.needs else {}
     kwargs.update(config.options_for(spec))
 
@@ -125,7 +127,8 @@ def measure_speed(spec: MethodSpec, subject: Subject, config: BenchConfig, setti
     layer_module = layer if isinstance(layer, torch.nn.Module) else None
     peer_errors, noise = {}, {}
     with config.autocast():
-        for peer, call in (peer_calls(spec.name) if config.peers else {}).items():
+        # the peers take class indices: none for a target object
+        for peer, call in (peer_calls(spec.name) if config.peers and isinstance(t, torch.Tensor) else {}).items():
             if layer_module is None and spec.family not in BACKWARD_FAMILIES:
                 continue
             noise[peer] = Captured()  # what the peer prints or warns is kept under its name

@@ -23,6 +23,8 @@ TASKS: dict[str, str] = {
     "shapes": "attribkit.bench.tasks.shapes:TASK",
     "shapes-vit": "attribkit.bench.tasks.shapes_vit:TASK",
     "digits": "attribkit.bench.tasks.digits:TASK",
+    "segmentation": "attribkit.bench.tasks.segmentation:TASK",
+    "detection": "attribkit.bench.tasks.detection:TASK",
 }
 DEFAULT_TASK = "shapes"
 #: the spellings from before ``--task``: ``(--model, --data)`` -> task

@@ -20,12 +20,18 @@ class TaskData:
     ``inputs`` ``(N, C, H, W)`` float; ``labels`` ``(N,)`` int64, the class each image
     is explained for (``None``: the model's top class); ``masks`` ``(N, H, W)`` bool,
     the evidence of each image (``None``: no ground truth, so the localisation metrics
-    are left out); ``class_names`` when known."""
+    are left out); ``class_names`` when known; ``target``, for a model that is not a
+    classifier, the target object each image is explained for (one entry per image: a
+    segmentation network's ``ak.Region``, a detector's ``ak.Box``; ``labels`` are then
+    its classes), which the methods explain and the metrics score; ``layer``, the dotted
+    name of the layer the CAM methods explain (``None``: the automatic choice)."""
 
     inputs: torch.Tensor
     labels: torch.Tensor | None = None
     masks: torch.Tensor | None = None
     class_names: tuple[str, ...] | None = None
+    target: Any = None
+    layer: str | None = None
 
     @classmethod
     def from_arrays(cls, data: Any) -> TaskData:
