@@ -93,6 +93,9 @@ def test_integrated_gradients_with_region_equals_captum_on_the_written_score(seg
                            baselines=torch.zeros(1, 3, 8, 8))
     torch.testing.assert_close(ours.values, ref, rtol=1e-4, atol=1e-6)
     assert ours.target.tolist() == classes
+    chunked = ak.explain(segmenter, images, ak.Region(classes, masks), batch_size=1,
+                         method="captum.integrated_gradients", n_steps=12)  # image 1 alone in its chunk
+    torch.testing.assert_close(chunked.values, ref, rtol=1e-4, atol=1e-6)
 
 
 def test_occlusion_with_similarity_equals_captum_on_the_written_cosine(images):
