@@ -132,14 +132,13 @@ def test_bf16_and_channels_last_run_and_report_failing_peers(tmp_path):
 
 
 def test_perturbation_methods_are_timed_against_their_n_forwards(tmp_path):
-    pytest.importorskip("attribkit_example")
     assert main(["bench", "--methods", "occlusion", "rise", "--metrics", "pointing_game", "--n-images", "4",
                  "--method-option", "rise.n_masks=20", "--method-option", "occlusion.window=16",
                  "--no-progress", "--out", str(tmp_path)]) == 0
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     speed = {r["method"]: r for r in records if r["metric"] == "speed"}
     # one clean forward per image, plus 20 masks / 7 x 7 windows (stride 8 on 64 px) per image
-    assert speed["example.rise"]["forwards"] == 4 + 4 * 20
+    assert speed["rise"]["forwards"] == 4 + 4 * 20
     assert speed["occlusion"]["forwards"] == 4 + 4 * 49
     assert speed["occlusion"]["floor"] == "200 forwards" and speed["occlusion"]["floor_batch"] in (16, 64)
     assert all(r["ratio"] > 0 for r in speed.values())
