@@ -5,8 +5,9 @@
 each output pixel sees about 30 px: the whole 12 px pattern), a 1x1 classifier and a
 bilinear upsampling. It is trained on :func:`attribkit.bench.scenes.make_scenes`'
 per-pixel classes with the shared recipe (:func:`attribkit.bench.training.train`:
-Adam, one-cycle, per-pixel cross-entropy, reproducible) and cached by a hash of
-:class:`SegTrainConfig`.
+Adam, one-cycle, per-pixel cross-entropy, reproducible) through logit adjustment
+(:class:`_PriorShifted`: the background holds ~97 % of the pixels) and cached by a hash
+of :class:`SegTrainConfig`.
 """
 
 from __future__ import annotations
