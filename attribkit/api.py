@@ -84,7 +84,6 @@ def explain(model: Any, inputs: Any, target: Any = None, *, method: str = "salie
     zero everywhere is an :class:`~attribkit.errors.AttributionWarning` naming the images.
     """
     from attribkit.targets import rows
-    from attribkit.targets.base import Target
 
     images = rows.image_list(inputs)
     if images is not None and not rows.same_size(images):
@@ -118,7 +117,7 @@ def explain(model: Any, inputs: Any, target: Any = None, *, method: str = "salie
                        layer=layer, batch_size=batch_size, noise_tunnel=noise_tunnel, options=bound)
     if image_index is not None:
         result = dataclasses.replace(result, meta={**result.meta, "image_index": image_index})
-    if isinstance(target, Target):
+    if rows.is_target(target):
         bound = target.bind(len(result.values))
         labels = bound.labels() if result.target is None else result.target
         result = dataclasses.replace(result, target=labels, meta={**result.meta, "target": bound})

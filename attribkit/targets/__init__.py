@@ -8,11 +8,26 @@ callable ``raw_output -> (B,)``. See :mod:`attribkit.targets.base` for the proto
 new target implements, and ``docs/tasks.md`` for one example per task.
 """
 
-from attribkit.targets.base import Target, describe
-from attribkit.targets.boxes import Box, box_iou
-from attribkit.targets.classes import Class, Labels
-from attribkit.targets.clip import image_tower
-from attribkit.targets.embeddings import Similarity
-from attribkit.targets.regions import Region
+from __future__ import annotations
 
-__all__ = ["Box", "Class", "Labels", "Region", "Similarity", "Target", "box_iou", "describe", "image_tower"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Target": "base", "describe": "base", "Box": "boxes", "box_iou": "boxes",
+    "Class": "classes", "Labels": "classes", "image_tower": "clip",
+    "Similarity": "embeddings", "Region": "regions",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:  # lazy, so attribkit.targets.rows needs no torch
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'attribkit.targets' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"attribkit.targets.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

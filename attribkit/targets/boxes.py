@@ -8,15 +8,10 @@ from typing import Any
 import torch
 
 from attribkit.errors import TargetError
-from attribkit.targets.base import Target, as_index_tensor, describe, row_index
+from attribkit.targets.base import Target, as_index_tensor, row_index
+from attribkit.targets.detections import detections, own_boxes
 
 SCORES = ("iou+score", "drise")
-_BOX_FITS = ("Box reads a detector's eval-mode output: a list with one dict per image holding "
-             "'boxes' (N, 4) x1y1x2y2, 'labels' (N,) and 'scores' (N,), as torchvision's Faster "
-             "R-CNN, RetinaNet, FCOS and SSD return. Other outputs: a callable target "
-             "raw_output -> (B,)")
-
-
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """IoU of every box in ``a`` (M, 4) with every box in ``b`` (N, 4), x1y1x2y2:
     ``|a ∩ b| / |a ∪ b|`` as ``(M, N)`` (differentiable in both)."""
@@ -27,20 +22,6 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     inter = (hi - lo).clamp(min=0).prod(-1)
     union = area_a[:, None] + area_b[None, :] - inter
     return inter / union.clamp(min=torch.finfo(inter.dtype).tiny)
-
-
-def detections(output: Any, n: int) -> list[Mapping[str, torch.Tensor]]:
-    """The per-image detection dicts of a detector's raw output for ``n`` rows."""
-    if isinstance(output, Mapping) and n == 1 and "boxes" in output:
-        output = [output]
-    ok = (isinstance(output, Sequence) and len(output) == n
-          and all(isinstance(d, Mapping) and all(k in d for k in ("boxes", "labels", "scores"))
-                  for d in output))
-    if not ok:
-        rows = f" ({n} here)" if isinstance(output, Sequence) else ""
-        raise TargetError(f"Box reads one dict of detections per image{rows}; the model "
-                          f"returned {describe(output)}. {_BOX_FITS}")
-    return list(output)
 
 
 class Box(Target):
@@ -94,11 +75,9 @@ class Box(Target):
         eval-mode output on the images to explain, one dict per image) with a score of at
         least ``min_score`` (a label in ``labels``, the ``max_per_image`` best, when given),
         one row per box; see
-        :func:`attribkit.targets.detections.from_detections`."""
-        from attribkit.targets.detections import from_detections
-
-        return from_detections(output, min_score, labels=labels, max_per_image=max_per_image,
-                               iou_threshold=iou_threshold, score=score)
+        :func:`attribkit.targets.detections.own_boxes`."""
+        boxes, classes = own_boxes(output, min_score, labels=labels, max_per_image=max_per_image)
+        return cls(boxes, classes, iou_threshold=iou_threshold, score=score)
 
     def __repr__(self) -> str:
         n = sum(len(b) for b in self.boxes) if self.several else len(self.boxes)

@@ -14,19 +14,38 @@ each row's image).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 from attribkit.errors import TargetError
-from attribkit.targets.boxes import Box, detections
+from attribkit.targets.base import describe
+
+_BOX_FITS = ("Box reads a detector's eval-mode output: a list with one dict per image holding "
+             "'boxes' (N, 4) x1y1x2y2, 'labels' (N,) and 'scores' (N,), as torchvision's Faster "
+             "R-CNN, RetinaNet, FCOS and SSD return. Other outputs: a callable target "
+             "raw_output -> (B,)")
 
 
-def from_detections(output: Any, min_score: float = 0.5, *, labels: Sequence[int] | None = None,
-                    max_per_image: int | None = None, iou_threshold: float = 0.5,
-                    score: str = "iou+score") -> Box:
-    """A :class:`Box` explaining every detection of ``output`` (a detector's eval-mode
+def detections(output: Any, n: int) -> list[Mapping[str, torch.Tensor]]:
+    """The per-image detection dicts of a detector's raw output for ``n`` rows."""
+    if isinstance(output, Mapping) and n == 1 and "boxes" in output:
+        output = [output]
+    ok = (isinstance(output, Sequence) and len(output) == n
+          and all(isinstance(d, Mapping) and all(k in d for k in ("boxes", "labels", "scores"))
+                  for d in output))
+    if not ok:
+        rows = f" ({n} here)" if isinstance(output, Sequence) else ""
+        raise TargetError(f"Box reads one dict of detections per image{rows}; the model "
+                          f"returned {describe(output)}. {_BOX_FITS}")
+    return list(output)
+
+
+def own_boxes(output: Any, min_score: float = 0.5, *, labels: Sequence[int] | None = None,
+              max_per_image: int | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The boxes and labels (one ``(K_i, 4)`` and ``(K_i,)`` tensor per image) that
+    ``Box.from_detections`` explains: every detection of ``output`` (a detector's eval-mode
     output: one dict of ``boxes`` / ``labels`` / ``scores`` per image, or one such dict
     for one image) whose score is at least ``min_score`` and, given ``labels``, whose
     label is one of them; at most ``max_per_image`` per image, the highest scores first.
@@ -62,4 +81,4 @@ def from_detections(output: Any, min_score: float = 0.5, *, labels: Sequence[int
         raise TargetError(f"Box.from_detections: no detection with score >= {min_score}"
                           + (f" and a label in {list(labels)}" if labels is not None else "")
                           + f" ({top}); lower min_score")
-    return Box(boxes, classes, iou_threshold=iou_threshold, score=score)
+    return boxes, classes

@@ -7,12 +7,20 @@ size becomes a batch; a target that explains several things per image
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from attribkit.errors import InputError
+
+
+def is_target(target: Any) -> bool:
+    """Whether ``target`` is a target object (:class:`attribkit.targets.base.Target`);
+    without importing torch: no target object exists before that module is imported."""
+    base = sys.modules.get("attribkit.targets.base")
+    return base is not None and isinstance(target, base.Target)
 
 
 def image_list(inputs: Any) -> list | None:
@@ -45,9 +53,7 @@ def stack(images: Sequence[Any]) -> Any:
 
 def per_image_targets(target: Any, n: int) -> list[Any]:
     """``target`` split into one target per image, for images explained one by one."""
-    from attribkit.targets.base import Target
-
-    if isinstance(target, Target):
+    if is_target(target):
         bound = target.bind(n)
         import torch
 
@@ -76,9 +82,7 @@ def expand(inputs: Any, target: Any) -> tuple[Any, Any, Any]:
     """``(inputs, target, image_index)``: one row per explained thing when the target
     explains several per image, with ``image_index`` the image of each row; unchanged
     inputs and ``None`` otherwise."""
-    from attribkit.targets.base import Target
-
-    if not isinstance(target, Target) or not hasattr(inputs, "shape") or len(inputs.shape) == 0:
+    if not is_target(target) or not hasattr(inputs, "shape") or len(inputs.shape) == 0:
         return inputs, target, None
     expanded = target.expand(len(inputs))
     if expanded is None:
