@@ -30,7 +30,7 @@ from attribkit.errors import (
 FAMILIES = ("gradient", "cam", "attention", "lrp", "perturbation", "other")
 METRIC_KINDS = ("faithfulness", "localisation", "sanity", "robustness", "complexity", "axiomatic")
 METRIC_NEEDS = ("forward", "ground_truth", "model", "method")
-NEEDS = ("autograd", "layer", "module", "forward", "attention")
+NEEDS = ("autograd", "layer", "module", "forward", "attention", "box_target")
 OUTPUTS = ("pixel", "layer")
 SIGNS = ("signed", "non-negative")
 # one readable method per main family: ak.compare's and the demo's default columns (<= 8 with the image)
@@ -195,7 +195,8 @@ class MethodSpec(_Spec):
         needs: what the method requires of the model: ``autograd``, ``layer``
             (an internal layer), ``module`` (the module tree), ``forward``
             (only a callable mapping a batch to scores), ``attention`` (a
-            transformer whose attention probabilities it reads).
+            transformer whose attention probabilities it reads), ``box_target``
+            (a detector explained for an :class:`attribkit.targets.Box`: ``drise``).
         output: ``pixel`` (same shape as the input) or ``layer`` (a map at a
             layer's resolution, upsampled on request).
         sign: ``signed`` or ``non-negative`` values.

@@ -20,8 +20,7 @@ pytest.importorskip("onnxscript")
 
 # Methods that need only a forward and take any model (Captum's too: the adapter wraps
 # a session or a NumPy callable with ak.as_predict)
-BLACK_BOX = [s for s in ak.methods() if s.needs == ("forward",)
-             and s.name != "drise"]  # drise explains a detector's boxes: tests/test_drise.py
+BLACK_BOX = [s for s in ak.methods() if s.needs == ("forward",)]  # drise needs a Box: test_drise.py
 # smaller settings for the many-forward methods, so the test stays quick (a coarser grid,
 # never a finer one: captum.shapley_values is exponential in the number of cells)
 QUICK = {"n_masks": 32, "n_samples": 4, "grid": 4}

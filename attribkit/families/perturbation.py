@@ -42,7 +42,7 @@ def register_methods(register):
         aliases=("d_rise",),
         family="perturbation",
         factory="attribkit.perturbation.drise:drise",
-        needs=("forward",),
+        needs=("forward", "box_target"),
         output="pixel",
         sign="non-negative",
         # a finer grid than RISE's: a box is smaller than the image
