@@ -77,6 +77,9 @@ _EXPORTS = {
     "Region": "attribkit.targets",
     "Box": "attribkit.targets",
     "Similarity": "attribkit.targets",
+    # text: a continuation of a causal LM's prompt; token results
+    "Continuation": "attribkit.text.targets",
+    "TokenAttribution": "attribkit.text.result",
 }
 _EXPORTS.update({name: "attribkit.errors" for name in (
     "AttribkitError", "UnknownMethodError", "InvalidOptionError", "InputError",

@@ -80,10 +80,24 @@ def explain(model: Any, inputs: Any, target: Any = None, *, method: str = "salie
             image, all in one batched call.
         **options: method options, validated against the method's spec.
 
+    **Text** (``docs/text.md``): ``inputs`` a list of strings with ``tokenizer=``, a
+    tokenizer's output (``input_ids`` and ``attention_mask``) or ``(B, T)`` token ids, on a
+    Hugging Face classifier or causal LM (or any module mapping ids to scores): a
+    :class:`~attribkit.text.result.TokenAttribution` (``values`` ``(B, T)``, ``tokens``,
+    for a continuation ``matrix`` ``(B, T_out, T)``). Text options: ``tokenizer``,
+    ``embedding`` (the token-embedding layer), ``max_new_tokens`` (the greedy continuation
+    explained when ``target`` is ``None`` on a causal LM), ``skip_special_tokens``,
+    ``score`` (``log_prob``, ``prob`` or ``logit`` of a continuation's tokens).
+
     The model is left exactly as it was, also when something raises. A map that is
     zero everywhere is an :class:`~attribkit.errors.AttributionWarning` naming the images.
     """
     from attribkit.targets import rows
+    from attribkit.text.detect import is_text_input
+
+    if is_text_input(inputs, options):
+        return _explain_text(model, inputs, target, method=method, layer=layer, batch_size=batch_size,
+                             noise_tunnel=noise_tunnel, **options)
 
     images = rows.image_list(inputs)
     if images is not None and not rows.same_size(images):
@@ -121,6 +135,21 @@ def explain(model: Any, inputs: Any, target: Any = None, *, method: str = "salie
         bound = target.bind(len(result.values))
         labels = bound.labels() if result.target is None else result.target
         result = dataclasses.replace(result, target=labels, meta={**result.meta, "target": bound})
+    warn_empty_maps(result)
+    return result
+
+
+def _explain_text(model: Any, inputs: Any, target: Any, *, method: str, layer: Any,
+                  batch_size: int | None, noise_tunnel: Any, **options: Any) -> Any:
+    """:func:`explain` on text inputs (:func:`attribkit.text.runner.explain_text`)."""
+    if layer is not None:
+        raise InvalidOptionError(f"text methods attribute to the tokens and take no layer=, got {layer!r}")
+    if noise_tunnel is not None:
+        raise InvalidOptionError("noise_tunnel= is for images; on text, method=\"smoothgrad\" adds "
+                                 "the noise to the token embeddings")
+    from attribkit.text.runner import explain_text
+
+    result = explain_text(model, inputs, target, spec=get_method(method), batch_size=batch_size, **options)
     warn_empty_maps(result)
     return result
 

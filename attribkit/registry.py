@@ -206,6 +206,10 @@ class MethodSpec(_Spec):
         batch_independent: ``False`` when an image's map depends on the other
             images of the batch (e.g. feature permutation across the batch).
         plugin: name of the plugin that registered it (set by the host).
+        text: the method's kernel on token inputs (language models), a callable or
+            ``"module:attr"``, else ``None``: called as ``kernel(text_model, plan,
+            **options)`` (see :mod:`attribkit.text.runner`).
+        text_options: the options of the text kernel and their defaults.
     """
 
     name: str
@@ -220,8 +224,21 @@ class MethodSpec(_Spec):
     description: str = ""
     batch_independent: bool = True
     plugin: str | None = None
+    text: Callable[[], Callable[..., Any]] | str | None = None
+    text_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     noun = "method"
+
+    def for_text(self) -> MethodSpec | None:
+        """The spec of the text kernel (its factory and options), or ``None`` when the
+        method has none; :meth:`load` and :meth:`bind_options` then work on it."""
+        if self.text is None:
+            return None
+        derived = self.__dict__.get("_text_spec")
+        if derived is None:
+            derived = dataclasses.replace(self, factory=self.text, options=dict(self.text_options), text=None)
+            object.__setattr__(self, "_text_spec", derived)
+        return derived
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "needs", tuple(self.needs))
@@ -231,6 +248,9 @@ class MethodSpec(_Spec):
         _check_choice("sign", self.sign, SIGNS, self.name)
         for need in self.needs:
             _check_choice("needs", need, NEEDS, self.name)
+        if self.text is not None and not (callable(self.text) or _is_factory_string(self.text)):
+            raise SpecError(f"method {self.name!r}: text must be a callable or a 'module:attribute' "
+                            f"string, got {self.text!r}")
 
 
 def family_specs(family: str, kernels: str, **defaults: Any) -> Callable[..., MethodSpec]:

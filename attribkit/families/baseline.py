@@ -17,6 +17,8 @@ def register_methods(register):
         output="pixel",
         sign="non-negative",
         options={"seed": 0},
+        text="attribkit.text.baseline:random_tokens",
+        text_options={"seed": 0},
         reference="the chance reference of faithfulness benchmarks (e.g. Hooker et al. 2019, ROAR)",
         description="uniform random map: the score every method must beat",
     ))

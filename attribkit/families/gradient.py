@@ -6,6 +6,7 @@ from attribkit.hookspecs import hookimpl
 from attribkit.registry import family_specs
 
 KERNELS = "attribkit.torch.gradients"
+TEXT = "attribkit.text.gradients"
 
 
 _gradient = family_specs("gradient", KERNELS, needs=("autograd",), output="pixel", sign="signed",
@@ -16,7 +17,8 @@ ABS = {"sign": "non-negative", "options": {"abs": True, "take_max": False}}
 @hookimpl
 def register_methods(register):
     register(_gradient(
-        "saliency", aliases=("vanilla_gradient", "gradient"), **ABS,
+        "saliency", aliases=("vanilla_gradient", "gradient"), **ABS, text=f"{TEXT}:saliency",
+        text_options={},
         reference="Simonyan et al. 2014, Deep Inside Convolutional Networks, arXiv:1312.6034",
         description="gradient of the target score w.r.t. the input"))
     register(_gradient(
@@ -29,6 +31,7 @@ def register_methods(register):
         description="gradient passed through every ReLU by its own sign only"))
     register(_gradient(
         "input_x_gradient", aliases=("inputxgradient", "gradient_x_input"),
+        text=f"{TEXT}:input_x_gradient",
         reference="Shrikumar et al. 2016, Not Just a Black Box, arXiv:1605.01713",
         description="input times gradient"))
     register(_gradient(
