@@ -135,7 +135,7 @@ class TextPlan:
                 raise TargetError(f"a class target reads (B, classes) scores; the model returned {tuple(logits.shape)}")
             return logits.gather(1, self.classes[:, None].to(logits.device))
         rows = torch.arange(len(self), device=logits.device)[:, None]
-        picked = logits[rows, self.query.to(logits.device)]
+        picked = logits[rows, self.query.to(logits.device).clamp(max=logits.shape[1] - 1)]
         outputs = self.outputs.to(logits.device)
         if self.score == "logit":
             values = picked.gather(2, outputs[..., None])[..., 0]

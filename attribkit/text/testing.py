@@ -29,10 +29,10 @@ def word_tokenizer(words: Sequence[str] = WORDS, *, cls_sep: bool = False) -> An
                                    cls_token="[CLS]", sep_token="[SEP]", eos_token="[EOS]")
 
 
-def _quiet(config: Any, tokenizer: Any) -> Any:
-    config.pad_token_id = tokenizer.pad_token_id
-    config.bos_token_id = config.eos_token_id = tokenizer.eos_token_id
-    return config
+def _ids(tokenizer: Any) -> dict[str, Any]:
+    """The tokenizer's special ids for a config (the defaults name GPT-2's 50256)."""
+    return {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.eos_token_id,
+            "eos_token_id": tokenizer.eos_token_id}
 
 
 def tiny_gpt2(tokenizer: Any, *, seed: int = 0, layers: int = 2, width: int = 16) -> Any:
@@ -41,8 +41,9 @@ def tiny_gpt2(tokenizer: Any, *, seed: int = 0, layers: int = 2, width: int = 16
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=len(tokenizer), n_embd=width, n_layer=layers, n_head=2, n_positions=256)
-    return GPT2LMHeadModel(_quiet(config, tokenizer)).eval()
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=width, n_layer=layers, n_head=2, n_positions=256,
+                        **_ids(tokenizer))
+    return GPT2LMHeadModel(config).eval()
 
 
 def tiny_llama(tokenizer: Any, *, seed: int = 0, layers: int = 2, width: int = 16) -> Any:
@@ -54,8 +55,8 @@ def tiny_llama(tokenizer: Any, *, seed: int = 0, layers: int = 2, width: int = 1
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=width, intermediate_size=2 * width,
                          num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=1,
-                         max_position_embeddings=256)
-    return LlamaForCausalLM(_quiet(config, tokenizer)).eval()
+                         max_position_embeddings=256, **_ids(tokenizer))
+    return LlamaForCausalLM(config).eval()
 
 
 def tiny_bert_classifier(tokenizer: Any, *, classes: int = 3, seed: int = 0, layers: int = 2,
@@ -67,5 +68,5 @@ def tiny_bert_classifier(tokenizer: Any, *, classes: int = 3, seed: int = 0, lay
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=width, num_hidden_layers=layers,
                         num_attention_heads=2, intermediate_size=2 * width, num_labels=classes,
-                        max_position_embeddings=256)
-    return BertForSequenceClassification(_quiet(config, tokenizer)).eval()
+                        max_position_embeddings=256, **_ids(tokenizer))
+    return BertForSequenceClassification(config).eval()
