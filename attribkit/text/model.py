@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from attribkit.errors import InputError, LayerError
-from attribkit.torch.capture import forward_hook
+from attribkit.torch.capture import LayerCapture, StopForward, forward_hook
 
 
 class TextModel:
@@ -68,9 +68,23 @@ class TextModel:
         with forward_hook(self.embedding, replace):
             return self.model(ids, **kwargs)
 
-    def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        """The embedding layer's output on ``ids``, ``(B, T, D)``."""
-        return self.embedding(ids)
+    def embed(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The embedding layer's output in the model's forward on ``ids``, ``(B, T, D)``
+        (read by a call-scoped hook; the forward stops right after the layer)."""
+        capture = LayerCapture(self.embedding, self.embedding_name, mode="copy", stop_after=1)
+        with capture, torch.no_grad():
+            try:
+                self(ids, mask)
+            except StopForward:
+                pass
+        output = capture.output
+        if capture.calls == 0 or not isinstance(output, torch.Tensor):
+            raise LayerError(f"the embedding layer {self.embedding_name} was not called with the token ids, "
+                             "or returned no tensor; name the token embeddings: embedding=\"...\"")
+        if tuple(output.shape[:2]) != tuple(ids.shape):
+            raise LayerError(f"the embedding layer {self.embedding_name} returned {tuple(output.shape)} for "
+                             f"token ids {tuple(ids.shape)}: a (B, T, ...) output is needed")
+        return output
 
 
 def find_embedding(model: nn.Module, embedding: nn.Module | str | None) -> tuple[nn.Module, str]:

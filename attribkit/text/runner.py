@@ -49,11 +49,11 @@ def explain_text(model: Any, inputs: Any, target: Any, *, spec: MethodSpec, batc
     :func:`attribkit.explain` and ``docs/text.md``)."""
     text_spec = spec.for_text()
     if text_spec is None:
-        from attribkit.api import methods
+        from attribkit.host import get_host
 
         raise InvalidOptionError(
             f"method {spec.name!r} has no kernel for text inputs; text methods: "
-            + ", ".join(s.name for s in methods() if s.text is not None))
+            + ", ".join(s.name for s in get_host().registry if s.text is not None))
     bound = text_spec.bind_options(options)
     kernel = text_spec.load()
     chunks(1, batch_size)  # checks batch_size before any work
