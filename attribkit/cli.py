@@ -62,8 +62,8 @@ def show_method(name: str, as_json: bool) -> int:
     if as_json:
         print(json.dumps(row, indent=2, default=repr))
         return 0
-    fields = ("name", "aliases", "family", "needs", "output", "sign", "options", "reference",
-              "description", "plugin")
+    fields = ("name", "aliases", "family", "needs", "output", "inputs", "sign", "options",
+              *(("text_options",) if row["inputs"].endswith("text") else ()), "reference", "description", "plugin")
     print(format_fields({key: row[key] for key in fields}))
     return 0
 

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from attribkit.registry import MethodSpec
 
-METHOD_COLUMNS = ("name", "aliases", "family", "needs", "output", "sign", "plugin", "description")
+METHOD_COLUMNS = ("name", "aliases", "family", "needs", "output", "inputs", "sign", "plugin", "description")
 METRIC_COLUMNS = ("name", "kind", "better", "needs", "plugin", "description")
 #: the listings' columns, most important first, for a table fitted to a terminal (:func:`fit_table`)
-METHOD_PRIORITY = ("name", "family", "output", "sign", "needs", "aliases", "plugin")
+METHOD_PRIORITY = ("name", "family", "output", "inputs", "sign", "needs", "aliases", "plugin")
 METRIC_PRIORITY = ("name", "better", "forwards", "kind", "needs", "plugin")
 CELL_MAX = 28  # a fitted table cuts the cells of its other columns (not the first) to this many characters
 FLEXIBLE_MIN = 24  # the flexible column (the description) keeps at least this many, or is left out
@@ -77,8 +77,10 @@ def method_row(spec: MethodSpec) -> dict[str, Any]:
     """Everything the listing shows about one method, as plain values (JSON-ready but ``options``)."""
     return {
         "name": spec.name, "aliases": ",".join(spec.aliases), "family": spec.family,
-        "needs": ",".join(spec.needs), "output": spec.output, "sign": spec.sign,
-        "plugin": spec.plugin, "options": dict(spec.options), "reference": spec.reference,
+        "needs": ",".join(spec.needs), "output": spec.output,
+        "inputs": "images,text" if spec.text is not None else "images", "sign": spec.sign,
+        "plugin": spec.plugin, "options": dict(spec.options), "text_options": dict(spec.text_options),
+        "reference": spec.reference,
         "description": spec.description,
     }
 

@@ -1,4 +1,5 @@
 import json
+import re
 import sys
 import urllib.error
 from importlib.metadata import version
@@ -28,8 +29,8 @@ def test_methods_json_has_every_column(capsys):
 def test_methods_table(capsys):
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].split() == ["name", "aliases", "family", "needs", "output", "sign", "plugin",
-                                           "description"]
+    assert out.splitlines()[0].split() == ["name", "aliases", "family", "needs", "output", "inputs", "sign",
+                                           "plugin", "description"]
     assert "vanilla_gradient,gradient" in out
     saliency = next(line for line in out.splitlines() if line.startswith("saliency "))
     assert saliency.endswith("gradient of the target score w.r.t. the input")
@@ -39,8 +40,9 @@ def test_methods_name_shows_every_field(capsys):
     assert main(["methods", "grad-cam"]) == 0  # an alias, spelled loosely
     lines = capsys.readouterr().out.splitlines()
     fields = {line.split()[0]: line.split(None, 1)[1] for line in lines if not line.startswith(" ")}
-    assert list(fields) == ["name", "aliases", "family", "needs", "output", "sign", "options", "reference",
-                            "description", "plugin"]
+    assert list(fields) == ["name", "aliases", "family", "needs", "output", "inputs", "sign", "options",
+                            "reference", "description", "plugin"]
+    assert fields["inputs"] == "images"
     assert fields["name"] == "gradcam" and fields["options"] == "relu = True"
     assert fields["reference"].startswith("Selvaraju et al. 2017")
     assert fields["plugin"] == "attribkit.families.cam"
@@ -49,7 +51,7 @@ def test_methods_name_shows_every_field(capsys):
 def test_methods_name_lists_options_one_a_line(capsys):
     assert main(["methods", "smoothgrad"]) == 0
     out = capsys.readouterr().out
-    assert "options      abs = True\n             take_max = False\n             n_samples = 25" in out
+    assert re.search(r"options +abs = True\n +take_max = False\n +n_samples = 25", out)
 
 
 def test_methods_name_json_and_unknown_name(capsys):
