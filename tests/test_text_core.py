@@ -208,3 +208,20 @@ def test_the_text_entry_imports_no_torch():
             "assert 'torch' not in sys.modules, 'torch imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_calls_from_two_threads_on_one_model_see_only_their_own_embeddings(tok, gpt2):
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(TEXTS[i % 3], i % 5 + 3) for i in range(8)]
+    alone = [ak.explain(gpt2, [text], target, method="input_x_gradient", tokenizer=tok).values for text, target in jobs]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda job: ak.explain(gpt2, [job[0]], job[1], method="input_x_gradient",
+                                                        tokenizer=tok).values, jobs))
+    for a, b in zip(alone, together):
+        torch.testing.assert_close(a, b)
+
+
+def test_one_string_is_one_text(tok, gpt2):
+    r = ak.explain(gpt2, "the cat sat", method="saliency", tokenizer=tok)
+    assert r.tokens == [["the", "cat", "sat"]] and r.texts == ["the cat sat"]
