@@ -29,7 +29,7 @@ from attribkit.errors import (
 
 FAMILIES = ("gradient", "cam", "attention", "lrp", "perturbation", "other")
 METRIC_KINDS = ("faithfulness", "localisation", "sanity", "robustness", "complexity", "axiomatic")
-METRIC_NEEDS = ("forward", "ground_truth", "model", "method")
+METRIC_NEEDS = ("forward", "ground_truth", "model", "method", "tokens")
 NEEDS = ("autograd", "layer", "module", "forward", "attention", "box_target")
 OUTPUTS = ("pixel", "layer")
 SIGNS = ("signed", "non-negative")
@@ -277,7 +277,8 @@ class MetricSpec(_Spec):
             :class:`attribkit.bench.MetricResult` (one score per image).
         higher_is_better: the direction of the score.
         needs: ``forward`` (a ``predict`` callable), ``ground_truth`` (evidence
-            masks), ``model`` (the module itself), ``method`` (re-explaining).
+            masks), ``model`` (the module itself), ``method`` (re-explaining),
+            ``tokens`` (it scores token attributions: :mod:`attribkit.evaluation.tokens`).
         forwards: what one image costs with the default options, in words
             the count first (``"33 (steps + 1)"``, ``"0"``, ``"200 explanations (nr_samples)"``).
         options, aliases, reference, description, plugin: as for methods.

@@ -10,9 +10,10 @@ import pytest
 import attribkit as ak
 
 GROUP_MODULES = {
-    "faithfulness": {"attribkit.evaluation.faithfulness", "attribkit.evaluation.faithfulness_correlation"},
+    "faithfulness": {"attribkit.evaluation.faithfulness", "attribkit.evaluation.faithfulness_correlation",
+                     "attribkit.evaluation.tokens"},
     "robustness": {"attribkit.evaluation.robustness"},
-    "localisation": {"attribkit.evaluation.localisation"},
+    "localisation": {"attribkit.evaluation.localisation", "attribkit.evaluation.tokens"},
     "complexity": {"attribkit.evaluation.complexity"},
     "sanity": {"attribkit.evaluation.randomisation"},
     "axiomatic": {"attribkit.evaluation.axiomatic"},

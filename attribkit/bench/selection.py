@@ -76,7 +76,7 @@ def choose_metrics(config: BenchConfig, subject: Subject) -> list[MetricSpec]:
         chosen = [get_metric(m) for m in config.metrics]
     else:
         names = config.settings()["metrics"]
-        chosen = [m for m in metrics() if names is None or m.name in names]
+        chosen = [m for m in metrics() if (names is None or m.name in names) and "tokens" not in m.needs]
     if not isinstance(subject.targets, torch.Tensor):
         from attribkit.evaluation.scoring import needs_classes
 

@@ -17,6 +17,7 @@ def evaluate(model: Any, inputs: Any, relevance: Any, targets: Any = None, *,
              boxes: Any = None, batch_size: int = 256, options: dict[str, dict[str, Any]] | None = None,
              method: Any = None, method_options: dict[str, Any] | None = None,
              explain: Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+             tokenizer: Any = None, evidence: Any = None,
              ) -> dict[str, MetricResult]:
     """Score maps with registered metrics on any model.
 
@@ -60,6 +61,11 @@ def evaluate(model: Any, inputs: Any, relevance: Any, targets: Any = None, *,
         explain: instead of ``method``, ``(model, inputs, targets) -> (B, h, w)``
             relevance (any tensor-returning callable).
 
+    Token attributions (a :class:`~attribkit.text.result.TokenAttribution` as ``relevance``,
+    ``inputs`` the texts given to ``explain`` with its ``tokenizer``) are scored by the
+    token metrics (:mod:`attribkit.evaluation.tokens`, ``docs/metrics.md``), with
+    ``evidence`` (or ``masks``): ``(B, T)`` evidence tokens in the result's layout.
+
     Every argument is checked before any work: a bad one raises an
     :class:`~attribkit.errors.AttribkitError` naming it, the shapes and the metrics
     (:mod:`attribkit.evaluation.checks`). A score a metric cannot define for an
@@ -77,8 +83,25 @@ def evaluate(model: Any, inputs: Any, relevance: Any, targets: Any = None, *,
     from attribkit.result import Attribution
     from attribkit.torch.guard import model_guard
 
+    from attribkit.text.result import TokenAttribution
+
+    if isinstance(inputs, TokenAttribution) and not isinstance(relevance, TokenAttribution):
+        inputs, relevance = relevance, inputs  # ak.evaluate(model, result, texts) reads as well
+    if isinstance(relevance, TokenAttribution):
+        from attribkit.evaluation.token_api import evaluate_tokens
+
+        return evaluate_tokens(model, inputs, relevance, targets, metrics=metrics, tokenizer=tokenizer,
+                               evidence=evidence if evidence is not None else masks, batch_size=batch_size,
+                               options=options)
     specs = [get_metric(name) for name in metrics]
     names = [spec.name for spec in specs]
+    tokens = [spec.name for spec in specs if "tokens" in spec.needs]
+    if tokens:
+        raise InvalidOptionError(f"metric(s) {', '.join(map(repr, tokens))} score token attributions: pass the "
+                                 "TokenAttribution of ak.explain on text as relevance")
+    if tokenizer is not None or evidence is not None:
+        raise InvalidOptionError("tokenizer= and evidence= go with a TokenAttribution (text); image maps take "
+                                 "masks= or boxes=")
     predict = as_predict(model, batch_size=batch_size)
     x = as_batch(inputs, image=True, model=predict.module)
     checks.check_image_size(x, names)

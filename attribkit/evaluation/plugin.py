@@ -39,10 +39,36 @@ def register_metrics(register):
         register(MetricSpec(name=name, kind=kind, factory=f"{module}:{name}", higher_is_better=higher,
                             needs=needs, options=options, reference=reference, description=description,
                             forwards=FORWARDS[name]))
-    for name, module, kind, higher, needs, options, reference, description in SUITE:
+    for name, module, kind, higher, needs, options, reference, description in [*SUITE, *TOKENS]:
         register(MetricSpec(name=name, kind=kind, factory=f"{module}:{name}", higher_is_better=higher,
                             needs=needs, options=options, reference=reference, description=description,
                             forwards=FORWARDS[name]))
+
+
+# ------------------------------------------------------------ token metrics (text)
+TOKEN = "attribkit.evaluation.tokens"
+ERASER = "DeYoung et al. 2020, ERASER: A Benchmark to Evaluate Rationalized NLP Models, ACL"
+SAMEK = ("Samek et al. 2017, Evaluating the Visualization of What a Deep Neural Network Has Learned, "
+         "IEEE TNNLS 28(11)")
+_BINS = {"bins": (0.01, 0.05, 0.1, 0.2, 0.5), "removal": "delete", "score": "prob"}
+#: the metrics of token attributions (``needs`` holds ``tokens``; ``ak.evaluate`` routes a
+#: ``TokenAttribution`` to them)
+TOKENS: list[tuple[str, str, str, bool, tuple[str, ...], dict, str, str]] = [
+    ("token_pointing_game", TOKEN, "localisation", True, ("ground_truth", "tokens"), {},
+     "Zhang et al. 2018, Top-down Neural Attention by Excitation Backprop, IJCV",
+     "the text's top token is an evidence token"),
+    ("token_rank_accuracy", TOKEN, "localisation", True, ("ground_truth", "tokens"), {}, CLEVR,
+     "share of the top-|evidence| tokens that are evidence"),
+    ("eraser_comprehensiveness", TOKEN, "faithfulness", True, ("forward", "tokens"), dict(_BINS), ERASER,
+     "probability drop when the top 1/5/10/20/50% tokens are deleted (AOPC over the bins)"),
+    ("eraser_sufficiency", TOKEN, "faithfulness", False, ("forward", "tokens"), dict(_BINS), ERASER,
+     "probability drop when only the top 1/5/10/20/50% tokens are kept (AOPC over the bins)"),
+    ("token_deletion_aopc", TOKEN, "faithfulness", True, ("forward", "tokens"), {"steps": None, "score": "prob"},
+     SAMEK, "mean probability drop as the top tokens are replaced by the baseline token, one by one"),
+    ("token_insertion_aopc", TOKEN, "faithfulness", True, ("forward", "tokens"),
+     {"steps": None, "score": "prob"}, SAMEK,
+     "mean probability rise as the top tokens are put back into an all-baseline text, one by one"),
+]
 
 
 # ------------------------------------------------------------ the Quantus-named suite
@@ -242,4 +268,7 @@ FORWARDS: dict[str, str] = {
     "completeness": "2",
     "non_sensitivity": "33 (32 groups + 1)",
     "input_invariance": "1 explanation",
+    "token_pointing_game": "0", "token_rank_accuracy": "0",
+    "eraser_comprehensiveness": "6 (bins + 1)", "eraser_sufficiency": "6 (bins + 1)",
+    "token_deletion_aopc": "T + 1 (tokens + 1)", "token_insertion_aopc": "T + 1 (tokens + 1)",
 }
