@@ -58,9 +58,10 @@ _EXPORTS = {
     "to_display": "attribkit.images",
     "imagenet": "attribkit.images",
     "ClassIndex": "attribkit.images",
-    # models by name: torchvision:NAME, timm:NAME, package.module:factory, with weights
+    # models by name: torchvision:NAME, timm:NAME, hf:PATH, package.module:factory, with weights
     "load_model": "attribkit.models",
     "open_model": "attribkit.models",
+    "load_tokenizer": "attribkit.models",
     # whole datasets into a resumable store (zarr), sharded under torchrun
     "explain_dataset": "attribkit.datasets.run",
     "open_store": "attribkit.datasets.store",

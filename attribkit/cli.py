@@ -1,4 +1,4 @@
-"""Command line: ``attribkit methods|metrics|plugins|explain|explain-dataset|verify|bench [tasks|feedback]|report|demo``."""
+"""Command line: ``attribkit methods|metrics|plugins|explain|explain-text|explain-dataset|verify|bench [tasks|feedback]|report|demo``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from attribkit.commands.common import (
 )
 from attribkit.commands.dataset import cmd_explain_dataset
 from attribkit.commands.explain import cmd_explain
+from attribkit.commands.explain_text import add_parser as add_explain_text
 from attribkit.commands.verify import cmd_verify
 from attribkit.errors import AttribkitError
 from attribkit.tables import (
@@ -235,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="write into --out even when it holds files (files of the same name are replaced)")
     p.set_defaults(func=cmd_explain)
+    add_explain_text(sub)
 
     p = sub.add_parser("explain-dataset", help="explain every image of a folder into a resumable store; "
                        "also under torchrun --nproc_per_node=N")

@@ -1,4 +1,4 @@
-"""Load a model from a short spec: ``torchvision:NAME``, ``timm:NAME`` or ``package.module:factory``.
+"""Load a model from a short spec: ``torchvision:NAME``, ``timm:NAME``, ``hf:PATH`` or ``package.module:factory``.
 
 Weights are ``None`` (random initialisation), ``"DEFAULT"`` (the pretrained
 weights of a torchvision or timm model, downloaded once and cached), a
@@ -8,6 +8,11 @@ can never run code. Models are built with torch's random generator seeded (0,
 on a forked state: the caller's generator is untouched), so random weights are
 the same in every process and every run (``torchrun`` ranks, a resumed run). A ``package.module:factory`` spec imports that module and
 calls ``factory()``: it runs that module's code.
+
+``hf:PATH`` loads a Hugging Face model saved in the local folder ``PATH``
+(``save_pretrained``; its weights are the folder's, nothing is downloaded, no code
+from the folder runs; :mod:`attribkit.models_hf`); :func:`load_tokenizer` reads the
+tokenizer saved beside it.
 
 torch, torchvision and timm are imported inside the functions, so importing
 this module stays cheap.
@@ -31,7 +36,7 @@ from attribkit.errors import DownloadError, MissingDependencyError, ModelLoadErr
 if TYPE_CHECKING:
     import torch
 
-SPEC_FORMS = "torchvision:NAME, timm:NAME or package.module:factory"
+SPEC_FORMS = "torchvision:NAME, timm:NAME, hf:PATH or package.module:factory"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +48,8 @@ class LoadedModel:
         class_names: the class names the pretrained weights carry (torchvision's
             ``weights.meta["categories"]``, timm's ImageNet labels), else ``None``.
         weights: where the weights came from: ``"random"``, the weights name,
-            ``"file PATH"`` or ``"factory"`` (whatever ``factory()`` returned).
+            ``"file PATH"``, ``"factory"`` (whatever ``factory()`` returned) or
+            ``"folder PATH"`` (``hf:PATH``).
     """
 
     model: torch.nn.Module
@@ -64,7 +70,8 @@ def open_model(spec: str, weights: str | None = None, *,
     (``None``: no note). Raises :class:`~attribkit.errors.ModelLoadError` for an
     unknown model or unusable weights, :class:`~attribkit.errors.DownloadError` when
     pretrained weights cannot be downloaded, and
-    :class:`~attribkit.errors.MissingDependencyError` for ``timm:`` without timm.
+    :class:`~attribkit.errors.MissingDependencyError` for ``timm:`` without timm and
+    ``hf:`` without transformers.
     """
     source, _, name = spec.partition(":")
     if not source or not name:
@@ -77,6 +84,8 @@ def open_model(spec: str, weights: str | None = None, *,
             loaded = _torchvision(name, weights, spec)
         elif source == "timm":
             loaded = _timm(name, weights, spec)
+        elif source == "hf":
+            loaded = _hf(name, weights, spec)
         else:
             loaded = _factory(source, name, weights, spec)
     if loaded.weights == "random" and log is not None:
@@ -89,6 +98,18 @@ def load_model(spec: str, weights: str | None = None, *,
                log: Callable[[str], None] | None = note_on_stderr) -> torch.nn.Module:
     """The ``torch.nn.Module`` of :func:`open_model` (eval mode, CPU)."""
     return open_model(spec, weights, log=log).model
+
+
+def load_tokenizer(spec: str) -> Any:
+    """The tokenizer of ``hf:PATH`` (or a plain ``PATH``): ``AutoTokenizer`` of the folder
+    written by ``tokenizer.save_pretrained(PATH)``, or a ``tokenizers`` JSON file
+    (``tokenizers.Tokenizer.from_file``). Nothing is downloaded. Raises
+    :class:`~attribkit.errors.ModelLoadError` naming the path when there is no tokenizer
+    there, :class:`~attribkit.errors.MissingDependencyError` without transformers."""
+    from attribkit.models_hf import hf_tokenizer
+
+    path = spec[3:] if spec.startswith("hf:") else spec
+    return hf_tokenizer(path, spec)
 
 
 def load_state_file(model: torch.nn.Module, path: str | Path) -> None:
@@ -158,6 +179,15 @@ def _timm(name: str, weights: str | None, spec: str) -> LoadedModel:
     except OSError as exc:  # huggingface_hub's offline errors are OSErrors
         raise DownloadError(_timm_download_message(name, exc)) from None
     return LoadedModel(model, _timm_class_names(model), f"timm pretrained {name}")
+
+
+def _hf(path: str, weights: str | None, spec: str) -> LoadedModel:
+    from attribkit.models_hf import open_hf
+
+    if weights is not None:
+        raise ModelLoadError(f"{spec} takes its weights from its folder; weights {weights!r} do not apply")
+    model, names = open_hf(path, spec)
+    return LoadedModel(model, names, f"folder {path}")
 
 
 def _factory(module_name: str, attr: str, weights: str | None, spec: str) -> LoadedModel:

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from attribkit.images import ClassIndex, as_batch, as_numpy, class_label, imagenet_classes, to_display
 from attribkit.result import Attribution, bilinear_resize
+from attribkit.text.result import TokenAttribution
 from attribkit.viz.overlays import draw_marks, marks_of
 from attribkit.viz.rendering import CMAPS, render, standardize_rgb
 
@@ -80,7 +81,9 @@ def show(result: Attribution | Any, images: Any = None, *, mode: str | Sequence[
          std: Sequence[float] | None = None, colorbar: bool | str = False, titles: bool = True,
          class_names: ClassNames = None, title: str | None = None,
          cell_size: float = 2.5) -> Figure:
-    """Draw attributions: one row per image, one column per ``mode``.
+    """Draw attributions: one row per image, one column per ``mode``. A token attribution
+    (text) is drawn by :func:`attribkit.text.plots.token_figure` instead (``cmap``,
+    ``title`` and ``titles`` apply).
 
     Args:
         result: an :class:`~attribkit.result.Attribution`, or maps as a tensor
@@ -116,6 +119,12 @@ def show(result: Attribution | Any, images: Any = None, *, mode: str | Sequence[
         the figure; each cell's pixels are ``render(...)`` of that image and map
         (``ax.images[0].get_array()``).
     """
+    if isinstance(result, TokenAttribution):
+        from attribkit.text.plots import token_figure
+
+        if images is not None:
+            raise ValueError("a token attribution is drawn from its tokens: ak.show(result), without images")
+        return token_figure(result, cmap=cmap, title=title, titles=titles)
     values = values_batch(result)
     display = to_display(images, mean, std) if images is not None else None
     display = rows_images(result, display, len(values))

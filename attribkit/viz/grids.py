@@ -138,7 +138,13 @@ def compare(model: Any, images: Any, methods: Sequence[MethodArg] | str | None =
             accept it (an option no method accepts raises ``InvalidOptionError``).
     """
     from attribkit.api import explain, methods as registered
+    from attribkit.text.detect import is_text_input
 
+    if is_text_input(images, explain_options):  # texts: a line of tokens per method (attribkit.text.plots)
+        from attribkit.text.plots import compare_texts
+
+        return compare_texts(model, images, None if methods == "all" else methods, target,
+                             batch_size=batch_size, cmap=cmap, title=title, **explain_options)
     skip_failures = methods is None or methods == "all"
     if methods is None:
         methods = list(MAIN_METHODS)
