@@ -64,6 +64,9 @@ def run_bench(config: BenchConfig, *, progress: bool = True,
     whose message says where that report is and how to resume."""
     from attribkit.bench.report import write_report
 
+    own_runner = getattr(config.subject_task(), "run_bench", None)
+    if own_runner is not None:  # a task that is not images brings its runner
+        return own_runner(config, progress=progress, log=log)
     settings = config.settings()
     for name, options in config.method_options.items():
         get_method(name).bind_options(options)  # unknown methods / options fail before any work

@@ -25,6 +25,7 @@ TASKS: dict[str, str] = {
     "digits": "attribkit.bench.tasks.digits:TASK",
     "segmentation": "attribkit.bench.tasks.segmentation:TASK",
     "detection": "attribkit.bench.tasks.detection:TASK",
+    "text": "attribkit.bench.tasks.text:TASK",
 }
 DEFAULT_TASK = "shapes"
 #: the spellings from before ``--task``: ``(--model, --data)`` -> task
