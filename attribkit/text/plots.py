@@ -140,7 +140,6 @@ def token_figure(result: Any, *, limit: int = 16, cmap: str | Any | None = None,
     ax = fig.add_subplot(grid[0])
     draw_lines(ax, [(f"{r.index}" + (f" · {r.label}" if r.label else ""), r, r.values, scale) for r in rows],
                colours, width)
-    _colorbar(fig, ax, colours, scale, "value")
     if len(result.tokens) > len(rows):
         ax.set_xlabel(f"… {len(result.tokens) - len(rows)} more text(s)", fontsize=8)
     matrix_axes = []
@@ -155,6 +154,7 @@ def token_figure(result: Any, *, limit: int = 16, cmap: str | Any | None = None,
                       fontsize=7, family="monospace")
         mx.set_ylabel(f"text {row.index}: output", fontsize=8)
         matrix_axes.append(mx)
+    _colorbar(fig, ax, colours, scale, "value")
     if matrix_axes:
         _colorbar(fig, matrix_axes, colours, matrix_scale, "per output token")
     heading = title

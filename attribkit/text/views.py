@@ -43,10 +43,11 @@ def ink(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
 
 def shown_token(token: str) -> str:
     """A token as it is shown: byte-level BPE's ``Ġ`` and SentencePiece's ``▁`` (a
-    leading space) dropped, newlines and tabs visible, an empty token as ``∅``."""
+    leading space) dropped (a lone one reads ``␣``), newlines and tabs visible, an
+    empty token as ``∅``."""
     text = token
-    if len(text) > 1 and text[0] in "Ġ▁":
-        text = text[1:]
+    if text and text[0] in "Ġ▁":
+        text = text[1:] or "␣"
     text = text.replace("Ċ", "⏎").replace("\n", "⏎").replace("\t", "⇥").replace("ĉ", "⇥")
     return text or "∅"
 
