@@ -22,6 +22,9 @@ def register_methods(register):
         output="pixel",
         sign="signed",
         options={"window": None, "stride": None, "baseline": 0.0},
+        text="attribkit.text.occlusion:occlusion",
+        text_options={"baseline": None, "span": 1, "stride": None, "skip_tokens": None,
+                      "forward_batch_size": None},
         reference="Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks",
         description="score drop when a sliding window is set to a baseline; any predict callable",
     ))
