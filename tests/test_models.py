@@ -63,7 +63,7 @@ def torchvision_builder():
 
 
 def test_spec_without_a_source_is_an_error():
-    with pytest.raises(ModelLoadError, match="torchvision:NAME, timm:NAME or package.module:factory"):
+    with pytest.raises(ModelLoadError, match="torchvision:NAME, timm:NAME, hf:PATH or package.module:factory"):
         load_model("resnet18")
 
 
