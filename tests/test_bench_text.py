@@ -85,7 +85,9 @@ def test_a_quick_run_scores_every_token_metric_and_resumes(small_task, tmp_path)
         assert r["mean"] == pytest.approx(np.mean(finite))
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) == {"saliency", "random"} and set(summary["random"]) == names
-    assert (out / "report.md").is_file() and "token_pointing_game" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "token_pointing_game ↑" in report and "eraser_sufficiency ↓" in report
+    assert "images/s" not in report  # nothing is timed: no empty speed columns
     assert "[CLS]" in (out / "texts.html").read_text()
     lines = (out / "results.jsonl").read_text().count("\n")
     run_bench(config, progress=False, log=lambda s: None)  # resumed: nothing recomputed

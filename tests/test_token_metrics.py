@@ -211,3 +211,13 @@ def test_token_metrics_refuse_image_maps_and_the_order_of_arguments_is_free(hand
     a = ak.evaluate(model, inputs, res, metrics=["token_deletion_aopc"])
     b = ak.evaluate(model, res, inputs, metrics=["token_deletion_aopc"])
     assert torch.equal(a["token_deletion_aopc"].scores, b["token_deletion_aopc"].scores)
+
+
+def test_a_continuation_is_refused_by_name():
+    from attribkit.text.testing import tiny_gpt2, word_tokenizer
+
+    tok = word_tokenizer()
+    lm = tiny_gpt2(tok)
+    res = ak.explain(lm, ["the cat sat"], ak.Continuation("on"), method="saliency", tokenizer=tok)
+    with pytest.raises(TargetError, match="score a classifier's class.*continuation"):
+        ak.evaluate(lm, ["the cat sat"], res, tokenizer=tok, metrics=["token_deletion_aopc"])

@@ -55,7 +55,9 @@ def markdown(records: list[dict], title: str = "attribkit benchmark", note: str 
     for name in metrics:
         higher = next((c[name].get("higher_is_better", True) for c in cells.values() if name in c), True)
         header.append(f"{name} {'↑' if higher else '↓'}")
-    header += ["time / floor ↓", "ms / batch: median [IQR]", "images/s ↑"]
+    timed = any(r["metric"] == "speed" for r in records)  # the text task times nothing: no speed columns
+    if timed:
+        header += ["time / floor ↓", "ms / batch: median [IQR]", "images/s ↑"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     best = {}
     for name in metrics:
@@ -74,12 +76,12 @@ def markdown(records: list[dict], title: str = "attribkit benchmark", note: str 
                 text = f"{rec['mean']:.3f} ± {rec['sem']:.3f}"
                 row.append(f"**{text}**" if m in best[name] else text)
         speed = cells[m].get("speed")
-        if speed and "ratio" in speed:
+        if timed and speed and "ratio" in speed:
             noisy = " (noisy: below its floor after re-measuring)" if speed.get("noisy") else ""
             spread = (f"{speed['median_ms']:.1f} [{speed['q1_ms']:.1f}–{speed['q3_ms']:.1f}]"
                       if "q1_ms" in speed else f"{speed['median_ms']:.1f}")
             row += [f"{speed['ratio']:.2f}× {speed['floor']}{noisy}", spread, f"{speed['images_per_s']:.1f}"]
-        else:
+        elif timed:
             row += ["", "", ""]
         lines.append("| " + " | ".join(row) + " |")
     peers = [(m, cells[m]["speed"]) for m in methods
