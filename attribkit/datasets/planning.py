@@ -44,6 +44,7 @@ class Plan:
     verify_inputs: bool = True
     model_classes: list[str] | None = None
     target_kind: str | None = None  # "box" / "region": the items' targets (attribkit.datasets.targets)
+    text: Any = None  # a text run's TextSetup (attribkit.datasets.text_run)
 
 
 def make_plan(model: Any, data: Any, methods: str | Sequence[str], target: Any, layer: Any, batch_size: Any,

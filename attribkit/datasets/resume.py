@@ -55,8 +55,10 @@ def changed_item(plan: Plan, store: AttributionStore, batches: list[int], out: P
     if not batches:
         return None
     records = store.records()  # one read of them all: a chunk read per batch costs more
-    loader = I.batches(plan.dataset, batches, plan.batch_size, plan.num_workers, pin_memory=False,
-                       digests=True, target=plan.target)
+    loader = plan.text.batches(plan, batches, digests=True) if plan.text else I.batches(
+        plan.dataset, batches, plan.batch_size, plan.num_workers, pin_memory=False, digests=True,
+        target=plan.target)
+    inputs = plan.text.inputs_named if plan.text else "image, label, mask"
     for batch in loader:
         if batch.problem:
             raise InputError(batch.problem)
@@ -66,8 +68,8 @@ def changed_item(plan: Plan, store: AttributionStore, batches: list[int], out: P
                 index = batch.start + row
                 item_id = str(plan.ids[index])
                 name = f"item {index}" if item_id == str(index) else f"item {index} ({item_id})"
-                return (f"{name} of the data is not the one stored in {out}: its input bytes (image, label, "
-                        f"mask) differ from those batch {batch.number} was computed from; the data changed "
+                return (f"{name} of the data is not the one stored in {out}: its input bytes ({inputs}) "
+                        f"differ from those batch {batch.number} was computed from; the data changed "
                         f"since the store was written. Write to another path, delete {out} to start over, or "
                         "pass verify_inputs=False (the CLI: --no-verify-inputs) to keep the stored batches as they are")
         bar.update(batch.size)

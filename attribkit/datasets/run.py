@@ -107,8 +107,14 @@ def explain_dataset(model: Any, data: Any, methods: str | Sequence[str], out: st
     stored = check_dtype(dtype), check_compressor(compressor)  # before any work
     if not isinstance(verify_inputs, bool):
         raise InvalidOptionError(f"verify_inputs is True or False, got {verify_inputs!r}")
-    plan = make_plan(model, data, methods, target, layer, batch_size, num_workers, metrics, strict,
-                     metric_options, method_options)
+    from attribkit.datasets.text_run import is_text_data, make_text_plan
+
+    if is_text_data(data, method_options):  # texts with tokenizer=: attribkit.datasets.text_run
+        plan = make_text_plan(model, data, methods, target, layer, batch_size, num_workers, metrics, strict,
+                              method_options)
+    else:
+        plan = make_plan(model, data, methods, target, layer, batch_size, num_workers, metrics, strict,
+                         metric_options, method_options)
     plan.dtype, plan.compressor = stored
     plan.verify_inputs = verify_inputs
     plan.model_classes = [str(n) for n in model_classes] if model_classes is not None else None
@@ -213,7 +219,7 @@ def _open_for(plan: Plan, out: Path, processes: Processes, lock: StoreLock) -> t
     if processes.leader:
         try:
             lock.acquire()
-            outcome: Any = _probe_and_create(plan, out)
+            outcome: Any = (plan.text.probe_and_create if plan.text else _probe_and_create)(plan, out)
         except Exception as exc:  # noqa: BLE001 - raised on every rank by from_leader
             outcome = exc
     else:
@@ -223,6 +229,8 @@ def _open_for(plan: Plan, out: Path, processes: Processes, lock: StoreLock) -> t
     plan.layers.update({name: layer for name, layer in resolved.items() if name in plan.layers})
     store = open_writable(out)
     plan.target_kind = "box" if store.has("boxes") else "region" if store.has("regions") else None
+    if plan.text is not None:
+        plan.text.kind = store.meta["text"]["kind"]
     return store, repaired
 
 
@@ -316,8 +324,10 @@ def _compute(plan: Plan, store: AttributionStore, mine: list[int], processes: Pr
     else:
         bar = _bar(total=images, initial=0, desc=f"rank 0 of {processes.world}",
                    show=show and processes.leader)
-    loader = I.batches(plan.dataset, mine, plan.batch_size, plan.num_workers,
-                       pin_memory=plan.device.type == "cuda", target=plan.target)
+    loader = plan.text.batches(plan, mine) if plan.text else I.batches(
+        plan.dataset, mine, plan.batch_size, plan.num_workers, pin_memory=plan.device.type == "cuda",
+        target=plan.target)
+    columns, digests = (plan.text.columns, plan.text.digests) if plan.text else (batch_columns, item_digests)
     with bar, BatchWriter(store) as writer, quiet():
         for batch in loader:
             if batch.problem:
@@ -326,8 +336,7 @@ def _compute(plan: Plan, store: AttributionStore, mine: list[int], processes: Pr
                 row = int(np.flatnonzero(~batch.readable)[0])
                 raise InputError(f"item {plan.ids[batch.start + row]} cannot be read (strict): "
                                  f"{batch.errors[row]}")
-            writer.put(batch.number, batch.start, batch_columns(plan, batch),
-                       inputs=functools.partial(item_digests, batch))
+            writer.put(batch.number, batch.start, columns(plan, batch), inputs=functools.partial(digests, batch))
             bar.update(batch.size)
 
 

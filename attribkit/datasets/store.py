@@ -333,6 +333,10 @@ def _open(path: str | Path, mode: str) -> AttributionStore:
     except Exception as exc:  # noqa: BLE001 - zarr's errors for malformed metadata vary
         raise StoreError(f"{path / 'zarr.json'} cannot be opened as a zarr group: {type(exc).__name__}: "
                          f"{exc} ({validate.DAMAGED})") from None
+    if isinstance(meta := group.attrs.asdict().get("attribkit"), Mapping) and "text" in meta:  # a text run's
+        from attribkit.datasets.text_store import TextStore
+
+        return TextStore(group)
     return AttributionStore(group)
 
 
@@ -363,7 +367,7 @@ def create_store(path: Path, meta: Mapping[str, Any], columns: Mapping[str, tupl
         dtype = np.dtype(dtype)
         group.create_array(name, shape=(items, *shape), chunks=(batch_size, *shape),
                            dtype=str if dtype.kind in "OU" else dtype, fill_value=fill_value(dtype),
-                           compressors=map_codecs if name.startswith("maps/") else "auto")
+                           compressors=map_codecs if name.startswith(("maps/", "matrices/")) else "auto")
     _create_records(group, -(-items // batch_size))
     group.create_array("done", shape=(-(-items // batch_size),), chunks=(1,), dtype=bool, fill_value=False)
     return AttributionStore(group)
