@@ -219,3 +219,20 @@ def test_torchrun_with_two_processes_equals_one(tmp_path, bert):
     np.testing.assert_array_equal(one.token_ids, b.token_ids)
     np.testing.assert_array_equal(one.predictions.classes, b.predictions.classes)
     assert b.texts.tolist() == TEXTS
+
+
+def test_the_report_of_a_text_store_shows_its_texts_and_methods(tmp_path, bert):
+    import json
+    import re
+
+    tok, clf = bert
+    from attribkit.datasets.folder import Unreadable
+
+    data = TEXTS[:4] + [Unreadable("gone")]  # a skipped row: not in the report
+    store = ak.explain_dataset(clf, data, ["saliency", "input_x_gradient"], tmp_path / "run.zarr", batch_size=2,
+                               tokenizer=tok, progress=False)
+    page = ak.write_report(store).read_text()
+    assert (tmp_path / "run.html").is_file()
+    payload = json.loads(re.search(r'<script type="application/json"[^>]*>(.*?)</script>', page, re.S).group(1))
+    assert payload["methods"] == ["saliency", "input_x_gradient"] and len(payload["texts"]) == 4
+    assert all(name in page for name in ("saliency", "input_x_gradient", "movie", "acting"))

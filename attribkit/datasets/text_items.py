@@ -84,7 +84,8 @@ class Tokenize:
     def __init__(self, tokenizer: Any, max_length: int | None = None, truncate: bool = False) -> None:
         self.vocab = Vocab(tokenizer)
         if self.vocab.kind is None:
-            raise InputError("explain_dataset on text needs tokenizer= (a Hugging Face tokenizer or a "
+            raise InputError("item 0 of the data holds a str where an image tensor belongs, or a text: "
+                             "explain_dataset on text needs tokenizer= (a Hugging Face tokenizer or a "
                              "tokenizers.Tokenizer)")
         self.max_length, self.truncate = max_length, truncate
         self._truncating: Any = None

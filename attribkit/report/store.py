@@ -76,6 +76,10 @@ def store_report(store: AttributionStore | str | Path, out: str | Path | None = 
     if not isinstance(store, AttributionStore):
         store = open_store(store)
     out = Path(out) if out is not None else store.path.with_suffix(".html")
+    if hasattr(store, "token_ids"):  # a text store: attribkit.report.text_store
+        from attribkit.report.text_store import text_store_report
+
+        return text_store_report(store, out, limit=limit, title=title)
     done = store.done
     rows = np.flatnonzero(done)
     if limit is not None:
