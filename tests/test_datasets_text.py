@@ -178,7 +178,7 @@ def test_bad_calls_are_refused_before_any_work(tmp_path, bert, gpt):
         ak.explain_dataset(clf, TEXTS, "saliency", out, tokenizer=tok, metrics=["deletion_auc"], progress=False)
     with pytest.raises(InvalidOptionError, match="no kernel for text"):
         ak.explain_dataset(clf, TEXTS, "gradcam", out, tokenizer=tok, progress=False)
-    with pytest.raises(InputError, match="needs tokenizer="):
+    with pytest.raises(InputError, match="holds a str where an image tensor belongs .for texts pass tokenizer="):
         ak.explain_dataset(clf, TEXTS, "saliency", out, progress=False)
     with pytest.raises(InputError, match=r"item 1 of the text data has 2\.5"):
         ak.explain_dataset(clf, [("good", 1), ("bad", 2.5)], "saliency", out, tokenizer=tok, progress=False)

@@ -90,7 +90,8 @@ def parse_item(item: Any, index: int, per_item: T.PerItem | None = None) -> Item
         image = torch.from_numpy(image)
     if not isinstance(image, torch.Tensor):
         hint = (" (give the dataset a transform that makes tensors, e.g. torchvision.transforms.ToTensor(),"
-                " or use attribkit.image_folder)") if type(image).__module__.startswith("PIL") else ""
+                " or use attribkit.image_folder)") if type(image).__module__.startswith("PIL") else \
+            " (for texts pass tokenizer=: docs/datasets.md, Text datasets)" if isinstance(image, str) else ""
         raise InputError(f"item {index} of the data holds a {type(image).__name__} where an image tensor "
                          f"belongs{hint}; an item is {ITEM_FORMS}")
     if image.ndim != 3:

@@ -67,16 +67,6 @@ def parse_text_item(item: Any, index: int) -> TextItem | Unreadable:
     raise InputError(f"item {index} of the text data has {second!r} beside its text; an item is {TEXT_ITEM_FORMS}")
 
 
-def looks_like_text(dataset: Any) -> bool:
-    """Whether item 0 of ``dataset`` (a Dataset, a list, a DataLoader over one) is a text item."""
-    dataset = getattr(dataset, "dataset", dataset) if isinstance(dataset, torch.utils.data.DataLoader) else dataset
-    try:
-        first = dataset[0]
-    except Exception:  # noqa: BLE001 - not indexable, empty: the image checks say why
-        return False
-    return isinstance(first, str) or (isinstance(first, (tuple, list)) and bool(first) and isinstance(first[0], str))
-
-
 class Tokenize:
     """Token ids of texts (with the tokenizer's special tokens) and of continuations (without),
     at most ``max_length`` tokens a text when ``truncate`` (the tokenizer's own truncation)."""
@@ -84,8 +74,7 @@ class Tokenize:
     def __init__(self, tokenizer: Any, max_length: int | None = None, truncate: bool = False) -> None:
         self.vocab = Vocab(tokenizer)
         if self.vocab.kind is None:
-            raise InputError("item 0 of the data holds a str where an image tensor belongs, or a text: "
-                             "explain_dataset on text needs tokenizer= (a Hugging Face tokenizer or a "
+            raise InputError("explain_dataset on text needs tokenizer= (a Hugging Face tokenizer or a "
                              "tokenizers.Tokenizer)")
         self.max_length, self.truncate = max_length, truncate
         self._truncating: Any = None

@@ -33,8 +33,9 @@ TEXT_OPTIONS = ("tokenizer", "embedding", "max_new_tokens", "skip_special_tokens
 
 
 def is_text_data(data: Any, options: Mapping[str, Any]) -> bool:
-    """Whether ``explain_dataset`` was given text: ``tokenizer=``, or items that are strings."""
-    return options.get("tokenizer") is not None or X.looks_like_text(data)
+    """Whether ``explain_dataset`` was given text: ``tokenizer=`` (no item is read here: a
+    run reads the data only once it holds the store's lock)."""
+    return options.get("tokenizer") is not None
 
 
 @dataclasses.dataclass
