@@ -115,6 +115,8 @@ def test_section_and_bad_inputs():
         text_section_html(results, {"a": {"m": [1.0]}})
     with pytest.raises(ValueError, match="no result"):
         text_section_html(results, {"b": {"m": [1.0, 2.0]}})
+    padded = text_section_html(results, evidence=np.array([[0, 0, 1, 0], [0, 1, 0, 0]], bool))  # as values
+    assert 'title="film: 1 (evidence)"' in padded and 'title="good: 1"' in padded
     with pytest.raises(ValueError, match="evidence\\[1\\] has 1 marks"):
         text_section_html(results, evidence=[[True] * 4, [True]])
     other = classifier_result("b", [[0, 1, 1, 0], [0, 1, 0]])

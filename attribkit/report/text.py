@@ -66,10 +66,11 @@ def _check(results: dict[str, TokenAttribution], metrics: Metrics | None,
     if evidence is not None:
         if len(evidence) != n:
             raise InputError(f"evidence has {len(evidence)} rows for {n} texts")
+        width = first.numpy().shape[1]
         for i, marks in enumerate(evidence):
-            if len(marks) != len(first.tokens[i]):
+            if len(marks) not in (len(first.tokens[i]), width):
                 raise InputError(f"evidence[{i}] has {len(marks)} marks for the {len(first.tokens[i])} "
-                                 f"tokens of text {i}")
+                                 f"tokens of text {i} (or {width}, padded as the values)")
     if ids is not None and len(ids) != n:
         raise InputError(f"ids has {len(ids)} names for {n} texts")
     return scores
@@ -201,8 +202,8 @@ def text_section_html(results: Results | TokenAttribution, metrics: Metrics | No
                  f"<td>{esc(_target(first, i))}</td>"]
         for j, m in enumerate(names):
             values, shown, special = arrays[m]
-            body = tokens_html(tokens, values[i], shown[i], special[i],
-                               evidence[i] if evidence is not None else None, scales[m])
+            marks = [bool(e) for e in evidence[i]][:len(tokens)] if evidence is not None else None
+            body = tokens_html(tokens, values[i], shown[i], special[i], marks, scales[m])
             result = results[m]
             if matrices[m] is not None:
                 outs = result.output_tokens[i]
@@ -267,7 +268,8 @@ def write_text_report(path: str | Path, results: Results | TokenAttribution, met
         metrics: ``metrics[method][metric]``: one score per text (``NaN``: none); shown per
             text (sortable) and as means in a methods x metrics table.
         title: the page's title.
-        evidence: per text, one bool per token: the ground-truth tokens, outlined.
+        evidence: per text, one bool per token (or a ``(B, T)`` array padded as ``values``):
+            the ground-truth tokens, outlined.
         ids: the rows' names (default ``0, 1, ...``).
     """
     results = _as_results(results)

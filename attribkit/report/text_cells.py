@@ -23,7 +23,7 @@ LIGHT_TEXT = 0.6
 
 CSS = """
 .text-report .tokens { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 13px; line-height: 1.9;
-                       max-width: 520px; overflow-wrap: anywhere; }
+                       min-width: 240px; max-width: 520px; overflow-wrap: anywhere; }
 .text-report .tok { padding: 1px 2px; border-radius: 2px; white-space: pre-wrap; }
 .text-report .tok.off { color: #9aa1ad; font-style: italic; }
 .text-report .tok.special { font-style: italic; opacity: 0.6; }
@@ -37,7 +37,8 @@ CSS = """
 .text-report table.heat td { min-width: 22px; height: 18px; }
 .text-report table.heat thead th { position: static; writing-mode: vertical-rl; transform: rotate(180deg);
                                    font-weight: 400; box-shadow: none; max-height: 120px; }
-.text-report .legend { display: block; min-width: 120px; max-width: 220px; font-weight: 400; }
+.text-report .legend { display: block; min-width: 160px; max-width: 240px; font-weight: 400; }
+.text-report .legend .cbar-scale { white-space: nowrap; }
 """
 
 
