@@ -86,7 +86,8 @@ def _arrays(result: TokenAttribution) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def _scale(values: np.ndarray, shown: np.ndarray) -> float:
-    picked = np.abs(values[shown]) if shown.shape == values.shape else np.abs(values)
+    """The largest magnitude of ``values`` where ``shown`` (0 when nothing is shown)."""
+    picked = np.abs(values[shown])
     return float(picked.max()) if picked.size else 0.0
 
 
@@ -185,7 +186,7 @@ def text_section_html(results: Results | TokenAttribution, metrics: Metrics | No
     arrays = {m: _arrays(r) for m, r in results.items()}
     scales = {m: _scale(v, s & ~sp if (s & ~sp).any() else s) for m, (v, s, sp) in arrays.items()}
     matrices = {m: _matrix_shown(r, arrays[m][1]) for m, r in results.items()}
-    matrix_scales = {m: _scale(mat, valid) for m, found in matrices.items() if found for mat, valid in [found]}
+    matrix_scales = {m: _scale(*found) for m, found in matrices.items() if found is not None}
 
     head = [_sort_th("n", "#", ""), _sort_th("length", "tokens"), "<th scope=\"col\">target</th>"]
     for m in names:
