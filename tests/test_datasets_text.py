@@ -236,3 +236,14 @@ def test_the_report_of_a_text_store_shows_its_texts_and_methods(tmp_path, bert):
     payload = json.loads(re.search(r'<script type="application/json"[^>]*>(.*?)</script>', page, re.S).group(1))
     assert payload["methods"] == ["saliency", "input_x_gradient"] and len(payload["texts"]) == 4
     assert all(name in page for name in ("saliency", "input_x_gradient", "movie", "acting"))
+
+
+def test_a_text_store_reads_without_torch(tmp_path, bert):
+    tok, clf = bert
+    ak.explain_dataset(clf, TEXTS[:3], "saliency", tmp_path / "run.zarr", tokenizer=tok, progress=False)
+    code = ("import sys; sys.modules['torch'] = None\nimport attribkit as ak\n"
+            f"r = ak.open_store({str(tmp_path / 'run.zarr')!r}).attribution('saliency', [1])\n"
+            "print(type(r).__name__, r.tokens[0], r.values.shape)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["TokenAttribution", "['[CLS]',", "'a',", "'bad',", "'film',", "'[SEP]']", "(1,", "5)"]

@@ -61,6 +61,9 @@ def explain_dataset(model: Any, data: Any, methods: str | Sequence[str], out: st
             ``DataLoader`` over one (its batch size and workers are used unless
             given; it must not shuffle). :func:`attribkit.image_folder` makes one of
             a folder; an item may be an :class:`~attribkit.datasets.folder.Unreadable`.
+            With ``tokenizer=``, texts: items ``text``, ``(text, label)`` or ``(text,
+            continuation)``, and the store a :class:`~attribkit.datasets.text_store.TextStore`
+            (:mod:`attribkit.datasets.text_run`; ``max_length=`` truncates).
         methods: method names or aliases (``attribkit methods``).
         out: the store's path (a zarr v3 group, ``RUN.zarr``); an existing store of
             the same run is resumed, one of another run refused.
