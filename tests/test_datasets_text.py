@@ -247,3 +247,10 @@ def test_a_text_store_reads_without_torch(tmp_path, bert):
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["TokenAttribution", "['[CLS]',", "'a',", "'bad',", "'film',", "'[SEP]']", "(1,", "5)"]
+
+
+def test_measuring_a_whole_number_of_chunks(bert):
+    from attribkit.datasets.text_items import Tokenize, measure
+
+    tok, _ = bert  # 4 texts in chunks of 2: the last flush has none (a tokenizer's call on [] fails)
+    assert measure(TEXTS[:4], Tokenize(tok), chunk=2) == (max(len(tok(t)["input_ids"]) for t in TEXTS[:4]), 0, 0)

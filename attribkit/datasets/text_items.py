@@ -81,7 +81,9 @@ class Tokenize:
 
     def prompts(self, texts: list[str]) -> list[list[int]]:
         """The texts' token ids."""
-        if not (self.truncate and texts):
+        if not texts:  # a tokenizer's call on no text fails
+            return []
+        if not self.truncate:
             return self.vocab.encode(texts)
         tokenizer = self.vocab.tokenizer
         if self.vocab.kind == "hf":
