@@ -12,6 +12,8 @@ TEXT = "attribkit.text.gradients"
 _gradient = family_specs("gradient", KERNELS, needs=("autograd",), output="pixel", sign="signed",
                          options={"abs": False, "take_max": False})
 ABS = {"sign": "non-negative", "options": {"abs": True, "take_max": False}}
+NOISE = {"n_samples": 25, "stdev": 0.15, "seed": None}
+IG = {"n_steps": 50, "integration_method": "gausslegendre", "baseline": None, "internal_batch_size": None}
 
 
 @hookimpl
@@ -35,7 +37,14 @@ def register_methods(register):
         reference="Shrikumar et al. 2016, Not Just a Black Box, arXiv:1605.01713",
         description="input times gradient"))
     register(_gradient(
+        "integrated_gradients", aliases=("ig",), module="attribkit.torch.integrated",
+        options={**IG, "abs": False, "take_max": False},
+        text="attribkit.text.integrated:integrated_gradients", text_options=IG,
+        reference="Sundararajan et al. 2017, Axiomatic Attribution for Deep Networks, arXiv:1703.01365",
+        description="input minus baseline times the gradient integrated along the straight path"))
+    register(_gradient(
         "smoothgrad", aliases=("smooth_grad",), module="attribkit.torch.noise", sign="non-negative",
-        options={"abs": True, "take_max": False, "n_samples": 25, "stdev": 0.15, "seed": None},
+        options={"abs": True, "take_max": False, **NOISE},
+        text=f"{TEXT}:smoothgrad", text_options={"abs": True, **NOISE, "internal_batch_size": None},
         reference="Smilkov et al. 2017, SmoothGrad: removing noise by adding noise, arXiv:1706.03825",
         description="saliency averaged over noisy copies (any method: explain(noise_tunnel=...))"))
