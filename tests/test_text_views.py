@@ -172,3 +172,21 @@ def test_compare_draws_each_method_on_its_own_scale():
     for patch, want in zip(ax.patches, expected):
         if want is not None:
             np.testing.assert_allclose(patch.get_facecolor()[:3], want, atol=2 / 255)
+
+
+def test_long_results_are_cut_and_long_texts_wrap():
+    n = 20
+    words = [f"w{t}" for t in range(40)]  # 40 tokens of 2-3 characters: 3-4 cells each
+    r = TokenAttribution(values=torch.arange(n * 40, dtype=torch.float32).reshape(n, 40), method="m",
+                         tokens=[words] * n, mask=torch.ones(n, 40, dtype=bool), special=torch.zeros(n, 40, dtype=bool))
+    page = html_tokens(r, limit=3)
+    assert page.count(">w39</span>") == 3 and "… 17 more text(s)" in page
+    from attribkit.text.plots import token_figure
+
+    ax = token_figure(r, limit=2, width=50).axes[0]
+    rows = sorted({round(p.get_y()) for p in ax.patches})
+    # a token takes its characters + 1: w0-w9 3 each, w10-w39 4 each; lines of at most 50 hold
+    # w0-w14 (30 + 20), w15-w26 (48), w27-w38 (48), w39: 4 lines per text
+    assert len(ax.patches) == 80 and len(rows) == 8 and len(ax.get_yticks()) == 2
+    assert all(p.get_x() + p.get_width() <= 50 for p in ax.patches)
+    assert ax.get_xlabel() == "… 18 more text(s)"
