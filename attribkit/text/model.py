@@ -48,10 +48,11 @@ class TextModel:
         return weight.device if weight is not None else torch.device("cpu")
 
     def __call__(self, ids: torch.Tensor, mask: torch.Tensor | None = None,
-                 embeds: torch.Tensor | None = None) -> Any:
+                 embeds: torch.Tensor | None = None, **extra: Any) -> Any:
         """The model's raw output on ``ids`` (``mask``: ``True`` on real tokens), with the
-        embedding layer's output replaced by ``embeds`` (``(B, T, D)``) when given."""
-        kwargs: dict[str, Any] = {}
+        embedding layer's output replaced by ``embeds`` (``(B, T, D)``) when given
+        (``extra``: further keyword arguments of the model's forward)."""
+        kwargs: dict[str, Any] = dict(extra)
         if self.takes_mask and mask is not None:
             kwargs["attention_mask"] = mask.long()
         if self.takes_cache:
