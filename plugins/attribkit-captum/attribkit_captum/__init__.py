@@ -22,7 +22,7 @@ from attribkit.registry import MethodSpec, MetricSpec
 
 from attribkit_captum.table import BATCH_COUPLED, BY_CLASS, METRICS, SUPPORTED, UNSUPPORTED, Entry
 
-__all__ = ["CaptumFactory", "MIN_CAPTUM", "INSTALL_HINT", "coverage", "dropped_aliases",
+__all__ = ["CaptumFactory", "CaptumTextFactory", "MIN_CAPTUM", "INSTALL_HINT", "coverage", "dropped_aliases",
            "register_methods", "SUPPORTED", "UNSUPPORTED"]
 
 MIN_CAPTUM = (0, 8)
@@ -86,10 +86,24 @@ class CaptumFactory:
         return f"CaptumFactory({self.cls!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, CaptumFactory) and other.cls == self.cls
+        return type(other) is type(self) and other.cls == self.cls
 
     def __hash__(self) -> int:
-        return hash(("CaptumFactory", self.cls))
+        return hash((type(self).__name__, self.cls))
+
+
+class CaptumTextFactory(CaptumFactory):
+    """A spec's ``text`` factory: imports Captum on first use and builds the text kernel
+    of one class (:mod:`attribkit_captum.text`)."""
+
+    def __call__(self):
+        import_captum()
+        from attribkit_captum.text import build_text
+
+        return build_text(BY_CLASS[self.cls])
+
+    def __repr__(self) -> str:
+        return f"CaptumTextFactory({self.cls!r})"
 
 
 def spec_for(entry: Entry, *, available: bool = True) -> MethodSpec:
@@ -109,6 +123,8 @@ def spec_for(entry: Entry, *, available: bool = True) -> MethodSpec:
         reference=entry.reference,
         description=description,
         batch_independent=entry.cls not in BATCH_COUPLED,
+        text=None if entry.text is None else CaptumTextFactory(entry.cls),
+        text_options=dict(entry.text or {}),
     )
 
 

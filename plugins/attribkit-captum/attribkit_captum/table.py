@@ -42,6 +42,8 @@ class Entry:
     re-seeded per image, and per-image baseline distributions for the SHAP
     methods), so an image's map does not depend on the rest of the batch.
     ``image``: inputs must be ``(B, C, H, W)`` (default masks and windows are 2-D).
+    ``text``: the options of the method's text kernel (:mod:`attribkit_captum.text`),
+    ``None`` when it has none.
     """
 
     cls: str
@@ -59,6 +61,7 @@ class Entry:
     target: bool = True
     per_image: bool = False
     image: bool = False
+    text: dict[str, Any] | None = None
 
     @property
     def method_name(self) -> str:
@@ -69,6 +72,9 @@ _IG = {"baselines": None, "n_steps": 50, "integration_method": "gausslegendre",
        "internal_batch_size": None}
 _MASK = {"baselines": None, "feature_mask": None, "grid": 8, "perturbations_per_eval": None}
 _TO_INPUT = {"attribute_to_layer_input": False}
+# text kernels (attribkit_captum.text): a baseline token id (None: the padding id)
+_TEXT_PERTURB = {"baseline": None, "perturbations_per_eval": None}
+_TEXT_SAMPLED = {**_TEXT_PERTURB, "n_samples": 25, "seed": 0}
 
 SUPPORTED: tuple[Entry, ...] = (
     # ---- primary attribution: maps with the input's shape --------------------------------
@@ -76,14 +82,16 @@ SUPPORTED: tuple[Entry, ...] = (
           "signed", {**_IG, "multiply_by_inputs": True},
           "Sundararajan et al. 2017, Axiomatic Attribution for Deep Networks, arXiv:1703.01365",
           "path integral of gradients from a baseline (zeros) to the input",
-          aliases=("integrated_gradients", "ig")),
+          aliases=("integrated_gradients", "ig"),
+          text={"baseline": None, "n_steps": 50, "integration_method": "gausslegendre",
+                "internal_batch_size": None}),
     Entry("Saliency", "saliency", "gradient", ("autograd",), "pixel", "non-negative",
           {"abs": True},
           "Simonyan et al. 2014, Deep Inside Convolutional Networks, arXiv:1312.6034",
-          "Captum's gradient magnitude (abs=False: the signed gradient)"),
+          "Captum's gradient magnitude (abs=False: the signed gradient)", text={"abs": True}),
     Entry("InputXGradient", "input_x_gradient", "gradient", ("autograd",), "pixel", "signed",
           {}, "Shrikumar et al. 2016, Not Just a Black Box, arXiv:1605.01713",
-          "Captum's input times gradient"),
+          "Captum's input times gradient", text={}),
     Entry("DeepLift", "deeplift", "gradient", ("autograd", "module"), "pixel", "signed",
           {"baselines": None, "multiply_by_inputs": True, "eps": 1e-10},
           "Shrikumar et al. 2017, Learning Important Features Through Propagating Activation "
@@ -124,7 +132,7 @@ SUPPORTED: tuple[Entry, ...] = (
           dict(_MASK),
           "Captum FeatureAblation (occlusion by feature groups; Zeiler & Fergus 2014)",
           "score drop when each grid cell is replaced by the baseline",
-          aliases=("feature_ablation",), image=True),
+          aliases=("feature_ablation",), image=True, text=dict(_TEXT_PERTURB)),
     Entry("FeaturePermutation", "feature_permutation", "perturbation", ("forward",), "pixel",
           "signed", {"feature_mask": None, "grid": 8, "perturbations_per_eval": None, "seed": 0},
           "Fisher et al. 2019, All Models are Wrong, but Many are Useful, arXiv:1801.01489",
@@ -136,30 +144,34 @@ SUPPORTED: tuple[Entry, ...] = (
            "perturbations_per_eval": None},
           "Zeiler & Fergus 2014, Visualizing and Understanding CNNs, arXiv:1311.2901",
           "score drop under a sliding occluding patch (window ~1/8 of the image)",
-          image=True),  # "occlusion" is the built-in method
+          image=True,  # "occlusion" is the built-in method
+          text={**_TEXT_PERTURB, "sliding_window_shapes": 1, "strides": None}),
     Entry("ShapleyValueSampling", "shapley_value_sampling", "perturbation", ("forward",),
           "pixel", "signed", {**_MASK, "n_samples": 25, "seed": 0},
           "Castro et al. 2009, Polynomial calculation of the Shapley value based on sampling, "
           "Computers & OR 36(5)",
           "Shapley values of grid cells from sampled feature orderings",
-          aliases=("shapley_value_sampling", "shapley_sampling"), image=True),
+          aliases=("shapley_value_sampling", "shapley_sampling"), image=True,
+          text=dict(_TEXT_SAMPLED)),
     Entry("ShapleyValues", "shapley_values", "perturbation", ("forward",), "pixel", "signed",
           {**_MASK, "grid": 2},
           "Shapley 1953, A Value for n-Person Games",
           "exact Shapley values of grid cells (all orderings: keep grid small)",
-          aliases=("shapley_values",), image=True),
+          aliases=("shapley_values",), image=True, text=dict(_TEXT_PERTURB)),
     Entry("KernelShap", "kernel_shap", "perturbation", ("forward",), "pixel", "signed",
           {**_MASK, "n_samples": 25, "seed": 0},
           "Lundberg & Lee 2017, A Unified Approach to Interpreting Model Predictions, "
           "arXiv:1705.07874",
           "Kernel SHAP: weighted linear fit on random grid-cell coalitions",
-          aliases=("kernel_shap", "kernelshap"), per_image=True, image=True),
+          aliases=("kernel_shap", "kernelshap"), per_image=True, image=True,
+          text=dict(_TEXT_SAMPLED)),
     Entry("Lime", "lime", "perturbation", ("forward",), "pixel", "signed",
           {**_MASK, "n_samples": 25, "seed": 0, "interpretable_model": None,
            "similarity_func": None, "perturb_func": None},
           "Ribeiro et al. 2016, \"Why Should I Trust You?\", arXiv:1602.04938",
           "LIME: sparse linear surrogate on random grid-cell masks (needs scikit-learn)",
-          aliases=("lime",), per_image=True, image=True),
+          aliases=("lime",), per_image=True, image=True,
+          text={**_TEXT_SAMPLED, "interpretable_model": None, "similarity_func": None}),
     # ---- layer attribution: maps at a layer's resolution ---------------------------------
     Entry("LayerGradCam", "layer_gradcam", "cam", ("autograd", "layer"), "layer", "signed",
           {"relu_attributions": False, "attr_dim_summation": True, **_TO_INPUT},
