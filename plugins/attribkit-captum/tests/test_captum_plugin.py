@@ -78,10 +78,11 @@ def test_methods_are_listed_with_family_and_origin_plugin():
     assert specs["captum.occlusion"].family == "perturbation"
     assert specs["captum.occlusion"].needs == ("forward",)
     assert specs["captum.layer_activation"].family == "other"
-    assert ak.get_method("ig") is specs["captum.integrated_gradients"]
+    assert ak.get_method("layer_ig") is specs["captum.layer_integrated_gradients"]
     assert ak.get_method("saliency").plugin != "captum"   # built-in keeps its name
     assert ak.get_method("occlusion").plugin != "captum"
-    assert attribkit_captum.dropped_aliases() == {}
+    assert ak.get_method("ig").plugin != "captum"         # so does the built-in integrated_gradients
+    assert attribkit_captum.dropped_aliases() == {"captum.integrated_gradients": ("integrated_gradients", "ig")}
 
 
 def test_cli_lists_them(capsys):
@@ -108,16 +109,16 @@ def test_an_alias_another_plugin_owns_is_left_out_not_fatal():
     class Other:
         @hookimpl
         def register_methods(self, register):
-            register(MethodSpec(name="other.ig", aliases=("ig",), family="gradient",
+            register(MethodSpec(name="other.layer_ig", aliases=("layer_ig",), family="gradient",
                                 factory=lambda: None))
 
     host = Host(builtins=True, entry_points=False)
     host.add_plugin(Other(), "other")
     info = host.add_plugin(attribkit_captum, "captum", strict=True)
     assert info.status == "loaded" and len(info.methods) == len(NAMES)
-    assert host.registry.get("ig").name == "other.ig"
-    assert host.registry.get("integrated_gradients").name == "captum.integrated_gradients"
-    assert attribkit_captum.dropped_aliases() == {"captum.integrated_gradients": ("ig",)}
+    assert host.registry.get("layer_ig").name == "other.layer_ig"
+    assert host.registry.get("layer_integrated_gradients").name == "captum.layer_integrated_gradients"
+    assert attribkit_captum.dropped_aliases()["captum.layer_integrated_gradients"] == ("layer_ig",)
 
 
 # ---- without Captum ----------------------------------------------------------------------
@@ -137,7 +138,7 @@ def test_without_captum_methods_are_listed_and_say_what_to_install(no_captum, mo
     with pytest.raises(MissingDependencyError, match=r"pip install 'attribkit\[captum\]'"):
         ak.explain(model, images, method="captum.integrated_gradients")
     with pytest.raises(ImportError):                 # MissingDependencyError is an ImportError
-        ak.explain(model, images, method="ig")
+        ak.explain(model, images, method="captum.saliency")
     r = ak.explain(model, images, method="saliency")  # attribkit itself still works
     assert r.values.shape == images.shape
     from attribkit_captum.metrics import infidelity
