@@ -45,6 +45,7 @@ a folder that are not images), ``images`` (an image folder's root and crop, for
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -319,6 +320,12 @@ def open_writable(path: str | Path) -> AttributionStore:
     return _open(path, "r+")
 
 
+# A run whose metadata has one of these keys is read by its own store class, named
+# as "module:class" (a subclass of AttributionStore; looked up on use, so this
+# module imports none of them).
+STORE_READERS: dict[str, str] = {"text": "attribkit.datasets.text_store:TextStore"}
+
+
 def _open(path: str | Path, mode: str) -> AttributionStore:
     zarr = zarr_module()
     path = Path(path)
@@ -333,10 +340,11 @@ def _open(path: str | Path, mode: str) -> AttributionStore:
     except Exception as exc:  # noqa: BLE001 - zarr's errors for malformed metadata vary
         raise StoreError(f"{path / 'zarr.json'} cannot be opened as a zarr group: {type(exc).__name__}: "
                          f"{exc} ({validate.DAMAGED})") from None
-    if isinstance(meta := group.attrs.asdict().get("attribkit"), Mapping) and "text" in meta:  # a text run's
-        from attribkit.datasets.text_store import TextStore
-
-        return TextStore(group)
+    meta = group.attrs.asdict().get("attribkit")
+    for key, reader in STORE_READERS.items():
+        if isinstance(meta, Mapping) and key in meta:
+            module, name = reader.split(":")
+            return getattr(importlib.import_module(module), name)(group)
     return AttributionStore(group)
 
 
