@@ -170,13 +170,17 @@ def _column(values: Any, batch: int) -> torch.Tensor:
 
 def plan_for(model: Any, batch: TextBatch, target: Any, *, score: str | None = None,
              max_new_tokens: int = 1) -> TextPlan:
-    """The :class:`TextPlan` of ``target`` on ``batch`` (one forward without gradients to
-    tell a classifier from a causal LM and to find top classes; greedy decoding for a
-    causal LM without a target)."""
+    """The :class:`TextPlan` of ``target`` on ``batch``.
+
+    One forward without gradients tells a classifier from a causal LM and gives the
+    vocabulary or class count; it runs on the first text only when ``target`` is given
+    (a ``1/B`` share of a forward), on every text when the top class or the greedy
+    continuation must be read (``target=None``, then one more forward per new token)."""
     if score is not None and score not in SCORES:
         raise InputError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
+    rows = slice(None) if target is None else slice(0, 1)
     with torch.no_grad():
-        logits = read_logits(model(batch.ids, batch.mask))
+        logits = read_logits(model(batch.ids[rows], batch.mask[rows]))
     lengths = batch.lengths
     base = dict(prompt_len=lengths, pad_id=batch.pad_id)
     continuation = isinstance(target, (str, Continuation)) or (
