@@ -95,12 +95,15 @@ def attention_maps(model: TextModel, plan: TextPlan, *,
 
 def real_rows(maps: list[torch.Tensor], mask: torch.Tensor) -> list[torch.Tensor]:
     """``maps`` with the rows of padded positions set to zero (also non-finite ones)."""
+    if bool(mask.all()):  # no padded row (only those can hold non-finite values)
+        return maps
     keep = mask[:, None, :, None].to(maps[0].device)
     return [torch.where(keep, m, torch.zeros((), dtype=m.dtype, device=m.device)) for m in maps]
 
 
 def is_bidirectional(maps: list[torch.Tensor], mask: torch.Tensor) -> bool:
-    """Whether any block gives a real token weight on a later real token."""
+    """Whether any block gives a real token weight on a later real token (the first
+    block that does ends the search)."""
     length = mask.shape[1]
     mask = mask.to(maps[0].device)
     later = torch.ones(length, length, dtype=torch.bool, device=mask.device).triu(1)
@@ -128,8 +131,9 @@ def rollout_rows(maps: list[torch.Tensor], rows: torch.Tensor, head_fusion: str 
     vectors = _selector(rows, maps[0].shape[-1], maps[0].dtype)
     for attention in reversed(maps):
         fused = fuse_heads(attention, head_fusion)
-        mixed = 0.5 * fused + 0.5 * torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device)
-        vectors = vectors @ (mixed / mixed.sum(dim=-1, keepdim=True))
+        # Ã = D⁻¹(A + I)/2 with D the row sums of (A + I)/2, applied to v without forming Ã
+        scaled = vectors / (0.5 * fused.sum(dim=-1) + 0.5)[:, None, :]
+        vectors = 0.5 * (scaled @ fused) + 0.5 * scaled
     return vectors
 
 

@@ -31,6 +31,7 @@ from attribkit.errors import InvalidOptionError
 from attribkit.text.model import TextModel
 from attribkit.text.runner import text_kernel
 from attribkit.text.targets import TextPlan
+from attribkit.torch.chunking import measure_row, rows_per_chunk
 from attribkit.torch.integrated import check_rows
 
 ROW_FIELDS = ("ids", "mask", "prompt", "prompt_len", "classes", "outputs", "out_mask")
@@ -74,7 +75,7 @@ def expanded_gradients(model: TextModel, plan: TextPlan, copies: int,
     device = plan.ids.device
     text = torch.arange(b, device=device).repeat_interleave(copies)
     k = torch.arange(copies, device=device).repeat(b)
-    step = rows or len(text)
+    step = rows or _rows_in_budget(model, plan, points(text[:1], k[:1]), len(text))
     total: torch.Tensor | None = None
     for first in range(0, len(text), step):
         t, c = text[first:first + step], k[first:first + step]
@@ -91,6 +92,14 @@ def expanded_gradients(model: TextModel, plan: TextPlan, copies: int,
             total = part.new_zeros((b, *part.shape[1:]))
         total.index_add_(0, t, part)
     return total
+
+
+def _rows_in_budget(model: TextModel, plan: TextPlan, first: torch.Tensor, total: int) -> int:
+    """Expanded rows per forward that the memory budget holds (see
+    :mod:`attribkit.torch.chunking`), measured on one forward of the first row."""
+    first = first.detach()
+    row_bytes = measure_row(model.model, lambda: model(plan.ids[:1], plan.mask[:1], first), first, grad=True)
+    return rows_per_chunk(row_bytes, total=total)
 
 
 @text_kernel

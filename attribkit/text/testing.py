@@ -35,18 +35,18 @@ def _ids(tokenizer: Any) -> dict[str, Any]:
             "eos_token_id": tokenizer.eos_token_id}
 
 
-def tiny_gpt2(tokenizer: Any, *, seed: int = 0, layers: int = 2, width: int = 16) -> Any:
+def tiny_gpt2(tokenizer: Any, *, seed: int = 0, layers: int = 2, width: int = 16, heads: int = 2) -> Any:
     """A randomly initialised GPT-2 causal LM (``GPT2LMHeadModel``), in eval mode."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=len(tokenizer), n_embd=width, n_layer=layers, n_head=2, n_positions=256,
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=width, n_layer=layers, n_head=heads, n_positions=256,
                         **_ids(tokenizer))
     return GPT2LMHeadModel(config).eval()
 
 
-def tiny_llama(tokenizer: Any, *, seed: int = 0, layers: int = 2, width: int = 16) -> Any:
+def tiny_llama(tokenizer: Any, *, seed: int = 0, layers: int = 2, width: int = 16, heads: int = 2) -> Any:
     """A randomly initialised LLaMA-like causal LM (RMSNorm, rotary positions, SwiGLU,
     grouped-query attention), in eval mode."""
     import torch
@@ -54,19 +54,19 @@ def tiny_llama(tokenizer: Any, *, seed: int = 0, layers: int = 2, width: int = 1
 
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=width, intermediate_size=2 * width,
-                         num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=1,
+                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
                          max_position_embeddings=256, **_ids(tokenizer))
     return LlamaForCausalLM(config).eval()
 
 
 def tiny_bert_classifier(tokenizer: Any, *, classes: int = 3, seed: int = 0, layers: int = 2,
-                         width: int = 16) -> Any:
+                         width: int = 16, heads: int = 2) -> Any:
     """A randomly initialised BERT sequence classifier, in eval mode."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=width, num_hidden_layers=layers,
-                        num_attention_heads=2, intermediate_size=2 * width, num_labels=classes,
+                        num_attention_heads=heads, intermediate_size=2 * width, num_labels=classes,
                         max_position_embeddings=256, **_ids(tokenizer))
     return BertForSequenceClassification(config).eval()

@@ -133,6 +133,17 @@ def measure(model: Any, inputs: torch.Tensor, *, grad: bool) -> int:
     return meter.row_bytes(inputs, grad=grad)
 
 
+def measure_row(module: nn.Module, call: Any, row: torch.Tensor, *, grad: bool) -> int:
+    """Bytes per row of ``module`` while ``call()`` runs it, without gradients, on one
+    row whose input is ``row`` (for models called with keywords, such as a language
+    model given token ids, a mask and embeddings)."""
+    meter = ActivationMeter(module)
+    with meter, torch.no_grad():
+        call()
+    meter.rows, meter.input_row = 1, _nbytes(row)
+    return meter.row_bytes(row, grad=grad)
+
+
 def rows_per_chunk(row_bytes: int, *, least: int = 1, budget: int | None = None,
                    total: int | None = None) -> int:
     """How many rows of ``row_bytes`` fit the budget (:func:`memory_budget` by
