@@ -225,3 +225,19 @@ def test_calls_from_two_threads_on_one_model_see_only_their_own_embeddings(tok, 
 def test_one_string_is_one_text(tok, gpt2):
     r = ak.explain(gpt2, "the cat sat", method="saliency", tokenizer=tok)
     assert r.tokens == [["the", "cat", "sat"]] and r.texts == ["the cat sat"]
+
+
+@pytest.mark.parametrize("method, options", [
+    ("integrated_gradients", {"n_steps": 0}), ("integrated_gradients", {"baseline": 10**6}),
+    ("smoothgrad", {"n_samples": 0}), ("occlusion", {"span": 0}), ("occlusion", {"skip_tokens": "a"}),
+    ("attention_rollout", {"row": "middle"}), ("raw_attention", {"head_fusion": "median"}),
+    ("generic_attention", {"row": "middle"})])
+def test_bad_option_values_fail_before_the_model_runs(tok, gpt2, method, options):
+    calls = []
+    handle = gpt2.register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        with pytest.raises(InvalidOptionError, match=next(iter(options))):
+            ak.explain(gpt2, ["the cat sat"], 3, method=method, tokenizer=tok, **options)
+    finally:
+        handle.remove()
+    assert calls == []

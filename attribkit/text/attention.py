@@ -50,6 +50,10 @@ from attribkit.torch.attention import AttentionRecorder, fuse_heads
 ROWS = ("auto", "first", "query")
 
 
+def _check_options(_model: TextModel, *, head_fusion: str = "mean", row: str = "auto") -> None:
+    _check(head_fusion, row)
+
+
 def _check(head_fusion: str, row: str) -> None:
     fuse_heads(torch.zeros(1, 1, 1, 1), head_fusion)  # a bad head_fusion fails before the forward
     if row not in ROWS:
@@ -147,7 +151,7 @@ def generic_rows(maps: list[torch.Tensor], grads: list[torch.Tensor], rows: torc
     return vector
 
 
-@text_kernel(autograd=False)
+@text_kernel(autograd=False, check=_check_options)
 def raw_attention(model: TextModel, plan: TextPlan, *, head_fusion: str = "mean",
                   row: str = "auto") -> torch.Tensor:
     """The explained row of the last block's attention, heads fused by ``head_fusion``
@@ -160,7 +164,7 @@ def raw_attention(model: TextModel, plan: TextPlan, *, head_fusion: str = "mean"
     return fused.gather(1, rows[:, :, None].expand(-1, -1, fused.shape[-1]))
 
 
-@text_kernel(autograd=False)
+@text_kernel(autograd=False, check=_check_options)
 def attention_rollout(model: TextModel, plan: TextPlan, *, head_fusion: str = "mean",
                       row: str = "auto") -> torch.Tensor:
     """Attention rollout (Abnar & Zuidema 2020, arXiv:2005.00928): the explained row of
@@ -171,7 +175,7 @@ def attention_rollout(model: TextModel, plan: TextPlan, *, head_fusion: str = "m
     return rollout_rows(maps, explained_rows(plan, maps, row), head_fusion)
 
 
-@text_kernel
+@text_kernel(check=_check_options)
 def generic_attention(model: TextModel, plan: TextPlan, *, row: str = "auto") -> torch.Tensor:
     """Generic attention explainability (Chefer, Gur & Wolf 2021, ICCV, arXiv:2103.15679):
     the explained row of the relevance ``R`` of each score, ``(b, width, L)``."""

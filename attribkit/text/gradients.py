@@ -142,14 +142,20 @@ def check_noise(n_samples: Any, stdev: Any, seed: Any) -> None:
         raise InvalidOptionError(f"seed must be a non-negative integer or None, got {seed!r}")
 
 
-@text_kernel
+def _check_smoothgrad(_model: TextModel, *, abs: bool = True, n_samples: int = 25, stdev: float = 0.15,
+                      seed: int | None = None, internal_batch_size: int | None = None) -> None:
+    check_noise(n_samples, stdev, seed)
+    check_rows(internal_batch_size)
+
+
+@text_kernel(check=_check_smoothgrad)
 def smoothgrad(model: TextModel, plan: TextPlan, *, abs: bool = True, n_samples: int = 25,
                stdev: float = 0.15, seed: int | None = None,
                internal_batch_size: int | None = None) -> torch.Tensor:
     """Saliency averaged over ``n_samples`` noisy copies of the prompt's embeddings,
     ``(b, width, L)``: ``mean_j ‖g_j‖₂`` (``abs``) or ``‖mean_j g_j‖₂`` (see the module
     docstring and :func:`prompt_noise`); ``internal_batch_size`` noisy rows per forward
-    (``None``: all copies of the chunk's texts in one)."""
+    (``None``: as many as the memory budget holds)."""
     check_noise(n_samples, stdev, seed)
     check_rows(internal_batch_size)
     embeds = model.embed(plan.ids, plan.mask).detach()

@@ -60,15 +60,22 @@ def check_baseline(model: TextModel, baseline: Any) -> None:
                                  f"has {size} tokens")
 
 
-@text_kernel
+def check_options(model: TextModel, *, n_steps: int = 50, integration_method: str = "gausslegendre",
+                  baseline: Any = None, internal_batch_size: int | None = None) -> None:
+    """``InvalidOptionError`` for a bad option of :func:`integrated_gradients`."""
+    check_steps(integration_method, n_steps)
+    check_rows(internal_batch_size)
+    check_baseline(model, baseline)
+
+
+@text_kernel(check=check_options)
 def integrated_gradients(model: TextModel, plan: TextPlan, *, n_steps: int = 50,
                          integration_method: str = "gausslegendre", baseline: Any = None,
                          internal_batch_size: int | None = None) -> torch.Tensor:
     """Integrated gradients of each score to each token, summed over the embedding
     dimension, ``(b, width, L)`` (see the module docstring)."""
-    check_steps(integration_method, n_steps)
-    check_rows(internal_batch_size)
-    check_baseline(model, baseline)
+    check_options(model, n_steps=n_steps, integration_method=integration_method, baseline=baseline,
+                  internal_batch_size=internal_batch_size)
     embeds, start = with_baseline(model, plan, baseline)
     delta = embeds - start
     alphas, weights = (t.to(embeds.device, embeds.dtype) for t in quadrature(integration_method, n_steps))

@@ -103,7 +103,18 @@ def occlusion_masks(kept: torch.Tensor, span: int, stride: int) -> tuple[torch.T
     return row, kept[row] & (position >= start) & (position < stop)
 
 
-@text_kernel(autograd=False)
+def _check_occlusion(model: TextModel, *, baseline: Any = None, span: int = 1, stride: int | None = None,
+                     skip_tokens: Sequence[int] | None = None, forward_batch_size: int | None = None) -> None:
+    _count(span, "span")
+    if stride is not None:
+        _count(stride, "stride")
+    _count(forward_batch_size, "forward_batch_size", optional=True)
+    if baseline is not None:
+        baseline_token(model, None, baseline)  # type: ignore[arg-type]
+    skipped(torch.zeros((1, 1), dtype=torch.long), skip_tokens)
+
+
+@text_kernel(autograd=False, check=_check_occlusion)
 def occlusion(model: TextModel, plan: TextPlan, *, baseline: Any = None, span: int = 1,
               stride: int | None = None, skip_tokens: Sequence[int] | None = None,
               forward_batch_size: int | None = None) -> torch.Tensor:

@@ -30,14 +30,16 @@ from attribkit.torch.runner import chunks
 
 
 def text_kernel(kernel: Callable | None = None, *, autograd: bool = True,
-                thread_safe: bool = True) -> Callable:
+                thread_safe: bool = True, check: Callable[..., None] | None = None) -> Callable:
     """Mark a text kernel: ``autograd=False`` for forward-only kernels (they run under
     ``torch.no_grad``); ``thread_safe=False`` when it changes anything on the model
-    (then calls on one model take turns)."""
+    (then calls on one model take turns); ``check(model: TextModel, **options)`` raises
+    for bad option values before the inputs are read or the model runs."""
     if kernel is None:
-        return functools.partial(text_kernel, autograd=autograd, thread_safe=thread_safe)
+        return functools.partial(text_kernel, autograd=autograd, thread_safe=thread_safe, check=check)
     kernel.autograd = autograd
     kernel.thread_safe = thread_safe
+    kernel.check = check
     return kernel
 
 
@@ -62,6 +64,8 @@ def explain_text(model: Any, inputs: Any, target: Any, *, spec: MethodSpec, batc
         raise GradientModeError("text gradient methods need autograd, which torch.inference_mode() "
                                 "disables; call explain outside it (torch.no_grad() is fine)")
     text_model = TextModel(model, embedding)
+    if getattr(kernel, "check", None) is not None:
+        kernel.check(text_model, **bound)
     batch = text_batch(inputs, tokenizer, device=text_model.device)
     grad = torch.enable_grad() if autograd else torch.no_grad()
     with model_guard(model, exclusive=not getattr(kernel, "thread_safe", False)), grad:
