@@ -73,7 +73,7 @@ def attention_maps(model: TextModel, plan: TextPlan, *,
     ``keep_graph``: the maps stay in the autograd graph (the token embeddings are made a
     leaf, so they depend on the input even when no parameter requires a gradient)."""
     extra = {"output_attentions": True} if _eager(model) else {}
-    embeds = model.embed(plan.ids).detach().requires_grad_() if keep_graph else None
+    embeds = model.embed(plan.ids, plan.mask).detach().requires_grad_() if keep_graph else None
     recorder = AttentionRecorder(keep_graph=keep_graph)
     with recorder:
         output = model(plan.ids, plan.mask, embeds, **extra)
