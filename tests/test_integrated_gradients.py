@@ -134,11 +134,13 @@ def test_text_is_one_forward_of_all_steps_and_chunks_agree(tok):
     texts = ["the cat sat on the mat", "a dog", "the red bird was very good"]
     with forward_rows(model.lm_head) as rows:  # forwards that reach the output
         whole = ak.explain(model, texts, 5, method="ig", tokenizer=tok, n_steps=4)
-    assert rows == [3, 12]  # the plan's forward, then every step of every text at once
+    # the plan's forward (the first text: the target is given), the memory meter's (one row),
+    # then every step of every text at once (12 rows fit the default budget)
+    assert rows == [1, 1, 12]
     with forward_rows(model.lm_head) as rows:
         chunked = ak.explain(model, texts, 5, method="ig", tokenizer=tok, n_steps=4, internal_batch_size=5,
                              batch_size=2)
-    assert rows == [3, 5, 3, 4]  # texts 0-1: 8 rows in 5 + 3; text 2: 4 rows
+    assert rows == [1, 5, 3, 4]  # plan; texts 0-1: 8 rows in 5 + 3; text 2: 4 rows
     torch.testing.assert_close(whole.values, chunked.values)
     for i, text in enumerate(texts):
         one = ak.explain(model, [text], 5, method="ig", tokenizer=tok, n_steps=4)
