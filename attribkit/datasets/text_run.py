@@ -20,7 +20,7 @@ import torch
 
 from attribkit import __version__
 from attribkit.datasets import text_items as X
-from attribkit.datasets.compute import spread
+from attribkit.datasets.compute import batch_target, spread
 from attribkit.datasets.encoding import codecs, stored_maps
 from attribkit.datasets.items import item_ids, unwrap
 from attribkit.datasets.planning import Plan
@@ -158,13 +158,7 @@ def _target(plan: Plan, rows: np.ndarray, labels: np.ndarray | None, outputs: li
 
     if outputs is not None:
         return Continuation(outputs)
-    if plan.target is None or callable(plan.target) or isinstance(plan.target, (int, np.integer)):
-        return plan.target
-    if isinstance(plan.target, str):  # "label"
-        if labels is None:
-            raise TargetError("target='label', but a batch's items have no labels")
-        return torch.as_tensor(labels, dtype=torch.long)
-    return torch.as_tensor(plan.target[rows], dtype=torch.long)
+    return batch_target(plan, rows, labels)
 
 
 def probe_and_create(plan: Plan, setup: TextSetup, out: Path) -> tuple[bool, bool, dict[str, Any], list[int]]:

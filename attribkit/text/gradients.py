@@ -20,7 +20,6 @@ Integrated gradients live in :mod:`attribkit.text.integrated`; both use
 
 from __future__ import annotations
 
-import dataclasses
 import numbers
 from collections.abc import Callable
 from typing import Any
@@ -34,9 +33,6 @@ from attribkit.text.targets import TextPlan
 from attribkit.torch.chunking import measure_row, rows_per_chunk
 from attribkit.torch.integrated import check_rows
 
-ROW_FIELDS = ("ids", "mask", "prompt", "prompt_len", "classes", "outputs", "out_mask")
-
-
 def embedding_gradients(model: TextModel, plan: TextPlan, embeds: torch.Tensor) -> torch.Tensor:
     """``(b, width, L, D)``: the gradient of each of the rows' scores w.r.t. ``embeds``
     (``(b, L, D)``, the embedding layer's output put in place of its own)."""
@@ -48,15 +44,6 @@ def embedding_gradients(model: TextModel, plan: TextPlan, embeds: torch.Tensor) 
                                       allow_unused=True)
         grads.append(torch.zeros_like(embeds) if grad is None else grad)
     return torch.stack(grads, 1)
-
-
-def plan_rows(plan: TextPlan, index: torch.Tensor) -> TextPlan:
-    """The plan of rows ``plan[index]`` (rows may repeat)."""
-    fields = {f.name: getattr(plan, f.name) for f in dataclasses.fields(plan)}
-    for name in ROW_FIELDS:
-        if fields[name] is not None:
-            fields[name] = fields[name][index.to(fields[name].device)]
-    return TextPlan(**fields)
 
 
 def expanded_gradients(model: TextModel, plan: TextPlan, copies: int,
@@ -79,7 +66,7 @@ def expanded_gradients(model: TextModel, plan: TextPlan, copies: int,
     total: torch.Tensor | None = None
     for first in range(0, len(text), step):
         t, c = text[first:first + step], k[first:first + step]
-        sub = plan_rows(plan, t)
+        sub = plan.rows(t)
         embeds = points(t, c).detach().requires_grad_()
         scores = sub.scores(model(sub.ids, sub.mask, embeds))
         parts = []

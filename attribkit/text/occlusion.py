@@ -22,7 +22,6 @@ at most 256).
 
 from __future__ import annotations
 
-import dataclasses
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -36,18 +35,6 @@ from attribkit.text.model import TextModel
 from attribkit.text.runner import text_kernel
 from attribkit.text.targets import TextPlan
 from attribkit.torch.chunking import ActivationMeter, rows_per_chunk
-
-ROW_FIELDS = ("ids", "mask", "prompt", "prompt_len", "classes", "outputs", "out_mask")
-
-
-def plan_rows(plan: TextPlan, index: torch.Tensor) -> TextPlan:
-    """The plan of rows ``index`` of ``plan`` (rows may repeat)."""
-    fields = {f.name: getattr(plan, f.name) for f in dataclasses.fields(plan)}
-    for name in ROW_FIELDS:
-        if fields[name] is not None:
-            fields[name] = fields[name][index.to(fields[name].device)]
-    return TextPlan(**fields)
-
 
 def _count(value: Any, name: str, optional: bool = False) -> int | None:
     if value is None and optional:
@@ -137,7 +124,7 @@ def occlusion(model: TextModel, plan: TextPlan, *, baseline: Any = None, span: i
     drops = []
     for start in range(0, len(row), step):
         index, occluded = row[start:start + step], masks[start:start + step]
-        part = plan_rows(plan, index)
+        part = plan.rows(index)
         ids = part.ids.masked_fill(occluded, token)
         drops.append(clean[index] - part.scores(model(ids, part.mask)))
     drops = torch.cat(drops)

@@ -118,10 +118,17 @@ class TextPlan:
 
     def take(self, start: int, stop: int) -> TextPlan:
         """Rows ``start:stop``."""
+        return self._select(slice(start, stop))
+
+    def rows(self, index: torch.Tensor) -> TextPlan:
+        """Rows ``index`` (a 1-D integer tensor; rows may repeat)."""
+        return self._select(index)
+
+    def _select(self, key: Any) -> TextPlan:
         cut = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         for name in ("ids", "mask", "prompt", "prompt_len", "classes", "outputs", "out_mask"):
             if cut[name] is not None:
-                cut[name] = cut[name][start:stop]
+                cut[name] = cut[name][key.to(cut[name].device) if isinstance(key, torch.Tensor) else key]
         return TextPlan(**cut)
 
     def scores(self, output: Any) -> torch.Tensor:

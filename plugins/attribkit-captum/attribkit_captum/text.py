@@ -29,7 +29,7 @@ import torch
 
 from attribkit.errors import InvalidOptionError
 from attribkit.text.model import TextModel
-from attribkit.text.occlusion import baseline_token, plan_rows
+from attribkit.text.occlusion import baseline_token
 from attribkit.text.runner import text_kernel
 from attribkit.text.targets import TextPlan
 from attribkit_captum.guards import captum_assertions, quiet, seeded
@@ -72,7 +72,7 @@ def layer_kernel(entry: Entry):
             opts["method"] = opts.pop("integration_method")
 
         def forward(ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-            part = plan_rows(plan, rows)
+            part = plan.rows(rows)
             return part.scores(model(ids, part.mask))
 
         explainer = getattr(captum_attr, cls_name)(forward, model.embedding, **init)
@@ -93,7 +93,7 @@ def layer_kernel(entry: Entry):
 
 def _one_text(plan: TextPlan, i: int) -> TextPlan:
     """Row ``i`` of ``plan`` without its padding."""
-    row = plan_rows(plan, torch.tensor([i]))
+    row = plan.rows(torch.tensor([i]))
     n = int(plan.mask[i].sum())
     row.ids, row.mask, row.prompt = row.ids[:, :n], row.mask[:, :n], row.prompt[:, :n]
     return row
@@ -121,7 +121,7 @@ def perturbation_kernel(entry: Entry):
             n = int(row.prompt_len[0])
 
             def forward(presence: torch.Tensor, row: TextPlan = row, n: int = n) -> torch.Tensor:
-                copies = plan_rows(row, torch.zeros(len(presence), dtype=torch.long))
+                copies = row.rows(torch.zeros(len(presence), dtype=torch.long))
                 ids = copies.ids.clone()
                 ids[:, :n] = torch.where(presence != 1, torch.full_like(ids[:, :n], token), ids[:, :n])
                 return copies.scores(model(ids, copies.mask))
