@@ -17,6 +17,13 @@ composite                   convolutions  ``Linear``  first layer
 
 (Kohlbrenner et al. 2020, "Towards Best Practice in Explaining Neural Network
 Decisions with LRP", IJCNN, arXiv:1910.09840; the names are Zennit's.)
+
+Transformers (:mod:`attribkit.torch.lrp.transformer_rules`): ``attnlrp`` (Achtibat et
+al. 2024, arXiv:2402.05602) and ``cp_lrp`` (Ali et al. 2022, "XAI for Transformers:
+Better Explanations through Conservative Propagation", ICML) put the epsilon rule on
+every convolution and linear layer and route attention, normalisation, sums and
+products through their rules; they differ in the softmax (the AttnLRP Taylor rule, or
+constant attention probabilities).
 """
 
 from __future__ import annotations
@@ -48,6 +55,11 @@ GRADIENT: tuple[type, ...] = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Adapt
                               nn.Unflatten)
 
 COMPOSITES = ("epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1", "epsilon_plus")
+TRANSFORMER_COMPOSITES = ("attnlrp", "cp_lrp")
+#: leaf types whose computation the transformer composites reach as functional calls
+#: (``F.layer_norm``, ``F.rms_norm``, ``softmax``, timm's ``x * gamma``)
+TRANSFORMER_LEAVES: tuple[type, ...] = (nn.LayerNorm, nn.RMSNorm, nn.Softmax)
+TRANSFORMER_LEAF_NAMES = ("LayerScale",)  # timm's
 
 
 class LRPRuleError(AttribkitError, TypeError):
@@ -58,13 +70,15 @@ def make_rules(composite: str, *, epsilon: float = 1e-6, gamma: float = 0.25, al
                beta: float = 1.0, low: Any = None, high: Any = None,
                stabilizer: float = 1e-6) -> Rules:
     """The rules of ``composite`` (see the module docstring) with these parameters."""
-    if composite not in COMPOSITES:
+    if composite not in COMPOSITES + TRANSFORMER_COMPOSITES:
         raise InvalidOptionError(f"unknown LRP composite {composite!r}; expected one of "
-                                 f"{', '.join(COMPOSITES)}")
+                                 f"{', '.join(COMPOSITES + TRANSFORMER_COMPOSITES)}")
     for name, value in (("epsilon", epsilon), ("stabilizer", stabilizer), ("gamma", gamma)):
         if value < 0:
             raise InvalidOptionError(f"LRP option {name} must be >= 0, got {value!r}")
     linear = Epsilon(epsilon)
+    if composite in TRANSFORMER_COMPOSITES:
+        return Rules(conv=linear, linear=linear, stabilizer=stabilizer, attention=composite)
     if composite == "epsilon_plus_flat":
         return Rules(conv=ZPlus(stabilizer), linear=linear, first=Flat(stabilizer),
                      first_types=AFFINE, stabilizer=stabilizer)
@@ -81,6 +95,19 @@ def make_rules(composite: str, *, epsilon: float = 1e-6, gamma: float = 0.25, al
     return Rules(conv=ZPlus(stabilizer), linear=linear, stabilizer=stabilizer)
 
 
+def is_transformer(model: nn.Module) -> bool:
+    """Whether ``model`` has attention modules (``nn.MultiheadAttention``, timm's
+    ``Attention``, any module whose class name ends in ``Attention``): ``lrp`` then
+    defaults to ``attnlrp``."""
+    return any(isinstance(m, nn.MultiheadAttention) or hasattr(m, "fused_attn")
+               or type(m).__name__.endswith("Attention") for m in model.modules())
+
+
+def transformer_leaf(module: nn.Module) -> bool:
+    """Whether a transformer composite covers ``module`` through its functional calls."""
+    return isinstance(module, TRANSFORMER_LEAVES) or type(module).__name__ in TRANSFORMER_LEAF_NAMES
+
+
 def first_layer(model: nn.Module, rules: Rules) -> nn.Module | None:
     """The module that gets ``rules.first``: the first of ``rules.first_types`` in module order."""
     if rules.first is None:
@@ -88,11 +115,17 @@ def first_layer(model: nn.Module, rules: Rules) -> nn.Module | None:
     return next((m for m in model.modules() if isinstance(m, rules.first_types)), None)
 
 
-def no_rule_error(name: str, module: nn.Module) -> LRPRuleError:
+def no_rule_error(name: str, module: nn.Module, rules: Rules | None = None) -> LRPRuleError:
     """The error for a leaf module that no rule covers."""
     label = f"{name!r}" if name else "the model itself"
+    if rules is not None and rules.attention:
+        covered = ("Conv1d/2d/3d and Linear, activations, BatchNorm, average pooling, LayerNorm, "
+                   "RMSNorm, Softmax, timm's LayerScale and the attention computed by "
+                   "F.scaled_dot_product_attention or nn.MultiheadAttention")
+    else:
+        covered = ("Conv1d/2d/3d and Linear, activations, BatchNorm, average pooling and (with "
+                   "canonize=True) torchvision ResNet blocks (transformers: composite='attnlrp' "
+                   "or 'cp_lrp')")
     return LRPRuleError(
         f"LRP has no rule for module {label} of type {type(module).__name__}; rules cover "
-        "Conv1d/2d/3d and Linear, activations, BatchNorm, average pooling and (with "
-        "canonize=True) torchvision ResNet blocks; max-pooling, dropout, Identity and Flatten "
-        "use their gradient")
+        f"{covered}; max-pooling, dropout, Identity and Flatten use their gradient")

@@ -33,6 +33,7 @@ from attribkit.torch.lrp.composites import (
     LRPRuleError,
     first_layer,
     no_rule_error,
+    transformer_leaf,
 )
 from attribkit.torch.lrp.rules import Affine, AffineRule, NormRule, PassRule, Rule, Rules
 
@@ -80,8 +81,10 @@ def plan(model: nn.Module, rules: Rules, *, canonize: bool) -> dict[nn.Module, F
             overrides[module] = _pass_forward(_out_of_place(module, forward))
         elif isinstance(module, AVGPOOLS):
             overrides[module] = _norm_forward(forward, rules.stabilizer)
+        elif rules.attention and transformer_leaf(module):
+            continue  # its functional calls meet the rules of transformer_mode
         elif not isinstance(module, GRADIENT):
-            raise no_rule_error(name, module)
+            raise no_rule_error(name, module, rules)
     return overrides
 
 

@@ -3,6 +3,10 @@
 The relevance at the output is the target score itself (``R_out = S_t(x)`` at the
 target logit, 0 elsewhere), so with LRP-0 rules and no biases the input relevance
 sums to the explained logit (conservation, Bach et al. 2015).
+
+On a transformer (a model with attention modules) the default composite,
+``epsilon_plus_flat``, is replaced by ``attnlrp``; the transformer composites run the
+model's forward under :func:`~attribkit.torch.lrp.transformer_mode.relevance_mode`.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from typing import Any
 
 import torch
 
-from attribkit.torch.lrp.composites import make_rules
+from attribkit.torch.lrp.composites import is_transformer, make_rules
 from attribkit.torch.lrp.engine import composite_applied
+from attribkit.torch.lrp.transformer_mode import relevance_mode
 from attribkit.torch.runner import torch_kernel
 from attribkit.torch.targets import ChunkTarget
 
@@ -24,12 +29,20 @@ def relevance(model: torch.nn.Module, inputs: torch.Tensor, target: ChunkTarget,
     ``params``: ``epsilon``, ``gamma``, ``alpha``, ``beta``, ``low``, ``high``,
     ``stabilizer`` (see :func:`~attribkit.torch.lrp.composites.make_rules`).
     """
-    rules = make_rules(composite, **params)
+    rules = make_rules(default_composite(model, composite), **params)
     with composite_applied(model, rules, canonize=canonize):
         x = inputs.detach().requires_grad_(True)
-        score = target.select(model(x))
+        with relevance_mode(model, rules):
+            scores = model(x)
+        score = target.select(scores)
         (grad,) = torch.autograd.grad(score, x, grad_outputs=score.detach())
     return grad
+
+
+def default_composite(model: torch.nn.Module, composite: str) -> str:
+    """``composite``, except the default ``epsilon_plus_flat`` on a transformer
+    (:func:`~attribkit.torch.lrp.composites.is_transformer`): ``attnlrp``."""
+    return "attnlrp" if composite == "epsilon_plus_flat" and is_transformer(model) else composite
 
 
 @torch_kernel(thread_safe=False)

@@ -362,11 +362,14 @@ class PassRule(torch.autograd.Function):
 @dataclasses.dataclass(frozen=True)
 class Rules:
     """The rules of a composite: for convolutions, for ``nn.Linear`` and for the first
-    layer (``first_types``: which layer types count as "first"), and the stabilizer of
-    the parameter-free layers."""
+    layer (``first_types``: which layer types count as "first"), the stabilizer of
+    the parameter-free layers, and ``attention``: ``None`` for a CNN composite, else
+    the transformer variant (``"attnlrp"``, ``"cp_lrp"``) whose functional operations
+    :mod:`attribkit.torch.lrp.transformer_mode` routes through rules."""
 
     conv: Rule
     linear: Rule
     first: Rule | None = None
     first_types: tuple[type, ...] = ()
     stabilizer: float = 1e-6
+    attention: str | None = None
