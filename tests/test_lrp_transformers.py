@@ -40,10 +40,10 @@ def randomised(model, seed=0, scale=0.5):
     return model
 
 
-def timm_vit(bias=True, seed=0):
+def timm_vit(bias=True, seed=0, **options):
     torch.manual_seed(seed)
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=16, patch_size=4,
-                              depth=2, embed_dim=16, num_heads=2, num_classes=5, qkv_bias=bias)
+                              depth=2, embed_dim=16, num_heads=2, num_classes=5, qkv_bias=bias, **options)
     return randomised(model.eval().double(), seed)
 
 
@@ -163,10 +163,10 @@ def test_lrp_defaults_to_attnlrp_on_a_transformer(images):
     torch.testing.assert_close(default.values, attn.values, rtol=0, atol=0)
 
 
-def conservative_vit():
+def conservative_vit(**options):
     """No biases anywhere, a zero class token and position embedding: every rule of
     CP-LRP (and every rule of AttnLRP except the softmax's) conserves relevance."""
-    model = timm_vit(bias=False)
+    model = timm_vit(bias=False, **options)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("bias") or name in ("cls_token", "pos_embed"):
@@ -174,8 +174,10 @@ def conservative_vit():
     return model
 
 
-def test_cp_lrp_conserves_relevance_on_a_bias_free_vit(images):
-    model = conservative_vit()
+@pytest.mark.parametrize("options", [{}, {"init_values": 0.5, "global_pool": "avg"}])
+def test_cp_lrp_conserves_relevance_on_a_bias_free_vit(images, options):
+    """Also with timm's LayerScale (x * gamma) and average pooling over the tokens."""
+    model = conservative_vit(**options)
     targets = torch.tensor([0, 3, 4])
     result = ak.explain(model, images, targets, method="lrp", composite="cp_lrp",
                         epsilon=TINY, stabilizer=TINY)
@@ -226,6 +228,46 @@ def test_torchvision_vit_equals_timm_with_the_same_weights(images):
         a = ak.explain(tv, images, target=3, method="lrp", composite=composite).values
         b = ak.explain(tm, images, target=3, method="lrp", composite=composite).values
         assert relative_difference(a, b) < 1e-9
+
+
+class GatedBlock(nn.Module):
+    """A LLaMA-like MLP block: RMSNorm, SiLU-gated product, residual sum, mean over the
+    tokens, a linear head."""
+
+    def __init__(self, width=6, hidden=10, classes=3):
+        super().__init__()
+        self.norm = nn.RMSNorm(width, eps=1e-6)
+        self.gate, self.up = nn.Linear(width, hidden), nn.Linear(width, hidden, bias=False)
+        self.down, self.head = nn.Linear(hidden, width, bias=False), nn.Linear(width, classes)
+
+    def forward(self, x):
+        u = self.norm(x)
+        x = x + self.down(F.silu(self.gate(u)) * self.up(u))
+        return self.head(x.mean(dim=1))
+
+
+def gated_reference(model, x, target):
+    """x * gradient with RMS detached, SiLU as the identity rule, the gated product
+    uniform."""
+    x = x.detach().requires_grad_(True)
+    norm = model.norm
+    u = x / x.pow(2).mean(-1, keepdim=True).add(norm.eps).sqrt().detach() * norm.weight.detach()
+    g = F.linear(u, model.gate.weight.detach(), model.gate.bias.detach())
+    a, b = g * (F.silu(g) / g).detach(), F.linear(u, model.up.weight.detach())
+    h = x + F.linear((a * b.detach() + a.detach() * b) / 2, model.down.weight.detach())
+    logit = F.linear(h.mean(dim=1), model.head.weight.detach(), model.head.bias.detach())[:, target]
+    (grad,) = torch.autograd.grad(logit.sum(), x)
+    return x.detach() * grad
+
+
+def test_rms_norm_and_a_gated_product_equal_the_reference():
+    torch.manual_seed(0)
+    model = randomised(GatedBlock().double())
+    x = torch.randn(2, 5, 6, dtype=torch.float64)
+    expected = gated_reference(model, x, 1)
+    result = ak.explain(model, x, target=1, method="lrp", composite="attnlrp", epsilon=TINY,
+                        stabilizer=TINY)
+    assert relative_difference(result.values, expected) < 1e-8
 
 
 class Squash(nn.Module):

@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from attribkit.torch.lrp.rules import Affine, stabilize
 
@@ -172,8 +171,3 @@ def normalization(x: Tensor, fn: Callable[[Tensor], Tensor], shape: Sequence[int
     if eps is None:
         eps = torch.finfo(x.dtype).eps
     return NormalizationRule.apply(x, fn, weight, dims, eps, centre, stabilizer)
-
-
-def layer_norm_fn(shape, weight, bias, eps) -> Callable[[Tensor], Tensor]:
-    """``x ↦ F.layer_norm(x, shape, weight, bias, eps)``."""
-    return lambda x: F.layer_norm(x, shape, weight, bias, eps)
