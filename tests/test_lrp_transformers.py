@@ -338,3 +338,28 @@ def test_where_the_rest_of_the_relevance_goes(images):
         total = result.values.sum().item() + parts["cls_token"] + parts["pos_embed"] + parts["biases"]
         assert abs(total - logit.item()) < 1e-8 * abs(logit.item())
         assert abs(result.values.sum().item() - logit.item()) > 0.1 * abs(logit.item())  # not vacuous
+
+
+def test_hugging_face_vit_sdpa_equals_eager_and_conserves_without_biases(images):
+    """transformers' ViT: its own GELU module, SDPA or eager attention (matmul, softmax
+    in float32); bias-free with a zero class token and position embedding, CP-LRP
+    conserves."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(image_size=16, patch_size=4, num_hidden_layers=2, num_attention_heads=2,
+                                    hidden_size=16, intermediate_size=32, num_labels=3)
+    values = {}
+    for attention in ("sdpa", "eager"):
+        config._attn_implementation = attention
+        torch.manual_seed(0)
+        model = randomised(transformers.ViTForImageClassification(config).eval().double())
+        with assert_model_untouched(model):
+            values[attention] = ak.explain(model, images, target=1, method="lrp").values
+    assert relative_difference(values["sdpa"], values["eager"]) < 1e-6
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or name.endswith("cls_token") or name.endswith("position_embeddings"):
+                p.zero_()
+        logits = model(images).logits[:, 1]
+    result = ak.explain(model, images, target=1, method="lrp", composite="cp_lrp", epsilon=TINY,
+                        stabilizer=TINY)
+    torch.testing.assert_close(result.values.sum(dim=(1, 2, 3)), logits, rtol=1e-6, atol=0)

@@ -60,6 +60,12 @@ TRANSFORMER_COMPOSITES = ("attnlrp", "cp_lrp")
 #: (``F.layer_norm``, ``F.rms_norm``, ``softmax``, timm's ``x * gamma``)
 TRANSFORMER_LEAVES: tuple[type, ...] = (nn.LayerNorm, nn.RMSNorm, nn.Softmax)
 TRANSFORMER_LEAF_NAMES = ("LayerScale",)  # timm's
+#: elementwise activation modules of Hugging Face transformers (``transformers.activations``),
+#: which pass relevance on under the transformer composites, as ``ACTIVATIONS`` do
+ACTIVATION_NAMES = ("GELUTanh", "NewGELUActivation", "GELUActivation", "SiLUActivation",
+                    "FastGELUActivation", "QuickGELUActivation", "ClippedGELUActivation",
+                    "AccurateGELUActivation", "MishActivation", "LinearActivation",
+                    "LaplaceActivation", "ReLUSquaredActivation", "PytorchGELUTanh")
 
 
 class LRPRuleError(AttribkitError, TypeError):
@@ -119,7 +125,8 @@ def no_rule_error(name: str, module: nn.Module, rules: Rules | None = None) -> L
     """The error for a leaf module that no rule covers."""
     label = f"{name!r}" if name else "the model itself"
     if rules is not None and rules.attention:
-        covered = ("Conv1d/2d/3d and Linear, activations, BatchNorm, average pooling, LayerNorm, "
+        covered = ("Conv1d/2d/3d and Linear, activations (also Hugging Face's), BatchNorm, "
+                   "average pooling, LayerNorm, "
                    "RMSNorm, Softmax, timm's LayerScale and the attention computed by "
                    "F.scaled_dot_product_attention or nn.MultiheadAttention")
     else:

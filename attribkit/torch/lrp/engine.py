@@ -24,6 +24,7 @@ from attribkit.torch.lrp.canonizers import (
     residual_blocks,
 )
 from attribkit.torch.lrp.composites import (
+    ACTIVATION_NAMES,
     ACTIVATIONS,
     AFFINE,
     AVGPOOLS,
@@ -77,7 +78,8 @@ def plan(model: nn.Module, rules: Rules, *, canonize: bool) -> dict[nn.Module, F
         elif isinstance(module, BATCHNORMS):
             merged_bn = module in merged_bns
             overrides[module] = merged_batchnorm_forward if merged_bn else _pass_forward(forward)
-        elif isinstance(module, ACTIVATIONS):
+        elif isinstance(module, ACTIVATIONS) or (rules.attention and
+                                                 type(module).__name__ in ACTIVATION_NAMES):
             overrides[module] = _pass_forward(_out_of_place(module, forward))
         elif isinstance(module, AVGPOOLS):
             overrides[module] = _norm_forward(forward, rules.stabilizer)

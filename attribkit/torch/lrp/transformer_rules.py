@@ -90,6 +90,11 @@ class ProductRule(torch.autograd.Function):
         live = ctx.needs_input_grad[:2]
         share = 0.5 if all(live) else 1.0
         s = grad / stabilize(z, ctx.stabilizer)
+        if ctx.fn in (torch.matmul, torch.bmm) and a.ndim >= 2 and b.ndim >= 2:
+            s.mul_(share)
+            r_a = _unbroadcast(s @ b.transpose(-2, -1), a.shape).mul_(a) if live[0] else None
+            r_b = _unbroadcast(a.transpose(-2, -1) @ s, b.shape).mul_(b) if live[1] else None
+            return r_a, r_b, None, None
         with torch.enable_grad():
             aa = a.detach().requires_grad_(live[0])
             bb = b.detach().requires_grad_(live[1])
