@@ -32,6 +32,12 @@ from attribkit.torch.lrp.rules import Affine, stabilize
 Tensor = torch.Tensor
 
 
+def _ratio(grad: Tensor, z: Tensor, eps: float) -> Tensor:
+    """``grad / stab(z)``, divided into the stabilised copy of ``z`` (one buffer)."""
+    d = stabilize(z, eps)
+    return torch.div(grad, d, out=d)
+
+
 def _unbroadcast(r: Tensor, shape: torch.Size) -> Tensor:
     """``r`` summed down to ``shape`` (the operand's, before broadcasting)."""
     return r if r.shape == shape else r.sum_to_size(shape)
@@ -62,9 +68,13 @@ class SumRule(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         a, b, z = ctx.saved_tensors
-        s = grad / stabilize(z, ctx.stabilizer)
+        s = _ratio(grad, z, ctx.stabilizer)
         r_a = _unbroadcast(a * s, a.shape) if ctx.needs_input_grad[0] else None
-        r_b = _unbroadcast(b * s * ctx.alpha, b.shape) if ctx.needs_input_grad[1] else None
+        if ctx.needs_input_grad[1]:
+            s = s.mul_(b) if s.shape == b.shape and r_a is None else s * b
+            r_b = _unbroadcast(s if ctx.alpha == 1 else s.mul_(ctx.alpha), b.shape)
+        else:
+            r_b = None
         return r_a, r_b, None, None
 
 
@@ -89,9 +99,10 @@ class ProductRule(torch.autograd.Function):
         a, b, z = ctx.saved_tensors
         live = ctx.needs_input_grad[:2]
         share = 0.5 if all(live) else 1.0
-        s = grad / stabilize(z, ctx.stabilizer)
+        s = _ratio(grad, z, ctx.stabilizer)
         if ctx.fn in (torch.matmul, torch.bmm) and a.ndim >= 2 and b.ndim >= 2:
-            s.mul_(share)
+            if share != 1.0:
+                s.mul_(share)
             r_a = _unbroadcast(s @ b.transpose(-2, -1), a.shape).mul_(a) if live[0] else None
             r_b = _unbroadcast(a.transpose(-2, -1) @ s, b.shape).mul_(b) if live[1] else None
             return r_a, r_b, None, None
@@ -134,8 +145,8 @@ class SoftmaxRule(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, s = ctx.saved_tensors
-        r = x * (grad - s * grad.sum(dim=ctx.dim, keepdim=True))
-        return torch.where(torch.isfinite(x), r, 0.0).to(x.dtype), None, None
+        r = torch.addcmul(grad, s, grad.sum(dim=ctx.dim, keepdim=True), value=-1).mul_(x)
+        return r.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0), None, None
 
 
 class NormalizationRule(torch.autograd.Function):
@@ -158,9 +169,9 @@ class NormalizationRule(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, y, sigma, weight = ctx.saved_tensors
-        t = grad / stabilize(y, ctx.stabilizer) / sigma
+        t = _ratio(grad, y, ctx.stabilizer).div_(sigma)
         if weight is not None:
-            t = t * weight
+            t = t.mul_(weight)
         if ctx.centre:
             t = t - t.mean(dim=ctx.axes, keepdim=True)
         return x * t, None, None, None, None, None, None
