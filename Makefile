@@ -47,5 +47,15 @@ bench-kernels: $(STAMP)
 bench-gpu: $(STAMP)
 	PYTHON=$(PY) benchmarks/gpu.sh $(GPU_ARGS)
 
+# optional, not needed by `make test`: a second virtualenv with transformers<5 (LXT 2.1's tested
+# 4.52.4) for LXT's LLaMA / GPT-2 patches, the reference of tests/lxt_reference/run_lxt_llm.py
+LXT_VENV ?= .venv-lxt
+.PHONY: lxt-venv
+lxt-venv:
+	test -x $(LXT_VENV)/bin/python || $(PYTHON) -m venv $(LXT_VENV)
+	$(LXT_VENV)/bin/python tools/choose_torch.py install --python $(LXT_VENV)/bin/python --spec "$(TORCH_SPEC)" --index "$(TORCH_INDEX)"
+	$(LXT_VENV)/bin/python -m pip install --quiet numpy "transformers==4.52.4" tabulate
+	$(LXT_VENV)/bin/python -m pip install --quiet --no-deps "lxt==2.1"
+
 clean:
 	rm -rf $(VENV) $(OUT) bench-out .pytest_cache .benchmarks
