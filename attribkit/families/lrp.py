@@ -29,6 +29,8 @@ SPEC = MethodSpec(
     output="pixel",
     sign="signed",
     options=OPTIONS,
+    text="attribkit.text.lrp:lrp",
+    text_options={"composite": "attnlrp", "epsilon": 1e-6, "stabilizer": 1e-6},
     reference="Bach et al. 2015, On Pixel-Wise Explanations for Non-Linear Classifier Decisions "
               "by Layer-Wise Relevance Propagation, PLoS ONE 10(7):e0130140; composites as in "
               "Zennit (Anders et al. 2021, arXiv:2106.13200)",

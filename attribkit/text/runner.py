@@ -84,7 +84,7 @@ def explain_text(model: Any, inputs: Any, target: Any, *, spec: MethodSpec, batc
         values=matrix.sum(1), method=spec.name,
         target=None if plan.classes is None else plan.classes.cpu(),
         meta={"options": bound, "batch_size": batch_size, "embedding": text_model.embedding_name,
-              "kind": plan.kind, "score": plan.score if continuation else "logit",
+              "kind": plan.kind, "score": getattr(kernel, "score", plan.score) if continuation else "logit",
               **({"continuation": [r[m].tolist() for r, m in zip(plan.outputs.cpu(), plan.out_mask.cpu())]}
                  if continuation else {})},
         tokens=batch.tokens, mask=keep.cpu(), special=batch.special.cpu(),

@@ -1,0 +1,150 @@
+"""LRP through language models (AttnLRP, CP-LRP), the text kernel of ``lrp``.
+
+Under the transformer composites of :mod:`attribkit.torch.lrp` (``attnlrp``: Achtibat
+et al. 2024, arXiv:2402.05602; ``cp_lrp``: Ali et al. 2022), applied to the user's model
+for the call: one forward with the token embeddings (the embedding layer's output) as
+the leaf, then one backward per output token, starting from the explained **logit**
+itself (``R = logit`` at that logit, 0 elsewhere). The engine's rules send relevance, not
+gradients, backwards, so what reaches the embeddings is the relevance ``R_td``; a
+token's relevance is ``Σ_d R_td``, which is LXT's ``Σ_d E_td · ∂̃s/∂E_td`` (its rules are
+written as modified gradients, ``input × gradient`` being the relevance).
+
+On a causal LM the explained quantity is the logit of each output token (as LXT does),
+whatever ``score`` asks: a log-probability or probability is not a single logit (it
+subtracts the log-sum over the vocabulary) and LRP's rules start from one output
+neuron. The result's ``meta["score"]`` says ``"logit"``.
+
+Hugging Face layers beyond the engine's (its module rules cover ``nn.Linear``,
+LayerNorm, activations; its call-scoped mode the attention, sums, products, softmax):
+
+- ``nn.Embedding`` and rotary-embedding modules: lookups of frozen weights (constants:
+  the token embeddings are replaced by the leaf; positions get no relevance);
+- transformers' ``Conv1D`` (GPT-2: ``x @ W + b``): an affine layer with the composite's
+  linear rule;
+- RMSNorm modules written by hand (``LlamaRMSNorm`` and its kind: ``weight`` and
+  ``variance_epsilon`` or ``eps``): the RMS normalisation with ``σ`` constant, as
+  ``F.rms_norm``.
+
+Any other leaf module goes to the engine's plan, so an unknown layer is still a named
+:class:`~attribkit.torch.lrp.composites.LRPRuleError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from attribkit.errors import InvalidOptionError
+from attribkit.text.model import TextModel
+from attribkit.text.runner import text_kernel
+from attribkit.text.targets import TextPlan
+from attribkit.torch.lrp.composites import TRANSFORMER_COMPOSITES, LRPRuleError, make_rules, no_rule_error
+from attribkit.torch.lrp.engine import overridden, plan
+from attribkit.torch.lrp.rules import Affine, AffineRule, Rules
+from attribkit.torch.lrp.transformer_mode import relevance_mode
+from attribkit.torch.lrp.transformer_rules import normalization
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+class TransposedLinear(Affine):
+    """transformers' ``Conv1D``, ``y = x @ W + b`` with ``W`` of shape ``(in, out)``, as an
+    :class:`~attribkit.torch.lrp.rules.Affine` for the linear rules."""
+
+    def __init__(self, module: nn.Module) -> None:  # noqa: D107 - Affine's fields
+        self.module = module
+        self.weight = module.weight.detach()
+        self.bias = None if module.bias is None else module.bias.detach()
+        self.is_linear = True
+
+    def forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """``x @ weight + bias``."""
+        y = x @ weight
+        return y if bias is None else y + bias
+
+    def transpose(self, s: torch.Tensor, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``s @ weightᵀ``."""
+        return s @ weight.T
+
+
+def _is_rms_norm(module: nn.Module) -> bool:
+    return (type(module).__name__.endswith("RMSNorm") and isinstance(getattr(module, "weight", None), torch.Tensor)
+            and isinstance(getattr(module, "variance_epsilon", getattr(module, "eps", None)), float))
+
+
+def _rms_forward(module: nn.Module, stabilizer: float) -> Forward:
+    fn = module.forward
+    weight = module.weight.detach()
+    eps = getattr(module, "variance_epsilon", getattr(module, "eps", None))
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return normalization(x, fn, weight.shape, weight, eps, centre=False, stabilizer=stabilizer)
+    return forward
+
+
+def _affine_forward(layer: Affine, rules: Rules) -> Forward:
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return AffineRule.apply(x, layer, rules.linear)
+    return forward
+
+
+def text_overrides(model: nn.Module, rules: Rules) -> dict[nn.Module, Forward]:
+    """The forward override of every leaf module of a language model that needs one
+    (see the module docstring), or :class:`LRPRuleError` naming the first leaf no rule
+    covers."""
+    overrides: dict[nn.Module, Forward] = {}
+    for name, module in model.named_modules():
+        if next(module.children(), None) is not None:
+            continue
+        kind = type(module).__name__
+        if isinstance(module, nn.Embedding) or kind.endswith("RotaryEmbedding"):
+            continue
+        if kind == "Conv1D" and isinstance(getattr(module, "weight", None), torch.Tensor):
+            overrides[module] = _affine_forward(TransposedLinear(module), rules)
+        elif _is_rms_norm(module):
+            overrides[module] = _rms_forward(module, rules.stabilizer)
+        else:
+            try:
+                overrides.update(plan(module, rules, canonize=False))
+            except LRPRuleError:
+                raise no_rule_error(name, module, rules) from None
+    return overrides
+
+
+def check_options(_model: TextModel, *, composite: str = "attnlrp", epsilon: float = 1e-6,
+                  stabilizer: float = 1e-6) -> None:
+    """``InvalidOptionError`` for a composite that is not a transformer composite, or a bad
+    ``epsilon`` / ``stabilizer``."""
+    if composite not in TRANSFORMER_COMPOSITES:
+        raise InvalidOptionError(f"LRP on text takes composite= {' or '.join(map(repr, TRANSFORMER_COMPOSITES))}, "
+                                 f"got {composite!r} (the CNN composites have no rules for attention)")
+    make_rules(composite, epsilon=epsilon, stabilizer=stabilizer)
+
+
+@text_kernel(thread_safe=False, check=check_options)
+def lrp(model: TextModel, plan: TextPlan, *, composite: str = "attnlrp", epsilon: float = 1e-6,
+        stabilizer: float = 1e-6) -> torch.Tensor:
+    """Relevance of each token for each explained logit of the rows, ``(b, width, L)``: one
+    forward under ``composite`` (``"attnlrp"`` or ``"cp_lrp"``; ``epsilon`` for the linear
+    layers, ``stabilizer`` for sums, products and normalisations), one backward per output
+    token (see the module docstring)."""
+    check_options(model, composite=composite, epsilon=epsilon, stabilizer=stabilizer)
+    rules = make_rules(composite, epsilon=epsilon, stabilizer=stabilizer)
+    embeds = model.embed(plan.ids, plan.mask).detach().requires_grad_()
+    logit_plan = dataclasses.replace(plan, score="logit")
+    with overridden(text_overrides(model.model, rules)):
+        with relevance_mode(model.model, rules):
+            output = model(plan.ids, plan.mask, embeds)
+        scores = logit_plan.scores(output)
+        parts = []
+        for j in range(scores.shape[1]):
+            (grad,) = torch.autograd.grad(scores[:, j], embeds, grad_outputs=scores[:, j].detach(),
+                                          retain_graph=j + 1 < scores.shape[1], allow_unused=True)
+            parts.append(embeds.new_zeros(embeds.shape[:2]) if grad is None else grad.sum(-1))
+    return torch.stack(parts, 1)
+
+
+lrp.score = "logit"  # what the result's meta reports for a continuation (see the module docstring)

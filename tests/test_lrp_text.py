@@ -1,0 +1,300 @@
+"""LRP on text (AttnLRP, CP-LRP): equal to a reference written here, conservation,
+batching, the model untouched, clear errors.
+
+The reference re-implements tiny BERT and GPT-2 models by hand (explicit softmax, the
+Hugging Face weights) and applies the published rules in the "input x gradient" form
+(as LXT writes them): each rule is a change of the forward's gradient such that
+``input * gradient`` is the relevance. LRP-0 on linear layers and sums is the plain
+gradient; LayerNorm with its standard deviation detached; GELU and tanh as
+``x * (f(x) / x).detach()`` (the identity rule); the products ``Q Kᵀ`` and ``A V`` as
+``(a @ b.detach() + a.detach() @ b) / 2`` (the uniform rule); the softmax with its own
+gradient, which in this form is the Taylor rule ``x ⊙ (R - s ΣR)``; CP-LRP: ``A``
+detached. The engine instead sends relevance through autograd functions, on the fused
+(SDPA) models.
+"""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import attribkit as ak
+from attribkit.errors import InvalidOptionError
+from attribkit.testing import assert_model_untouched
+from attribkit.text.testing import tiny_bert_classifier, tiny_gpt2, tiny_llama, word_tokenizer
+from attribkit.torch.lrp.composites import LRPRuleError
+
+TINY = 1e-12  # epsilon and stabilizer: LRP-0 in float64
+TEXTS = ["the cat sat on the mat", "a dog ran"]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return word_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def btok():
+    return word_tokenizer(cls_sep=True)
+
+
+def randomised(model, seed=0, scale=0.4, biases=True, positions=True):
+    """Every parameter random in float64 (the configs initialise with std 0.02 and biases
+    to 0, which would hide mistakes); ``biases=False`` zeroes every bias, ``positions=False``
+    the position and token-type embeddings."""
+    gen = torch.Generator().manual_seed(seed)
+    model = model.double()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=gen, dtype=p.dtype) * scale
+            norm = "LayerNorm" in name or ".ln_" in name or "norm" in name
+            p.copy_(1 + noise if norm and name.endswith("weight") else noise)
+            if (not biases and name.endswith("bias")) or (not positions and (
+                    "position_embeddings" in name or "token_type" in name or name.endswith("wpe.weight"))):
+                p.zero_()
+    return model
+
+
+def twin(make, tokenizer, **options):
+    """The same random weights with SDPA (what attribkit runs) and eager attention."""
+    fused = randomised(make(tokenizer), **options)
+    eager = randomised(make(tokenizer), **options)
+    eager.set_attn_implementation("eager")
+    return fused, eager
+
+
+# ------------------------------------------------------------------ the reference
+
+
+def linear(x, layer, transposed=False):
+    weight = layer.weight if not transposed else layer.weight.T
+    return F.linear(x, weight, layer.bias)
+
+
+def layer_norm(x, norm):
+    centred = x - x.mean(-1, keepdim=True)
+    sigma = (centred.pow(2).mean(-1, keepdim=True) + norm.eps).sqrt()
+    return centred / sigma.detach() * norm.weight + norm.bias
+
+
+def identity(fn, x):
+    return x * (fn(x) / x).detach()
+
+
+def uniform(a, b):
+    return (a @ b.detach() + a.detach() @ b) / 2
+
+
+def attention(q, k, v, composite, causal):
+    logits = uniform(q, k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+    if causal:
+        n = q.shape[-2]
+        logits = logits.masked_fill(~torch.ones(n, n, dtype=torch.bool).tril(), float("-inf"))
+    probs = logits.softmax(-1)
+    if composite == "cp_lrp":
+        return probs.detach() @ v
+    return uniform(probs, v)
+
+
+def heads(x, n):
+    b, t, d = x.shape
+    return x.view(b, t, n, d // n).transpose(1, 2)
+
+
+def merged(x):
+    b, n, t, h = x.shape
+    return x.transpose(1, 2).reshape(b, t, n * h)
+
+
+def bert_logits(model, embeds, composite):
+    emb = model.bert.embeddings
+    t = embeds.shape[1]
+    x = embeds + emb.position_embeddings.weight[:t] + emb.token_type_embeddings.weight[0]
+    x = layer_norm(x, emb.LayerNorm)
+    for layer in model.bert.encoder.layer:
+        a = layer.attention.self
+        n = model.config.num_attention_heads
+        q, k, v = (heads(linear(x, m), n) for m in (a.query, a.key, a.value))
+        out = linear(merged(attention(q, k, v, composite, causal=False)), layer.attention.output.dense)
+        x = layer_norm(out + x, layer.attention.output.LayerNorm)
+        h = identity(F.gelu, linear(x, layer.intermediate.dense))
+        x = layer_norm(linear(h, layer.output.dense) + x, layer.output.LayerNorm)
+    pooled = identity(torch.tanh, linear(x[:, 0], model.bert.pooler.dense))
+    return linear(pooled, model.classifier)
+
+
+def gpt2_logits(model, embeds, composite):
+    tr = model.transformer
+    n = model.config.n_head
+    x = embeds + tr.wpe.weight[:embeds.shape[1]]
+    for block in tr.h:
+        qkv = linear(layer_norm(x, block.ln_1), block.attn.c_attn, transposed=True)
+        q, k, v = (heads(part, n) for part in qkv.split(x.shape[-1], dim=-1))
+        x = x + linear(merged(attention(q, k, v, composite, causal=True)), block.attn.c_proj, transposed=True)
+        h = identity(lambda z: F.gelu(z, approximate="tanh"),
+                     linear(layer_norm(x, block.ln_2), block.mlp.c_fc, transposed=True))
+        x = x + linear(h, block.mlp.c_proj, transposed=True)
+    return F.linear(layer_norm(x, tr.ln_f), model.lm_head.weight)
+
+
+def reference(forward, model, ids, composite, read):
+    """``Σ_d E ⊙ ∂̃s/∂E`` per token, for the score ``read(logits)``."""
+    embeds = model.get_input_embeddings().weight[ids].detach().requires_grad_()
+    score = read(forward(model, embeds, composite))
+    (grad,) = torch.autograd.grad(score, embeds)
+    return (embeds * grad).sum(-1)[0].detach()
+
+
+def ids_of(tokenizer, text):
+    return tokenizer([text], return_tensors="pt")["input_ids"]
+
+
+def relative(a, b):
+    return float((a - b).abs().max() / b.abs().max())
+
+
+# ------------------------------------------------------------------ tests
+
+
+@pytest.mark.parametrize("composite", ["attnlrp", "cp_lrp"])
+def test_bert_equals_reference(btok, composite):
+    fused, eager = twin(tiny_bert_classifier, btok)
+    ids = ids_of(btok, TEXTS[0])
+    ref = reference(bert_logits, eager, ids, composite, lambda out: out[0, 2])
+    assert torch.allclose(bert_logits(eager, eager.get_input_embeddings().weight[ids], composite),
+                          eager(ids).logits)  # the hand-written forward is the model's
+    result = ak.explain(fused, TEXTS[:1], 2, method="lrp", composite=composite, tokenizer=btok,
+                        epsilon=TINY, stabilizer=TINY)
+    assert relative(result.values[0], ref) < 1e-9
+    assert ref[1:-1].abs().max() > 0.01 * ref.abs().max()  # not all on [CLS]
+
+
+@pytest.mark.parametrize("composite", ["attnlrp", "cp_lrp"])
+def test_gpt2_equals_reference_per_output_token(tok, composite):
+    fused, eager = twin(tiny_gpt2, tok)
+    prompt, continuation = TEXTS[0], "on the rug"
+    full = ids_of(tok, f"{prompt} {continuation}")
+    n = ids_of(tok, prompt).shape[1]
+    assert torch.allclose(gpt2_logits(eager, eager.get_input_embeddings().weight[full], "attnlrp"),
+                          eager(full).logits)
+    result = ak.explain(fused, [prompt], ak.Continuation(continuation), method="lrp", composite=composite,
+                        tokenizer=tok, epsilon=TINY, stabilizer=TINY)
+    assert result.meta["score"] == "logit"
+    for j in range(3):  # output token j: the logit of full[n + j] at position n + j - 1
+        ref = reference(gpt2_logits, eager, full, composite,
+                        lambda out, j=j: out[0, n + j - 1, full[0, n + j]])
+        assert relative(result.matrix[0, j, :n], ref[:n]) < 1e-9
+    assert torch.allclose(result.values, result.matrix.sum(1))
+
+
+@pytest.mark.parametrize("make", [tiny_gpt2, tiny_llama])
+def test_conservation_without_biases_exact(tok, make):
+    """CP-LRP with no biases and no position embeddings (LLaMA has neither; rotary
+    positions touch only Q and K, which get no relevance with A constant): the tokens'
+    relevance sums to the explained logit (to float32's precision on LLaMA, whose
+    RMSNorm computes in float32)."""
+    model = randomised(make(tok), biases=False, positions=False)
+    ids = ids_of(tok, TEXTS[0])
+    result = ak.explain(model, ids, 7, method="lrp", composite="cp_lrp", tokenizer=tok,
+                        epsilon=TINY, stabilizer=TINY)
+    logit = float(model(ids).logits[0, -1, 7].detach())
+    tolerance = 1e-6 if make is tiny_llama else 1e-9
+    assert abs(float(result.values.sum()) - logit) < tolerance * abs(logit)
+
+
+def test_conservation_bert_without_biases(btok):
+    model = randomised(tiny_bert_classifier(btok), biases=False, positions=False)
+    result = ak.explain(model, TEXTS[:1], 1, method="lrp", composite="cp_lrp", tokenizer=btok,
+                        epsilon=TINY, stabilizer=TINY)
+    logit = float(model(ids_of(btok, TEXTS[0])).logits[0, 1].detach())
+    assert abs(float(result.values.sum()) - logit) < 1e-9 * abs(logit)
+
+
+def test_biases_take_relevance(tok):
+    """With biases and position embeddings the tokens do not receive the whole logit
+    (the check above can fail)."""
+    model = randomised(tiny_gpt2(tok))
+    ids = ids_of(tok, TEXTS[0])
+    result = ak.explain(model, ids, 7, method="lrp", composite="cp_lrp", tokenizer=tok)
+    logit = float(model(ids).logits[0, -1, 7].detach())
+    assert abs(float(result.values.sum()) - logit) > 1e-3 * abs(logit)
+
+
+@pytest.mark.parametrize("make", [tiny_gpt2, tiny_llama])
+def test_batched_with_padding_equals_one_at_a_time(tok, make):
+    model = randomised(make(tok))
+    target = ak.Continuation(["on the rug", "under"])
+    both = ak.explain(model, TEXTS, target, method="lrp", tokenizer=tok)
+    for i, text in enumerate(TEXTS):
+        one = ak.explain(model, [text], ak.Continuation([target.continuation[i]]), method="lrp", tokenizer=tok)
+        n = one.values.shape[1]
+        assert torch.allclose(both.values[i, :n], one.values[0], rtol=1e-9, atol=1e-12)
+        assert torch.equal(both.values[i, n:], torch.zeros_like(both.values[i, n:]))
+        assert torch.isfinite(both.values).all()
+
+
+def test_bert_batched_equals_one_at_a_time(btok):
+    model = randomised(tiny_bert_classifier(btok))
+    both = ak.explain(model, TEXTS, [0, 2], method="lrp", tokenizer=btok)
+    for i, text in enumerate(TEXTS):
+        one = ak.explain(model, [text], [0, 2][i], method="lrp", tokenizer=btok)
+        n = one.values.shape[1]
+        assert torch.allclose(both.values[i, :n], one.values[0], rtol=1e-9, atol=1e-12)
+
+
+def test_llama_float32_default_options(tok):
+    """LLaMA in float32 with the defaults (attnlrp): RMSNorm, rotary positions, SwiGLU,
+    grouped-query SDPA; finite, and the composites differ."""
+    model = tiny_llama(tok)
+    with assert_model_untouched(model):
+        a = ak.explain(model, TEXTS, "on", method="lrp", tokenizer=tok)
+        c = ak.explain(model, TEXTS, "on", method="lrp", composite="cp_lrp", tokenizer=tok)
+    assert a.meta["options"]["composite"] == "attnlrp"
+    assert torch.isfinite(a.values).all() and not torch.allclose(a.values, c.values)
+
+
+@pytest.mark.parametrize("make", [tiny_gpt2, tiny_bert_classifier])
+def test_model_untouched(tok, btok, make):
+    tokenizer = btok if make is tiny_bert_classifier else tok
+    model = make(tokenizer)
+    with assert_model_untouched(model):
+        ak.explain(model, TEXTS, None, method="lrp", tokenizer=tokenizer)
+
+
+def test_cnn_composite_refused_before_any_forward(tok):
+    model = tiny_gpt2(tok)
+    calls = []
+    handle = model.register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        with assert_model_untouched(model), pytest.raises(InvalidOptionError, match="epsilon_plus_flat"):
+            ak.explain(model, TEXTS, "on", method="lrp", composite="epsilon_plus_flat", tokenizer=tok)
+        with pytest.raises(InvalidOptionError, match="epsilon"):
+            ak.explain(model, TEXTS, "on", method="lrp", epsilon=-1.0, tokenizer=tok)
+        with pytest.raises(InvalidOptionError, match="gamma"):
+            ak.explain(model, TEXTS, "on", method="lrp", gamma=0.5, tokenizer=tok)
+    finally:
+        handle.remove()
+    assert calls == []
+
+
+def test_unknown_layer_is_named(tok):
+    class Odd(torch.nn.Module):
+        def forward(self, x):
+            return x
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lm = tiny_gpt2(tok)
+            self.odd = Odd()
+
+        def get_input_embeddings(self):
+            return self.lm.get_input_embeddings()
+
+        def forward(self, input_ids, attention_mask=None):
+            return self.lm(input_ids, attention_mask=attention_mask).logits
+
+    model = Wrapped()
+    with assert_model_untouched(model), pytest.raises(LRPRuleError, match="'odd' of type Odd"):
+        ak.explain(model, TEXTS, "on", method="lrp", tokenizer=tok)
