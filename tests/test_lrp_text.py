@@ -138,6 +138,36 @@ def gpt2_logits(model, embeds, composite):
     return F.linear(layer_norm(x, tr.ln_f), model.lm_head.weight)
 
 
+def rms_norm(x, norm):
+    return x / (x.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon).sqrt().detach() * norm.weight
+
+
+def llama_logits(model, embeds, composite):
+    """LLaMA: RMSNorm, rotary positions (linear in Q and K: their plain gradient),
+    grouped-query attention, SwiGLU with SiLU's identity rule and the uniform rule on the
+    gated product."""
+    body, config = model.model, model.config
+    n, groups = config.num_attention_heads, config.num_key_value_heads
+    cos, sin = (t[:, None] for t in body.rotary_emb(embeds, torch.arange(embeds.shape[1])[None]))
+
+    def rotary(x):
+        half = x.shape[-1] // 2
+        return x * cos + torch.cat((-x[..., half:], x[..., :half]), -1) * sin
+
+    x = embeds
+    for layer in body.layers:
+        a, mlp = layer.self_attn, layer.mlp
+        h = rms_norm(x, layer.input_layernorm)
+        q, k = rotary(heads(linear(h, a.q_proj), n)), rotary(heads(linear(h, a.k_proj), groups))
+        v = heads(linear(h, a.v_proj), groups)
+        k, v = (t.repeat_interleave(n // groups, 1) for t in (k, v))
+        x = x + linear(merged(attention(q, k, v, composite, causal=True)), a.o_proj)
+        h = rms_norm(x, layer.post_attention_layernorm)
+        gate, up = identity(F.silu, linear(h, mlp.gate_proj)), linear(h, mlp.up_proj)
+        x = x + linear((gate * up.detach() + gate.detach() * up) / 2, mlp.down_proj)
+    return F.linear(rms_norm(x, body.norm), model.lm_head.weight)
+
+
 def reference(forward, model, ids, composite, read):
     """``Σ_d E ⊙ ∂̃s/∂E`` per token, for the score ``read(logits)``."""
     embeds = model.get_input_embeddings().weight[ids].detach().requires_grad_()
@@ -186,6 +216,19 @@ def test_gpt2_equals_reference_per_output_token(tok, composite):
                         lambda out, j=j: out[0, n + j - 1, full[0, n + j]])
         assert relative(result.matrix[0, j, :n], ref[:n]) < 1e-9
     assert torch.allclose(result.values, result.matrix.sum(1))
+
+
+@pytest.mark.parametrize("composite", ["attnlrp", "cp_lrp"])
+def test_llama_equals_reference(tok, composite):
+    """LlamaRMSNorm computes in float32, so the models agree to float32's precision."""
+    fused, eager = twin(tiny_llama, tok)
+    ids = ids_of(tok, TEXTS[0])
+    assert torch.allclose(llama_logits(eager, eager.get_input_embeddings().weight[ids], composite),
+                          eager(ids).logits, rtol=1e-5, atol=1e-6)
+    ref = reference(llama_logits, eager, ids, composite, lambda out: out[0, -1, 7])
+    result = ak.explain(fused, ids, 7, method="lrp", composite=composite, tokenizer=tok,
+                        epsilon=TINY, stabilizer=TINY)
+    assert relative(result.values[0], ref) < 1e-5
 
 
 @pytest.mark.parametrize("make", [tiny_gpt2, tiny_llama])
