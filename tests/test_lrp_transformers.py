@@ -270,6 +270,45 @@ def test_rms_norm_and_a_gated_product_equal_the_reference():
     assert relative_difference(result.values, expected) < 1e-8
 
 
+class Rotated(nn.Module):
+    """A rotary-embedding-like step: ``x * cos + cat(-x2, x1) * sin`` (negation,
+    products with constants, a sum)."""
+
+    def __init__(self, width=4):
+        super().__init__()
+        self.cos, self.sin = torch.linspace(0.2, 1.0, width), torch.linspace(1.0, -0.5, width)
+        self.head = nn.Linear(width, 2, bias=False)
+
+    def forward(self, x):
+        half = x.shape[-1] // 2
+        rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+        return self.head((x * self.cos.to(x) + rotated * self.sin.to(x)).mean(dim=1))
+
+
+def test_negation_passes_relevance_on():
+    """The gradient would flip the sign of the relevance through ``-x``; LRP keeps it
+    (reference: input x gradient, which is LRP-0 for this linear model), and it is
+    conserved (no biases)."""
+    torch.manual_seed(0)
+    model = Rotated().double()
+    x = torch.randn(2, 3, 4, dtype=torch.float64)
+    result = ak.explain(model, x, target=1, method="lrp", composite="attnlrp", epsilon=TINY,
+                        stabilizer=TINY)
+    xx = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(xx)[:, 1].sum(), xx)
+    assert relative_difference(result.values, grad * x) < 1e-8
+
+
+class FunctionalConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(2, 3, 3, 3))
+        self.act = nn.GELU()
+
+    def forward(self, x):
+        return self.act(F.conv2d(x, self.weight)).mean(dim=(2, 3))
+
+
 class Squash(nn.Module):
     def forward(self, x):
         return x.exp()
@@ -295,6 +334,9 @@ def test_an_operation_without_a_rule_is_named():
     model = ExpBlock().double().eval()
     with assert_model_untouched(model), pytest.raises(LRPRuleError, match=r"torch\.exp"):
         ak.explain(model, torch.randn(2, 3, 4, dtype=torch.float64), target=0, method="lrp")
+    conv = FunctionalConv()
+    with assert_model_untouched(conv), pytest.raises(LRPRuleError, match="conv2d"):
+        ak.explain(conv, torch.randn(1, 3, 8, 8), target=0, method="lrp", composite="cp_lrp")
 
 
 def test_cnn_composites_still_refuse_a_layer_norm(images):

@@ -18,7 +18,7 @@ such call whose operands depend on the input through the rules of
 * softmax: the AttnLRP Taylor rule, or (CP-LRP) its output held constant;
 * ``F.layer_norm`` / ``F.rms_norm``: the normalisation with ``σ`` constant;
 * ``F.linear`` without a module: the composite's linear rule;
-* elementwise activations (GELU, SiLU, ...): relevance passed on;
+* elementwise activations (GELU, SiLU, ...) and negation: relevance passed on;
 * means, sums, average pooling: the epsilon rule of a parameter-free linear map;
 * an operation with no rule that would change relevance (``exp``, ``sqrt``, a division
   by a live tensor, an in-place update): :class:`LRPRuleError`, naming it.
@@ -61,6 +61,7 @@ MATMUL = {torch.matmul, T.matmul, T.__matmul__, torch.bmm, T.bmm}
 SOFTMAX = {torch.softmax, T.softmax, F.softmax}
 PASS = {F.gelu, F.silu, F.relu, torch.relu, T.relu, F.elu, F.leaky_relu, F.hardswish, F.mish,
         F.softplus, torch.tanh, T.tanh, F.tanh, torch.sigmoid, T.sigmoid, F.sigmoid, F.relu6}
+NEG = {torch.neg, T.neg, T.__neg__, torch.negative, T.negative}
 MEANS = {torch.mean, T.mean, torch.sum, T.sum, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
          F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d}
 #: operations that change relevance and have no rule here
@@ -69,7 +70,10 @@ NO_RULE = {torch.exp, T.exp, torch.log, T.log, torch.pow, T.pow, T.__pow__, T.__
            T.var, torch.std, T.std, torch.var_mean, F.normalize, F.group_norm, F.batch_norm,
            F.instance_norm, F.log_softmax, torch.log_softmax, T.log_softmax, T.__rtruediv__,
            T.add_, T.sub_, T.mul_, T.div_, T.relu_, torch.relu_,
-           T.addmm, torch.addmm, torch.baddbmm, T.baddbmm}
+           T.addmm, torch.addmm, torch.baddbmm, T.baddbmm, F.conv1d, F.conv2d, F.conv3d,
+           F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d, torch.cumsum, T.cumsum,
+           F.interpolate, torch.lerp, T.lerp, torch.addcmul, T.addcmul, torch.addcdiv, T.addcdiv,
+           torch.abs, T.abs, T.__abs__, torch.erf, T.erf, torch.sin, torch.cos, T.sin, T.cos}
 _LAYER_NORM = inspect.signature(F.layer_norm)
 _RMS_NORM = inspect.signature(F.rms_norm)
 
@@ -149,6 +153,8 @@ class RelevanceMode(AttentionRecorder):
             a = inspect.signature(lambda input, weight, bias=None: None).bind(*args, **kwargs).arguments
             return AffineRule.apply(a["input"], FunctionalLinear(a["weight"], a.get("bias")),
                                     self.rules.linear)
+        if func in NEG:  # z = -x: the epsilon rule of a diagonal map, R passed on
+            return ScaleRule.apply(args[0], lambda t: func(t))
         if func in PASS and _live(args[0]):
             options = {k: v for k, v in kwargs.items() if k != "inplace"}
             return PassRule.apply(args[0], lambda t: func(t, *args[1:], **options))
