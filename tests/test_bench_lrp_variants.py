@@ -69,3 +69,15 @@ def test_a_cnn_composite_asked_for_on_a_vit_gives_its_error_in_every_row(tmp_pat
     for metric in ("speed", "relevance_mass_accuracy"):
         error = scored["lrp.epsilon_gamma_box", metric]["error"]
         assert error.startswith("LRPRuleError") and "LayerNorm" in error
+
+
+def test_an_error_row_first_leaves_the_arrows_and_the_best_right():
+    # the ViT bench's first method (ablationcam) has error rows: the direction comes from the others
+    from attribkit.bench.report import markdown
+
+    records = [{"method": "a_fails", "metric": "deletion_auc", "error": "LayerError: no (B, C, h, w) layer"},
+               *({"method": m, "metric": "deletion_auc", "mean": v, "sem": 0.01, "n": 4, "higher_is_better": False}
+                 for m, v in (("b", 0.2), ("c", 0.6)))]
+    text = markdown(records)
+    assert "deletion_auc ↓" in text and "**0.200" in text and "**0.600" not in text
+    assert "| a_fails | error |" in text

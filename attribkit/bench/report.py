@@ -53,7 +53,8 @@ def markdown(records: list[dict], title: str = "attribkit benchmark", note: str 
     lines = [f"# {title}", ""] + ([note, ""] if note else [])
     header = ["method"]
     for name in metrics:
-        higher = next((c[name].get("higher_is_better", True) for c in cells.values() if name in c), True)
+        higher = next((c[name]["higher_is_better"] for c in cells.values()
+                       if "higher_is_better" in c.get(name, {})), True)  # not an error row's
         header.append(f"{name} {'↑' if higher else '↓'}")
     timed = any(r["metric"] == "speed" for r in records)  # the text task times nothing: no speed columns
     if timed:
@@ -62,7 +63,8 @@ def markdown(records: list[dict], title: str = "attribkit benchmark", note: str 
     best = {}
     for name in metrics:
         values = {m: cells[m].get(name, {}).get("mean") for m in methods}
-        higher = next((c[name].get("higher_is_better", True) for c in cells.values() if name in c), True)
+        higher = next((c[name]["higher_is_better"] for c in cells.values()
+                       if "higher_is_better" in c.get(name, {})), True)  # not an error row's
         best[name] = _best(values, higher)
     for m in methods:
         row = [m]
