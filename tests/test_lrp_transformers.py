@@ -246,28 +246,32 @@ class GatedBlock(nn.Module):
         return self.head(x.mean(dim=1))
 
 
-def gated_reference(model, x, target):
+def gated_reference(model, x, target, composite="attnlrp"):
     """x * gradient with RMS detached, SiLU as the identity rule, the gated product
-    uniform."""
+    uniform (AttnLRP) or with the activated gate detached (CP-LRP, as LXT)."""
     x = x.detach().requires_grad_(True)
     norm = model.norm
     u = x / x.pow(2).mean(-1, keepdim=True).add(norm.eps).sqrt().detach() * norm.weight.detach()
     g = F.linear(u, model.gate.weight.detach(), model.gate.bias.detach())
     a, b = g * (F.silu(g) / g).detach(), F.linear(u, model.up.weight.detach())
-    h = x + F.linear((a * b.detach() + a.detach() * b) / 2, model.down.weight.detach())
+    gated = a.detach() * b if composite == "cp_lrp" else (a * b.detach() + a.detach() * b) / 2
+    h = x + F.linear(gated, model.down.weight.detach())
     logit = F.linear(h.mean(dim=1), model.head.weight.detach(), model.head.bias.detach())[:, target]
     (grad,) = torch.autograd.grad(logit.sum(), x)
     return x.detach() * grad
 
 
-def test_rms_norm_and_a_gated_product_equal_the_reference():
+@pytest.mark.parametrize("composite", ["attnlrp", "cp_lrp"])
+def test_rms_norm_and_a_gated_product_equal_the_reference(composite):
     torch.manual_seed(0)
     model = randomised(GatedBlock().double())
     x = torch.randn(2, 5, 6, dtype=torch.float64)
-    expected = gated_reference(model, x, 1)
-    result = ak.explain(model, x, target=1, method="lrp", composite="attnlrp", epsilon=TINY,
+    expected = gated_reference(model, x, 1, composite)
+    result = ak.explain(model, x, target=1, method="lrp", composite=composite, epsilon=TINY,
                         stabilizer=TINY)
     assert relative_difference(result.values, expected) < 1e-8
+    other = gated_reference(model, x, 1, "cp_lrp" if composite == "attnlrp" else "attnlrp")
+    assert relative_difference(other, expected) > 1e-2  # the two conventions differ here
 
 
 class Rotated(nn.Module):

@@ -15,6 +15,8 @@ such call whose operands depend on the input through the rules of
   ``nn.MultiheadAttention``), with the rules below applied to each operation;
 * sums and differences: the epsilon rule of a sum; products and matrix products: the
   uniform rule (two live operands) or the epsilon rule (one); a scale passes relevance;
+  CP-LRP holds the activated factor of a gated product (``silu(x₁) ⊙ x₂``) constant, as
+  LXT does, so that all its relevance goes to the other factor;
 * softmax: the AttnLRP Taylor rule, or (CP-LRP) its output held constant;
 * ``F.layer_norm`` / ``F.rms_norm``: the normalisation with ``σ`` constant;
 * ``F.linear`` without a module: the composite's linear rule;
@@ -80,6 +82,11 @@ _RMS_NORM = inspect.signature(F.rms_norm)
 
 def _live(value: Any) -> bool:
     return isinstance(value, torch.Tensor) and value.requires_grad
+
+
+def _is_gate(t: torch.Tensor) -> bool:
+    """Whether ``t`` is an elementwise activation's output (the gate of ``silu(x₁) ⊙ x₂``)."""
+    return getattr(t.grad_fn, "_forward_cls", None) is PassRule
 
 
 def _name(func: Any) -> str:
@@ -178,6 +185,9 @@ class RelevanceMode(AttentionRecorder):
         return SumRule.apply(a, b, alpha, self.stabilizer)
 
     def _product(self, a: Any, b: Any, fn: Callable) -> torch.Tensor:
+        if fn is torch.mul and self.rules.attention == "cp_lrp" and _live(a) and _live(b) \
+                and _is_gate(a) != _is_gate(b):  # CP-LRP: the activated factor is a constant gate
+            a, b = (a.detach(), b) if _is_gate(a) else (a, b.detach())
         if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor) or (
                 fn is torch.mul and not (_live(a) and _live(b))):
             live, other = (a, b) if _live(a) else (b, a)
