@@ -164,7 +164,8 @@ def llama_logits(model, embeds, composite):
         x = x + linear(merged(attention(q, k, v, composite, causal=True)), a.o_proj)
         h = rms_norm(x, layer.post_attention_layernorm)
         gate, up = identity(F.silu, linear(h, mlp.gate_proj)), linear(h, mlp.up_proj)
-        x = x + linear((gate * up.detach() + gate.detach() * up) / 2, mlp.down_proj)
+        gated = gate.detach() * up if composite == "cp_lrp" else (gate * up.detach() + gate.detach() * up) / 2
+        x = x + linear(gated, mlp.down_proj)  # CP-LRP: the activated gate constant, as LXT
     return F.linear(rms_norm(x, body.norm), model.lm_head.weight)
 
 
