@@ -14,6 +14,7 @@ detached. The engine instead sends relevance through autograd functions, on the 
 """
 
 import math
+import threading
 
 import pytest
 import torch
@@ -304,6 +305,32 @@ def test_model_untouched(tok, btok, make):
     model = make(tokenizer)
     with assert_model_untouched(model):
         ak.explain(model, TEXTS, None, method="lrp", tokenizer=tokenizer)
+
+
+def test_threads_equal_the_serial_result(tok):
+    """LRP's overrides live on shared modules: calls on one model take turns, and a
+    gradient method running beside them sees the plain model."""
+    model = tiny_llama(tok)
+    serial = {m: ak.explain(model, TEXTS, "on", method=m, tokenizer=tok).values
+              for m in ("lrp", "input_x_gradient")}
+    results, errors = [], []
+    barrier = threading.Barrier(4)
+
+    def work(method):
+        barrier.wait()
+        try:
+            for _ in range(3):
+                results.append((method, ak.explain(model, TEXTS, "on", method=method, tokenizer=tok).values))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+    with assert_model_untouched(model):
+        threads = [threading.Thread(target=work, args=(m,)) for m in ("lrp", "lrp", "lrp", "input_x_gradient")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors and len(results) == 12
+    assert all(torch.equal(values, serial[method]) for method, values in results)
 
 
 def test_cnn_composite_refused_before_any_forward(tok):
