@@ -135,9 +135,11 @@ def test_bench_scores_the_composites_as_variants(tmp_path):
 
     names = {p: [s.name for s in choose_methods(BenchConfig(out=tmp_path, profile=p))]
              for p in ("quick", "full")}
-    assert [n for n in names["quick"] if n.startswith("lrp")] == ["lrp", "lrp.epsilon_gamma_box"]
+    transformers = ["lrp.attnlrp", "lrp.cp_lrp"]  # kept only for models with attention (runnable)
+    assert [n for n in names["quick"] if n.startswith("lrp")] == ["lrp", "lrp.epsilon_gamma_box",
+                                                                  *transformers]
     assert [n for n in names["full"] if n.startswith("lrp")] == [
-        "lrp", "lrp.epsilon_gamma_box", "lrp.epsilon_alpha2_beta1", "lrp.epsilon_plus"]
+        "lrp", "lrp.epsilon_gamma_box", "lrp.epsilon_alpha2_beta1", "lrp.epsilon_plus", *transformers]
     spec = bench_method("lrp.epsilon_plus")
     assert spec.options["composite"] == "epsilon_plus" and spec.family == "lrp"
     with pytest.raises(UnknownMethodError):
