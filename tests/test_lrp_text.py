@@ -146,7 +146,7 @@ def rms_norm(x, norm):
 def llama_logits(model, embeds, composite):
     """LLaMA: RMSNorm, rotary positions (linear in Q and K: their plain gradient),
     grouped-query attention, SwiGLU with SiLU's identity rule and the uniform rule on the
-    gated product."""
+    gated product (CP-LRP: the activated gate a constant factor)."""
     body, config = model.model, model.config
     n, groups = config.num_attention_heads, config.num_key_value_heads
     cos, sin = (t[:, None] for t in body.rotary_emb(embeds, torch.arange(embeds.shape[1])[None]))
