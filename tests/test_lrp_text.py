@@ -349,6 +349,32 @@ def test_cnn_composite_refused_before_any_forward(tok):
     assert calls == []
 
 
+class OffsetRMSNorm(torch.nn.Module):
+    """Gemma's RMSNorm convention, ``x / rms(x) * (1 + weight)`` (``centre=True``: a
+    LayerNorm written by hand, which no RMS rule covers)."""
+
+    def __init__(self, weight, eps, centre=False):
+        super().__init__()
+        self.weight = torch.nn.Parameter(weight.detach() - 1)
+        self.eps, self.centre = eps, centre
+
+    def forward(self, x):
+        x = x - x.mean(-1, keepdim=True) if self.centre else x
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * (1 + self.weight)
+
+
+def test_rms_norm_with_offset_weight_equals_the_plain_one(tok):
+    model = randomised(tiny_llama(tok))
+    plain = ak.explain(model, TEXTS, "on", method="lrp", tokenizer=tok, epsilon=TINY, stabilizer=TINY).values
+    norm = model.model.norm
+    model.model.norm = OffsetRMSNorm(norm.weight, norm.variance_epsilon)
+    offset = ak.explain(model, TEXTS, "on", method="lrp", tokenizer=tok, epsilon=TINY, stabilizer=TINY).values
+    assert relative(offset, plain) < 1e-5  # LlamaRMSNorm computes in float32
+    model.model.norm = OffsetRMSNorm(norm.weight, norm.variance_epsilon, centre=True)
+    with assert_model_untouched(model), pytest.raises(LRPRuleError, match="'model.norm' of type OffsetRMSNorm"):
+        ak.explain(model, TEXTS, "on", method="lrp", tokenizer=tok)
+
+
 def test_unknown_layer_is_named(tok):
     class Odd(torch.nn.Module):
         def forward(self, x):

@@ -23,7 +23,8 @@ LayerNorm, activations; its call-scoped mode the attention, sums, products, soft
   linear rule;
 - RMSNorm modules written by hand (``LlamaRMSNorm`` and its kind: ``weight`` and
   ``variance_epsilon`` or ``eps``): the RMS normalisation with ``σ`` constant, as
-  ``F.rms_norm``.
+  ``F.rms_norm``, with the scale ``weight`` or (Gemma) ``1 + weight``, whichever one
+  forward of a probe vector shows (another computation is an ``LRPRuleError``).
 
 Any other leaf module goes to the engine's plan, so an unknown layer is still a named
 :class:`~attribkit.torch.lrp.composites.LRPRuleError`.
@@ -75,13 +76,30 @@ def _is_rms_norm(module: nn.Module) -> bool:
             and isinstance(getattr(module, "variance_epsilon", getattr(module, "eps", None)), float))
 
 
-def _rms_forward(module: nn.Module, stabilizer: float) -> Forward:
-    fn = module.forward
+def _rms_scale(name: str, module: nn.Module, eps: float) -> torch.Tensor:
+    """The scale ``w`` of an RMSNorm module, ``y = x / sqrt(mean(x²) + eps) · w``: its
+    ``weight`` (LLaMA, Mistral, Qwen) or ``1 + weight`` (Gemma), told apart by one forward of
+    a probe vector; :class:`LRPRuleError` when it computes neither."""
     weight = module.weight.detach()
+    probe = torch.linspace(0.5, 1.5, weight.shape[-1], dtype=weight.dtype, device=weight.device)[None]
+    with torch.no_grad():
+        out = module.forward(probe)[0]
+    base = probe[0] / (probe.pow(2).mean() + eps).sqrt()
+    tolerance = max(1e-3, 8 * torch.finfo(weight.dtype).eps)
+    for scale in (weight, 1 + weight):
+        if torch.allclose(out, base * scale, rtol=tolerance, atol=tolerance * float(scale.abs().max())):
+            return scale
+    raise LRPRuleError(f"LRP has no rule for module {name!r} of type {type(module).__name__}: it does not compute "
+                       "x / sqrt(mean(x²) + eps) * weight (or * (1 + weight)), the RMS normalisations covered")
+
+
+def _rms_forward(name: str, module: nn.Module, stabilizer: float) -> Forward:
+    fn = module.forward
     eps = getattr(module, "variance_epsilon", getattr(module, "eps", None))
+    scale = _rms_scale(name, module, eps)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        return normalization(x, fn, weight.shape, weight, eps, centre=False, stabilizer=stabilizer)
+        return normalization(x, fn, scale.shape, scale, eps, centre=False, stabilizer=stabilizer)
     return forward
 
 
@@ -105,7 +123,7 @@ def text_overrides(model: nn.Module, rules: Rules) -> dict[nn.Module, Forward]:
         if kind == "Conv1D" and isinstance(getattr(module, "weight", None), torch.Tensor):
             overrides[module] = _affine_forward(TransposedLinear(module), rules)
         elif _is_rms_norm(module):
-            overrides[module] = _rms_forward(module, rules.stabilizer)
+            overrides[module] = _rms_forward(name, module, rules.stabilizer)
         else:
             try:
                 overrides.update(plan(module, rules, canonize=False))
