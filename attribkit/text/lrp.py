@@ -12,7 +12,8 @@ written as modified gradients, ``input × gradient`` being the relevance).
 On a causal LM the explained quantity is the logit of each output token (as LXT does),
 whatever ``score`` asks: a log-probability or probability is not a single logit (it
 subtracts the log-sum over the vocabulary) and LRP's rules start from one output
-neuron. The result's ``meta["score"]`` says ``"logit"``.
+neuron. The result's ``meta["score"]`` says ``"logit"``. A callable target's function
+is differentiated as it is (relevance-preserving when it selects logits).
 
 Hugging Face layers beyond the engine's (its module rules cover ``nn.Linear``,
 LayerNorm, activations; its call-scoped mode the attention, sums, products, softmax):
@@ -43,7 +44,7 @@ from attribkit.text.model import TextModel
 from attribkit.text.runner import text_kernel
 from attribkit.text.targets import TextPlan
 from attribkit.torch.lrp.composites import TRANSFORMER_COMPOSITES, LRPRuleError, make_rules, no_rule_error
-from attribkit.torch.lrp.engine import overridden, plan
+from attribkit.torch.lrp import engine
 from attribkit.torch.lrp.rules import Affine, AffineRule, Rules
 from attribkit.torch.lrp.transformer_mode import relevance_mode
 from attribkit.torch.lrp.transformer_rules import normalization
@@ -126,7 +127,7 @@ def text_overrides(model: nn.Module, rules: Rules) -> dict[nn.Module, Forward]:
             overrides[module] = _rms_forward(name, module, rules.stabilizer)
         else:
             try:
-                overrides.update(plan(module, rules, canonize=False))
+                overrides.update(engine.plan(module, rules, canonize=False))
             except LRPRuleError:
                 raise no_rule_error(name, module, rules) from None
     return overrides
@@ -153,7 +154,7 @@ def lrp(model: TextModel, plan: TextPlan, *, composite: str = "attnlrp", epsilon
     rules = make_rules(composite, epsilon=epsilon, stabilizer=stabilizer)
     embeds = model.embed(plan.ids, plan.mask).detach().requires_grad_()
     logit_plan = dataclasses.replace(plan, score="logit")
-    with overridden(text_overrides(model.model, rules)):
+    with engine.overridden(text_overrides(model.model, rules)):
         with relevance_mode(model.model, rules):
             output = model(plan.ids, plan.mask, embeds)
         scores = logit_plan.scores(output)
