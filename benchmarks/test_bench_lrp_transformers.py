@@ -15,7 +15,9 @@ model to its input, in the same run (target: <= 1.5x):
 
 ``pytest benchmarks/test_bench_lrp_transformers.py --benchmark-only``; the summary
 table (``benchmarks/conftest.py``) gives the ratios (its header shows the other
-suites' batch; this one uses its own).
+suites' batch; this one uses its own). Measured on 1 CPU thread (``OMP_NUM_THREADS=1``),
+the defaults, the three calls interleaved (medians of 5 and 7 rounds): deit_tiny
+attnlrp 1.55x, cp_lrp 1.45x; LLaMA-like attnlrp 1.81x, cp_lrp 1.11x.
 """
 
 import os
