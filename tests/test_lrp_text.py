@@ -248,6 +248,58 @@ def test_conservation_without_biases_exact(tok, make):
     assert abs(float(result.values.sum()) - logit) < tolerance * abs(logit)
 
 
+DECODER = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+               num_key_value_heads=1, max_position_embeddings=64)
+ENCODER = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+               max_position_embeddings=64)
+ARCHITECTURES = {  # model class: config options (what each adds to GPT-2, LLaMA and BERT)
+    "Qwen2ForCausalLM": DECODER,  # biases on Q, K, V
+    "GemmaForCausalLM": dict(DECODER, head_dim=8),  # RMSNorm scale 1 + weight, scaled embeddings, GELU gate
+    "Phi3ForCausalLM": DECODER,  # fused QKV and gate-up projections
+    "GPTNeoXForCausalLM": dict(ENCODER),  # partial rotary, parallel residual
+    "OPTForCausalLM": dict(hidden_size=16, ffn_dim=32, num_hidden_layers=2, num_attention_heads=2,
+                           max_position_embeddings=64, word_embed_proj_dim=16),  # offset positions
+    "GPTBigCodeForCausalLM": dict(n_embd=16, n_layer=2, n_head=2, n_positions=64),  # multi-query attention
+    "RobertaForSequenceClassification": dict(ENCODER, pad_token_id=1),
+    "DistilBertForSequenceClassification": dict(dim=16, hidden_dim=32, n_layers=2, n_heads=2,
+                                                max_position_embeddings=64),
+}
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_conservation_on_other_architectures(tok, name):
+    """CP-LRP without biases and position embeddings on more Hugging Face families: the
+    tokens' relevance sums to the logit (their RMSNorms compute in float32)."""
+    import transformers
+
+    model_class = getattr(transformers, name)
+    config = model_class.config_class(**{"vocab_size": len(tok), "pad_token_id": 0, "bos_token_id": 4,
+                                         "eos_token_id": 4, **ARCHITECTURES[name]})
+    torch.manual_seed(0)
+    model = model_class(config).double().eval()
+    with torch.no_grad():
+        for key, p in model.named_parameters():
+            if key.endswith("bias") or "position" in key or "token_type" in key or "wpe" in key:
+                p.zero_()
+    ids = ids_of(tok, TEXTS[0])
+    target = 1 if name.endswith("Classification") else 3
+    result = ak.explain(model, ids, target, method="lrp", composite="cp_lrp", tokenizer=tok,
+                        epsilon=TINY, stabilizer=TINY)
+    logits = model(ids).logits.detach()
+    logit = float(logits[0, target] if logits.ndim == 2 else logits[0, -1, target])
+    assert abs(float(result.values.sum()) - logit) < 1e-6 * abs(logit)
+
+
+def test_no_blocks(tok):
+    """An empty ``nn.ModuleList`` (no transformer blocks) is a container, not a layer
+    without a rule."""
+    model = randomised(tiny_gpt2(tok, layers=0), biases=False, positions=False)
+    ids = ids_of(tok, TEXTS[0])
+    result = ak.explain(model, ids, 3, method="lrp", composite="cp_lrp", tokenizer=tok, epsilon=TINY,
+                        stabilizer=TINY)
+    assert abs(float(result.values.sum()) - float(model(ids).logits[0, -1, 3])) < 1e-9
+
+
 def test_conservation_bert_without_biases(btok):
     model = randomised(tiny_bert_classifier(btok), biases=False, positions=False)
     result = ak.explain(model, TEXTS[:1], 1, method="lrp", composite="cp_lrp", tokenizer=btok,

@@ -116,8 +116,8 @@ def text_overrides(model: nn.Module, rules: Rules) -> dict[nn.Module, Forward]:
     covers."""
     overrides: dict[nn.Module, Forward] = {}
     for name, module in model.named_modules():
-        if next(module.children(), None) is not None:
-            continue
+        if next(module.children(), None) is not None or isinstance(module, (nn.ModuleList, nn.ModuleDict)):
+            continue  # a container (also an empty one): its children carry the rules
         kind = type(module).__name__
         if isinstance(module, nn.Embedding) or kind.endswith("RotaryEmbedding"):
             continue
