@@ -106,6 +106,11 @@ class ProductRule(torch.autograd.Function):
             r_a = _unbroadcast(s @ b.transpose(-2, -1), a.shape).mul_(a) if live[0] else None
             r_b = _unbroadcast(a.transpose(-2, -1) @ s, b.shape).mul_(b) if live[1] else None
             return r_a, r_b, None, None
+        if ctx.fn is torch.mul:  # a ⊙ (b ⊙ s) = z ⊙ s, summed back to each operand
+            r = s.mul_(z).mul_(share)
+            r_a = _unbroadcast(r, a.shape) if live[0] else None
+            r_b = _unbroadcast(r if r_a is None or r_a is not r else r.clone(), b.shape) if live[1] else None
+            return r_a, r_b, None, None
         with torch.enable_grad():
             aa = a.detach().requires_grad_(live[0])
             bb = b.detach().requires_grad_(live[1])
