@@ -126,7 +126,7 @@ def test_bad_options(tiny_cnn, images, options, match):
 def test_the_name_lrp_is_the_built_in():
     spec = ak.get_method("lrp")
     assert spec.family == "lrp" and spec.plugin == "attribkit.families.lrp"
-    assert spec.options["composite"] == "epsilon_plus_flat" and spec.options["canonize"] is True
+    assert spec.options["composite"] == "auto" and spec.options["canonize"] is True
 
 
 def test_bench_scores_the_composites_as_variants(tmp_path):

@@ -32,6 +32,9 @@ VARIANTS: dict[str, tuple[str, tuple[Any, ...]]] = {
 #: with attention), so the bench scores ``lrp.attnlrp`` and ``lrp.cp_lrp`` on a ViT and
 #: ``lrp``, ``lrp.epsilon_gamma_box``, ... on a CNN (:func:`fitting`)
 TRANSFORMER_VARIANTS: dict[str, tuple[Any, ...]] = {"lrp": TRANSFORMER_COMPOSITES}
+#: the value a method's ``"auto"`` default takes on a model without attention (not
+#: scored again as a variant there)
+AUTO_ELSEWHERE: dict[str, Any] = {"lrp": "epsilon_plus_flat"}
 
 
 def variants(spec: MethodSpec, limit: int | None = None) -> list[MethodSpec]:
@@ -49,7 +52,8 @@ def variants(spec: MethodSpec, limit: int | None = None) -> list[MethodSpec]:
         return dataclasses.replace(spec, name=f"{spec.name}.{value}", aliases=(),
                                    options={**spec.options, option: value})
 
-    others = [variant(v) for v in values if v != spec.options[option] and v not in special]
+    same = (spec.options[option], AUTO_ELSEWHERE.get(spec.name))
+    others = [variant(v) for v in values if v not in same and v not in special]
     for_transformers = [variant(v) for v in special]
     return [spec, *others[:limit], *for_transformers[:None if limit is None else limit + 1]]
 

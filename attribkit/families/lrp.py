@@ -9,7 +9,7 @@ from attribkit.hookspecs import hookimpl
 from attribkit.registry import MethodSpec
 
 OPTIONS = {
-    "composite": "epsilon_plus_flat",
+    "composite": "auto",
     "canonize": True,
     "epsilon": 1e-6,
     "gamma": 0.25,
@@ -34,8 +34,9 @@ SPEC = MethodSpec(
     reference="Bach et al. 2015, On Pixel-Wise Explanations for Non-Linear Classifier Decisions "
               "by Layer-Wise Relevance Propagation, PLoS ONE 10(7):e0130140; composites as in "
               "Zennit (Anders et al. 2021, arXiv:2106.13200)",
-    description="LRP with a composite of rules (epsilon_plus_flat, epsilon_gamma_box, "
-                "epsilon_alpha2_beta1, epsilon_plus), canonizers for BatchNorm and ResNets",
+    description="LRP with a composite of rules (auto: attnlrp on transformers, else epsilon_plus_flat; "
+                "epsilon_gamma_box, epsilon_alpha2_beta1, epsilon_plus, cp_lrp), canonizers for BatchNorm "
+                "and ResNets",
 )
 
 

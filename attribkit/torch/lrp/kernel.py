@@ -4,9 +4,10 @@ The relevance at the output is the target score itself (``R_out = S_t(x)`` at th
 target logit, 0 elsewhere), so with LRP-0 rules and no biases the input relevance
 sums to the explained logit (conservation, Bach et al. 2015).
 
-On a transformer (a model with attention modules) the default composite,
-``epsilon_plus_flat``, is replaced by ``attnlrp``; the transformer composites run the
-model's forward under :func:`~attribkit.torch.lrp.transformer_mode.relevance_mode`.
+The default composite, ``"auto"``, is ``attnlrp`` on a transformer (a model with
+attention modules) and ``epsilon_plus_flat`` otherwise; a composite named by the user is
+used as named. The transformer composites run the model's forward under
+:func:`~attribkit.torch.lrp.transformer_mode.relevance_mode`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from attribkit.torch.targets import ChunkTarget
 
 
 def relevance(model: torch.nn.Module, inputs: torch.Tensor, target: ChunkTarget, *,
-              composite: str = "epsilon_plus_flat", canonize: bool = True, **params: Any) -> torch.Tensor:
+              composite: str = "auto", canonize: bool = True, **params: Any) -> torch.Tensor:
     """LRP relevance of ``inputs`` for the target scores, shaped like ``inputs``.
 
     ``params``: ``epsilon``, ``gamma``, ``alpha``, ``beta``, ``low``, ``high``,
@@ -40,9 +41,11 @@ def relevance(model: torch.nn.Module, inputs: torch.Tensor, target: ChunkTarget,
 
 
 def default_composite(model: torch.nn.Module, composite: str) -> str:
-    """``composite``, except the default ``epsilon_plus_flat`` on a transformer
-    (:func:`~attribkit.torch.lrp.composites.is_transformer`): ``attnlrp``."""
-    return "attnlrp" if composite == "epsilon_plus_flat" and is_transformer(model) else composite
+    """``composite``; ``"auto"`` is ``attnlrp`` on a transformer
+    (:func:`~attribkit.torch.lrp.composites.is_transformer`), else ``epsilon_plus_flat``."""
+    if composite != "auto":
+        return composite
+    return "attnlrp" if is_transformer(model) else "epsilon_plus_flat"
 
 
 @torch_kernel(thread_safe=False)
