@@ -53,7 +53,13 @@ def stabilize(z: Tensor, eps: float) -> Tensor:
     Computed as ``z + copysign(eps, z)`` (two passes instead of four), which differs only
     at ``z = -0.0``, where every contribution to ``z`` is zero and so is every relevance
     sent through it, whatever the sign of the denominator."""
-    return z + torch.copysign(torch.tensor(eps, dtype=z.dtype, device=z.device), z)
+    return torch.copysign(torch.tensor(eps, dtype=z.dtype, device=z.device), z).add_(z)
+
+
+def ratio(grad: Tensor, z: Tensor, eps: float) -> Tensor:
+    """``grad / stab(z)``, divided into the stabilised copy of ``z`` (one new buffer)."""
+    d = stabilize(z, eps)
+    return torch.div(grad, d, out=d) if grad.shape == d.shape and grad.dtype == d.dtype else grad / d
 
 
 def _pos(t: Tensor | None) -> Tensor | None:
@@ -126,7 +132,7 @@ class Epsilon(Rule):
         self.epsilon = float(epsilon)
 
     def relevance(self, layer, x, z, grad):
-        s = grad / stabilize(z, self.epsilon)
+        s = ratio(grad, z, self.epsilon)
         return layer.transpose(s, layer.weight, x).mul_(x)
 
 
@@ -155,7 +161,7 @@ class ZPlus(Rule):
             s = torch.div(grad, zz.add_(self.stabilizer), out=zz)
             return layer.transpose(s, wp, x).mul_(x)
         zz = zz + layer.forward(xn, wn, None)
-        s = grad / stabilize(zz, self.stabilizer)
+        s = ratio(grad, zz, self.stabilizer)
         return xp * layer.transpose(s, wp, x) + xn * layer.transpose(s, wn, x)
 
 
@@ -180,8 +186,8 @@ class AlphaBeta(Rule):
         if has_neg:
             z_pos = z_pos + layer.forward(xn, wn, None)
             z_neg = z_neg + layer.forward(xn, wp, None)
-        s_pos = grad / stabilize(z_pos, self.stabilizer)
-        s_neg = grad / stabilize(z_neg, self.stabilizer)
+        s_pos = ratio(grad, z_pos, self.stabilizer)
+        s_neg = ratio(grad, z_neg, self.stabilizer)
         r_pos = xp * layer.transpose(s_pos, wp, x)
         r_neg = xp * layer.transpose(s_neg, wn, x)
         if has_neg:
@@ -242,11 +248,11 @@ class Flat(Rule):
             # s summed over the output channels: one output channel does it
             ones = torch.ones((1, *w.shape[1:]), dtype=w.dtype, device=w.device)
             zz = layer.forward(torch.ones_like(x[:1]), ones, None)
-            s = (grad / stabilize(zz, self.stabilizer)).sum(dim=1, keepdim=True)
+            s = (ratio(grad, zz, self.stabilizer)).sum(dim=1, keepdim=True)
             return layer.transpose(s, ones, x)
         ones = torch.ones_like(w)
         zz = layer.forward(torch.ones_like(x), ones, None)
-        s = grad / stabilize(zz, self.stabilizer)
+        s = ratio(grad, zz, self.stabilizer)
         return layer.transpose(s, ones, x)
 
 
@@ -281,7 +287,7 @@ class ZBox(Rule):
         w, b = layer.weight, layer.bias
         wp, wn = _pos(w), _neg(w)
         zz = z - (layer.forward(low, wp, _pos(b)) + layer.forward(high, wn, _neg(b)))
-        s = grad / stabilize(zz, self.stabilizer)
+        s = ratio(grad, zz, self.stabilizer)
         return x * layer.transpose(s, w, x) - (low * layer.transpose(s, wp, x)
                                                + high * layer.transpose(s, wn, x))
 
@@ -321,7 +327,7 @@ class NormRule(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, z = ctx.saved_tensors
-        s = grad / stabilize(z, ctx.stabilizer)
+        s = ratio(grad, z, ctx.stabilizer)
         with torch.enable_grad():
             xx = x.detach().requires_grad_(True)
             (c,) = torch.autograd.grad(ctx.fn(xx), xx, s)
@@ -342,7 +348,7 @@ class ResidualSum(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         a, b, z = ctx.saved_tensors
-        s = grad / stabilize(z, ctx.stabilizer)
+        s = ratio(grad, z, ctx.stabilizer)
         return a * s, s.mul_(b), None
 
 

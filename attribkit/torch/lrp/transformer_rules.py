@@ -27,15 +27,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from attribkit.torch.lrp.rules import Affine, stabilize
+from attribkit.torch.lrp.rules import Affine, ratio
 
 Tensor = torch.Tensor
-
-
-def _ratio(grad: Tensor, z: Tensor, eps: float) -> Tensor:
-    """``grad / stab(z)``, divided into the stabilised copy of ``z`` (one buffer)."""
-    d = stabilize(z, eps)
-    return torch.div(grad, d, out=d)
 
 
 def _unbroadcast(r: Tensor, shape: torch.Size) -> Tensor:
@@ -68,7 +62,7 @@ class SumRule(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         a, b, z = ctx.saved_tensors
-        s = _ratio(grad, z, ctx.stabilizer)
+        s = ratio(grad, z, ctx.stabilizer)
         r_a = _unbroadcast(a * s, a.shape) if ctx.needs_input_grad[0] else None
         if ctx.needs_input_grad[1]:
             s = s.mul_(b) if s.shape == b.shape and r_a is None else s * b
@@ -99,7 +93,7 @@ class ProductRule(torch.autograd.Function):
         a, b, z = ctx.saved_tensors
         live = ctx.needs_input_grad[:2]
         share = 0.5 if all(live) else 1.0
-        s = _ratio(grad, z, ctx.stabilizer)
+        s = ratio(grad, z, ctx.stabilizer)
         if ctx.fn in (torch.matmul, torch.bmm) and a.ndim >= 2 and b.ndim >= 2:
             if share != 1.0:
                 s.mul_(share)
@@ -174,7 +168,7 @@ class NormalizationRule(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, y, sigma, weight = ctx.saved_tensors
-        t = _ratio(grad, y, ctx.stabilizer).div_(sigma)
+        t = ratio(grad, y, ctx.stabilizer).div_(sigma)
         if weight is not None:
             t = t.mul_(weight)
         if ctx.centre:
