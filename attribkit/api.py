@@ -89,6 +89,11 @@ def explain(model: Any, inputs: Any, target: Any = None, *, method: str = "salie
     explained when ``target`` is ``None`` on a causal LM), ``skip_special_tokens``,
     ``score`` (``log_prob``, ``prob`` or ``logit`` of a continuation's tokens).
 
+    **Other frameworks** (``docs/frameworks.md``): a JAX/Flax or Keras 3 model (with its
+    plugin installed; ``backend="jax"`` names one for a plain function) takes inputs in its
+    own layout; the gradient, CAM and forward-only methods run on it and the maps come back
+    channel-first NumPy arrays.
+
     The model is left exactly as it was, also when something raises. A map that is
     zero everywhere is an :class:`~attribkit.errors.AttributionWarning` naming the images.
     """
@@ -99,6 +104,14 @@ def explain(model: Any, inputs: Any, target: Any = None, *, method: str = "salie
         return _explain_text(model, inputs, target, method=method, layer=layer, batch_size=batch_size,
                              noise_tunnel=noise_tunnel, **options)
 
+    from attribkit.backends.run import explain_framework, find_backend
+
+    backend = find_backend(model, options)
+    if backend is not None:
+        result = explain_framework(backend, model, inputs, target, spec=get_method(method), layer=layer,
+                                   batch_size=batch_size, noise_tunnel=noise_tunnel, options=options)
+        warn_empty_maps(result)
+        return result
     images = rows.image_list(inputs)
     if images is not None and not rows.same_size(images):
         return [explain(model, image[None], one, method=method, layer=layer, batch_size=batch_size,

@@ -33,3 +33,14 @@ def register_metrics(register):
     Call ``register(spec)`` once per :class:`attribkit.registry.MetricSpec`;
     the benchmark runner offers every registered metric.
     """
+
+
+@hookspec
+def register_backends(register):
+    """Register frameworks whose models attribkit's methods run on (JAX/Flax, Keras 3, ...).
+
+    Call ``register(spec)`` once per :class:`attribkit.backends.BackendSpec`: which
+    models the backend claims and how it wraps one as a
+    :class:`attribkit.backends.FrameworkModel` (``docs/frameworks.md``). Import the
+    framework inside the spec's factory, never at module level.
+    """

@@ -27,6 +27,7 @@ from typing import Any
 import pluggy
 
 from attribkit import hookspecs
+from attribkit.backends.spec import BackendRegistry
 from attribkit.errors import PluginError
 from attribkit.registry import MethodSpec, MetricSpec, Registry
 
@@ -62,6 +63,7 @@ class PluginInfo:
     error: str = ""
     metrics: tuple[str, ...] = ()
     detail: str = ""
+    backends: tuple[str, ...] = ()
 
 
 def _flag(name: str) -> bool:
@@ -88,6 +90,7 @@ class Host:
         self.pm.add_hookspecs(hookspecs)
         self.registry = Registry(MethodSpec)
         self.metrics = Registry(MetricSpec)
+        self.backends = BackendRegistry()
         self.plugins: list[PluginInfo] = []
         self.strict = _flag("ATTRIBKIT_STRICT_PLUGINS")
         self._disabled = _disabled()
@@ -141,7 +144,8 @@ class Host:
         conflict = self._name_conflict(name, distribution, version, builtin=builtin)
         if conflict is not None:
             return self._fail(name, distribution, version, conflict, strict=strict, builtin=builtin)
-        registered: dict[str, list[str]] = {"register_methods": [], "register_metrics": []}
+        registered: dict[str, list[str]] = {"register_methods": [], "register_metrics": [],
+                                            "register_backends": []}
 
         def registrar(hook: str, registry: Registry):
             def register(spec: Any) -> None:
@@ -155,19 +159,21 @@ class Host:
             self.pm.register(plugin, name=name)
             others = [p for p in self.pm.get_plugins() if p is not plugin]
             for hook, registry in (("register_methods", self.registry),
-                                   ("register_metrics", self.metrics)):
+                                   ("register_metrics", self.metrics),
+                                   ("register_backends", self.backends)):
                 caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
                 caller(register=registrar(hook, registry))
         except _CAUGHT as exc:  # any plugin error is recorded, sys.exit() included
-            self.registry.remove_plugin(name)
-            self.metrics.remove_plugin(name)
+            for registry in (self.registry, self.metrics, self.backends):
+                registry.remove_plugin(name)
             # Not ``pm.is_registered(plugin)``: the same object may be registered under another name.
             if self.pm.get_plugin(name) is plugin:
                 self.pm.unregister(name=name)
             return self._fail(name, distribution, version, exc, strict=strict, builtin=builtin)
         info = PluginInfo(name, distribution, version, builtin, "loaded",
                           tuple(registered["register_methods"]),
-                          metrics=tuple(registered["register_metrics"]))
+                          metrics=tuple(registered["register_metrics"]),
+                          backends=tuple(registered["register_backends"]))
         self.plugins.append(info)
         return info
 
@@ -176,8 +182,8 @@ class Host:
         plugin = self.pm.get_plugin(name)
         if plugin is not None:
             self.pm.unregister(plugin)
-        self.registry.remove_plugin(name)
-        self.metrics.remove_plugin(name)
+        for registry in (self.registry, self.metrics, self.backends):
+            registry.remove_plugin(name)
         self.plugins = [p for p in self.plugins if p.name != name]
 
     def _name_conflict(self, name: str, dist: str, version: str, *,

@@ -165,6 +165,13 @@ def as_predict(model: Any, *, batch_size: int | None = None, input_name: str | N
     if isinstance(model, torch.nn.Module):
         return Predict(_module_call(model), backend="torch", accepts="torch", module=model,
                        batch_size=batch_size, description=type(model).__name__)
+    backend = _framework_backend(model)
+    if backend is not None:  # JAX/Flax, Keras 3: channel-first batches in, as every Predict
+        from attribkit.backends.run import framework_predict, wrap
+
+        fm = wrap(backend, model, {})
+        return Predict(framework_predict(fm), backend=fm.framework, accepts="numpy", batch_size=batch_size,
+                       description=f"{fm.framework} {type(model).__name__} ({fm.layout} inside)")
     if is_onnx_session(model):
         return _onnx_predict(model, batch_size=batch_size, input_name=input_name, output=output)
     if callable(model):
@@ -177,6 +184,13 @@ def as_predict(model: Any, *, batch_size: int | None = None, input_name: str | N
         f"cannot use a {type(model).__name__} as a model: pass a torch.nn.Module, an "
         "onnxruntime.InferenceSession or a callable batch -> scores"
     )
+
+
+def _framework_backend(model: Any) -> Any:
+    """The backend that claims ``model`` (attribkit.backends), else ``None``."""
+    from attribkit.host import get_host
+
+    return get_host().backends.claiming(model)
 
 
 def _module_call(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:

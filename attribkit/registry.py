@@ -210,6 +210,10 @@ class MethodSpec(_Spec):
             ``"module:attr"``, else ``None``: called as ``kernel(text_model, plan,
             **options)`` (see :mod:`attribkit.text.runner`).
         text_options: the options of the text kernel and their defaults.
+        framework: the method's kernel on models of other frameworks (JAX/Flax, Keras 3),
+            written against :class:`attribkit.backends.FrameworkModel`, a callable or
+            ``"module:attr"``, else ``None``: called as ``kernel(fm, x, target, layer,
+            **options)`` with the method's ``options`` (see :mod:`attribkit.backends.run`).
     """
 
     name: str
@@ -226,6 +230,7 @@ class MethodSpec(_Spec):
     plugin: str | None = None
     text: Callable[[], Callable[..., Any]] | str | None = None
     text_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    framework: Callable[[], Callable[..., Any]] | str | None = None
 
     noun = "method"
 
@@ -240,6 +245,16 @@ class MethodSpec(_Spec):
             object.__setattr__(self, "_text_spec", derived)
         return derived
 
+    def for_framework(self) -> MethodSpec | None:
+        """The spec of the framework kernel (same options), or ``None`` when the method has none."""
+        if self.framework is None:
+            return None
+        derived = self.__dict__.get("_framework_spec")
+        if derived is None:
+            derived = dataclasses.replace(self, factory=self.framework, framework=None, text=None)
+            object.__setattr__(self, "_framework_spec", derived)
+        return derived
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "needs", tuple(self.needs))
         self._check_common()
@@ -248,9 +263,11 @@ class MethodSpec(_Spec):
         _check_choice("sign", self.sign, SIGNS, self.name)
         for need in self.needs:
             _check_choice("needs", need, NEEDS, self.name)
-        if self.text is not None and not (callable(self.text) or _is_factory_string(self.text)):
-            raise SpecError(f"method {self.name!r}: text must be a callable or a 'module:attribute' "
-                            f"string, got {self.text!r}")
+        for field in ("text", "framework"):
+            kernel = getattr(self, field)
+            if kernel is not None and not (callable(kernel) or _is_factory_string(kernel)):
+                raise SpecError(f"method {self.name!r}: {field} must be a callable or a 'module:attribute' "
+                                f"string, got {kernel!r}")
 
 
 def family_specs(family: str, kernels: str, **defaults: Any) -> Callable[..., MethodSpec]:

@@ -13,10 +13,14 @@ Ablation-CAM take channels-first layers only). The kernels live in
 
 from __future__ import annotations
 
+import dataclasses
+
 from attribkit.hookspecs import hookimpl
 from attribkit.registry import family_specs
 
 KERNELS = "attribkit.torch.cam"
+# the methods that also run on JAX/Flax and Keras 3 models (attribkit.backends.kernels, docs/frameworks.md)
+ON_FRAMEWORKS = ("gradcam", "gradcam_pp", "hirescam", "xgradcam", "layercam", "eigencam")
 FORWARD_BATCH_SIZE = 64
 # read from the model when None (attribkit.torch.layout); given, they override it
 LAYOUT = {"layout": None, "prefix_tokens": None, "grid": None}
@@ -79,4 +83,6 @@ SPECS = (
 def register_methods(register):
     """Register the CAM family (kernels in :mod:`attribkit.torch.cam`)."""
     for spec in SPECS:
+        if spec.name in ON_FRAMEWORKS:
+            spec = dataclasses.replace(spec, framework=f"attribkit.backends.kernels:{spec.name}")
         register(spec)
