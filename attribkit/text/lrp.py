@@ -45,9 +45,9 @@ from attribkit.text.runner import text_kernel
 from attribkit.text.targets import TextPlan
 from attribkit.torch.lrp.composites import TRANSFORMER_COMPOSITES, LRPRuleError, make_rules, no_rule_error
 from attribkit.torch.lrp import engine
-from attribkit.torch.lrp.rules import Affine, AffineRule, Rules
+from attribkit.torch.lrp.rules import Affine, Rules
 from attribkit.torch.lrp.transformer_mode import relevance_mode
-from attribkit.torch.lrp.transformer_rules import normalization
+from attribkit.torch.lrp.transformer_rules import affine, rms_norm
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -94,19 +94,19 @@ def _rms_scale(name: str, module: nn.Module, eps: float) -> torch.Tensor:
                        "x / sqrt(mean(x²) + eps) * weight (or * (1 + weight)), the RMS normalisations covered")
 
 
-def _rms_forward(name: str, module: nn.Module, stabilizer: float) -> Forward:
+def _rms_forward(name: str, module: nn.Module) -> Forward:
     fn = module.forward
     eps = getattr(module, "variance_epsilon", getattr(module, "eps", None))
     scale = _rms_scale(name, module, eps)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        return normalization(x, fn, scale.shape, scale, eps, centre=False, stabilizer=stabilizer)
+        return rms_norm(x, fn, scale.shape, scale, eps)
     return forward
 
 
 def _affine_forward(layer: Affine, rules: Rules) -> Forward:
     def forward(x: torch.Tensor) -> torch.Tensor:
-        return AffineRule.apply(x, layer, rules.linear)
+        return affine(x, layer, rules.linear.epsilon)
     return forward
 
 
@@ -124,7 +124,7 @@ def text_overrides(model: nn.Module, rules: Rules) -> dict[nn.Module, Forward]:
         if kind == "Conv1D" and isinstance(getattr(module, "weight", None), torch.Tensor):
             overrides[module] = _affine_forward(TransposedLinear(module), rules)
         elif _is_rms_norm(module):
-            overrides[module] = _rms_forward(name, module, rules.stabilizer)
+            overrides[module] = _rms_forward(name, module)
         else:
             try:
                 overrides.update(engine.plan(module, rules, canonize=False))
@@ -160,9 +160,10 @@ def lrp(model: TextModel, plan: TextPlan, *, composite: str = "attnlrp", epsilon
         scores = logit_plan.scores(output)
         parts = []
         for j in range(scores.shape[1]):
-            (grad,) = torch.autograd.grad(scores[:, j], embeds, grad_outputs=scores[:, j].detach(),
+            (grad,) = torch.autograd.grad(scores[:, j], embeds, grad_outputs=torch.ones_like(scores[:, j]),
                                           retain_graph=j + 1 < scores.shape[1], allow_unused=True)
-            parts.append(embeds.new_zeros(embeds.shape[:2]) if grad is None else grad.sum(-1))
+            parts.append(embeds.new_zeros(embeds.shape[:2]) if grad is None else
+                         torch.linalg.vecdot(grad, embeds.detach()))
     return torch.stack(parts, 1)
 
 

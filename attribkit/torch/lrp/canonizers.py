@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from attribkit.torch.lrp.rules import ResidualSum
 
 AFFINE_TYPES: tuple[type, ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 BATCHNORM_TYPES: tuple[type, ...] = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -99,9 +98,12 @@ def residual_blocks(model: nn.Module) -> list[nn.Module]:
     return [] if types is None else [m for m in model.modules() if isinstance(m, types)]
 
 
-def residual_block_forward(block: nn.Module, stabilizer: float) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The block's forward with the residual addition as a :class:`ResidualSum`
-    (the epsilon rule of a sum); otherwise torchvision's ``BasicBlock`` / ``Bottleneck``."""
+def residual_block_forward(block: nn.Module, add: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                           ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The block's forward with the residual addition computed by ``add(identity, out)``
+    out of place (:class:`~attribkit.torch.lrp.rules.ResidualSum`, the epsilon rule of a
+    sum; ``torch.add`` in gradient form); otherwise torchvision's ``BasicBlock`` /
+    ``Bottleneck``."""
     basic = type(block).__name__ == "BasicBlock" or not hasattr(block, "conv3")
 
     def forward(x: torch.Tensor) -> torch.Tensor:
@@ -110,6 +112,6 @@ def residual_block_forward(block: nn.Module, stabilizer: float) -> Callable[[tor
         if not basic:
             out = block.bn3(block.conv3(block.relu(out)))
         identity = x if block.downsample is None else block.downsample(x)
-        return block.relu(ResidualSum.apply(identity, out, stabilizer))
+        return block.relu(add(identity, out))
 
     return forward

@@ -36,7 +36,8 @@ from attribkit.torch.lrp.composites import (
     no_rule_error,
     transformer_leaf,
 )
-from attribkit.torch.lrp.rules import Affine, AffineRule, NormRule, PassRule, Rule, Rules
+from attribkit.torch.lrp.rules import Affine, AffineRule, NormRule, PassRule, ResidualSum, Rule, Rules
+from attribkit.torch.lrp.transformer_rules import affine, identity
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 _MISSING = object()
@@ -62,9 +63,11 @@ def plan(model: nn.Module, rules: Rules, *, canonize: bool) -> dict[nn.Module, F
                            "residual inside forward(); LRP needs the ResNet canonizer: canonize=True")
     first = first_layer(model, rules)
     overrides: dict[nn.Module, Forward] = {}
+    gradient_form = rules.attention is not None  # the transformer composites' rules
     for name, module in model.named_modules():
         if module in blocks:
-            overrides[module] = residual_block_forward(module, rules.stabilizer)
+            overrides[module] = residual_block_forward(module, torch.add if gradient_form else (
+                lambda a, b: ResidualSum.apply(a, b, rules.stabilizer)))
             continue
         if next(module.children(), None) is not None:
             continue  # a container: its children carry the rules
@@ -74,16 +77,19 @@ def plan(model: nn.Module, rules: Rules, *, canonize: bool) -> dict[nn.Module, F
                 rules.conv if isinstance(module, CONVOLUTIONS) else rules.linear)
             weight, bias = merged.get(module, (module.weight.detach(),
                                                None if module.bias is None else module.bias.detach()))
-            overrides[module] = _affine_forward(Affine(module, weight, bias), rule)
-        elif isinstance(module, BATCHNORMS):
-            merged_bn = module in merged_bns
-            overrides[module] = merged_batchnorm_forward if merged_bn else _pass_forward(forward)
-        elif isinstance(module, ACTIVATIONS) or (rules.attention and
-                                                 type(module).__name__ in ACTIVATION_NAMES):
-            overrides[module] = _pass_forward(_out_of_place(module, forward))
+            layer = Affine(module, weight, bias)
+            overrides[module] = (_epsilon_forward(layer, rule.epsilon) if gradient_form
+                                 else _affine_forward(layer, rule))
+        elif isinstance(module, BATCHNORMS) and module in merged_bns:
+            overrides[module] = merged_batchnorm_forward
+        elif isinstance(module, BATCHNORMS + ACTIVATIONS) or (gradient_form and
+                                                             type(module).__name__ in ACTIVATION_NAMES):
+            fn = _out_of_place(module, forward)
+            overrides[module] = _identity_forward(fn, rules.stabilizer) if gradient_form else _pass_forward(fn)
         elif isinstance(module, AVGPOOLS):
-            overrides[module] = _norm_forward(forward, rules.stabilizer)
-        elif rules.attention and transformer_leaf(module):
+            if not gradient_form:  # in gradient form, the gradient is the rule
+                overrides[module] = _norm_forward(forward, rules.stabilizer)
+        elif gradient_form and transformer_leaf(module):
             continue  # its functional calls meet the rules of transformer_mode
         elif not isinstance(module, GRADIENT):
             raise no_rule_error(name, module, rules)
@@ -93,6 +99,18 @@ def plan(model: nn.Module, rules: Rules, *, canonize: bool) -> dict[nn.Module, F
 def _affine_forward(layer: Affine, rule: Rule) -> Forward:
     def forward(x: torch.Tensor) -> torch.Tensor:
         return AffineRule.apply(x, layer, rule)
+    return forward
+
+
+def _epsilon_forward(layer: Affine, epsilon: float) -> Forward:
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return affine(x, layer, epsilon)
+    return forward
+
+
+def _identity_forward(fn: Forward, stabilizer: float) -> Forward:
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return identity(x, fn, stabilizer)
     return forward
 
 

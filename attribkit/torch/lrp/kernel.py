@@ -7,7 +7,9 @@ sums to the explained logit (conservation, Bach et al. 2015).
 The default composite, ``"auto"``, is ``attnlrp`` on a transformer (a model with
 attention modules) and ``epsilon_plus_flat`` otherwise; a composite named by the user is
 used as named. The transformer composites run the model's forward under
-:func:`~attribkit.torch.lrp.transformer_mode.relevance_mode`.
+:func:`~attribkit.torch.lrp.transformer_mode.relevance_mode` and carry the relevance in
+gradient form (:mod:`~attribkit.torch.lrp.transformer_rules`): the backward starts from 1
+at the score, and the relevance is the input times what reaches it.
 """
 
 from __future__ import annotations
@@ -36,8 +38,11 @@ def relevance(model: torch.nn.Module, inputs: torch.Tensor, target: ChunkTarget,
         with relevance_mode(model, rules):
             scores = model(x)
         score = target.select(scores)
-        (grad,) = torch.autograd.grad(score, x, grad_outputs=score.detach())
-    return grad
+        if rules.attention is None:  # the rules send relevance: R_out = the score
+            return torch.autograd.grad(score, x, grad_outputs=score.detach())[0]
+        # gradient form (transformer composites): G_out = R_out / score = 1, R_in = x ⊙ G_in
+        (grad,) = torch.autograd.grad(score, x, grad_outputs=torch.ones_like(score))
+    return grad.mul_(inputs)
 
 
 def default_composite(model: torch.nn.Module, composite: str) -> str:

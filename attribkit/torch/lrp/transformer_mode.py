@@ -10,18 +10,19 @@ duration of the model's forward, :class:`RelevanceMode`, a
 such call whose operands depend on the input through the rules of
 :mod:`attribkit.torch.lrp.transformer_rules`:
 
-* ``F.scaled_dot_product_attention`` and ``F.multi_head_attention_forward`` are
-  computed explicitly (``softmax(q kᵀ · scale + mask) v``, the projections of
-  ``nn.MultiheadAttention``), with the rules below applied to each operation;
-* sums and differences: the epsilon rule of a sum; products and matrix products: the
-  uniform rule (two live operands) or the epsilon rule (one); a scale passes relevance;
-  CP-LRP holds the activated factor of a gated product (``silu(x₁) ⊙ x₂``) constant, as
-  LXT does, so that all its relevance goes to the other factor;
-* softmax: the AttnLRP Taylor rule, or (CP-LRP) its output held constant;
+* ``F.scaled_dot_product_attention``: fused, with the gradients of ``q``, ``k``, ``v``
+  scaled by the uniform rule's shares (AttnLRP) or ``q``, ``k`` cut (CP-LRP: constant
+  attention); ``F.multi_head_attention_forward``: computed explicitly, its products and
+  softmax through the rules below;
+* products and matrix products of two live operands: the uniform rule (the gradient
+  halved); CP-LRP holds the activated factor of a gated product (``silu(x₁) ⊙ x₂``)
+  constant, as LXT does, so that all its relevance goes to the other factor;
+* softmax: the AttnLRP Taylor rule (its gradient), or (CP-LRP) its output held constant;
 * ``F.layer_norm`` / ``F.rms_norm``: the normalisation with ``σ`` constant;
 * ``F.linear`` without a module: the composite's linear rule;
-* elementwise activations (GELU, SiLU, ...) and negation: relevance passed on;
-* means, sums, average pooling: the epsilon rule of a parameter-free linear map;
+* elementwise activations (GELU, SiLU, ...): the identity rule;
+* sums, differences, scales, negation, means, average pooling: their gradient (the
+  epsilon rule of a sum or of a parameter-free linear map, in gradient form);
 * an operation with no rule that would change relevance (``exp``, ``sqrt``, a division
   by a live tensor, an in-place update): :class:`LRPRuleError`, naming it.
 
@@ -44,28 +45,26 @@ from torch import nn
 
 from attribkit.torch.attention import _MHA_SIGNATURE, AttentionRecorder
 from attribkit.torch.lrp.composites import LRPRuleError
-from attribkit.torch.lrp.rules import AffineRule, NormRule, PassRule, Rules
+from attribkit.torch.lrp.rules import Rules
 from attribkit.torch.lrp.transformer_rules import (
     FunctionalLinear,
-    ProductRule,
-    ScaleRule,
-    SoftmaxRule,
-    SumRule,
-    normalization,
+    affine,
+    identity,
+    is_activated,
+    layer_norm,
+    rms_norm,
+    scaled,
 )
 
 T = torch.Tensor
-ADD = {torch.add: 1.0, T.add: 1.0, T.__add__: 1.0, T.__radd__: 1.0, T.__iadd__: 1.0,
-       torch.sub: -1.0, T.sub: -1.0, T.__sub__: -1.0, T.__isub__: -1.0, T.__rsub__: -1.0}
+#: in-place operators, computed out of place (an autograd rule may hold the tensor)
+INPLACE = {T.__iadd__: T.__add__, T.__isub__: T.__sub__, T.__itruediv__: T.__truediv__}
 MUL = {torch.mul, T.mul, T.__mul__, T.__rmul__, T.__imul__}
 DIV = {torch.div, T.div, T.__truediv__, T.__itruediv__}
 MATMUL = {torch.matmul, T.matmul, T.__matmul__, torch.bmm, T.bmm}
 SOFTMAX = {torch.softmax, T.softmax, F.softmax}
 PASS = {F.gelu, F.silu, F.relu, torch.relu, T.relu, F.elu, F.leaky_relu, F.hardswish, F.mish,
         F.softplus, torch.tanh, T.tanh, F.tanh, torch.sigmoid, T.sigmoid, F.sigmoid, F.relu6}
-NEG = {torch.neg, T.neg, T.__neg__, torch.negative, T.negative}
-MEANS = {torch.mean, T.mean, torch.sum, T.sum, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
-         F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d}
 #: operations that change relevance and have no rule here
 NO_RULE = {torch.exp, T.exp, torch.log, T.log, torch.pow, T.pow, T.__pow__, T.__rpow__,
            torch.sqrt, T.sqrt, torch.rsqrt, T.rsqrt, torch.reciprocal, T.reciprocal, torch.var,
@@ -78,15 +77,13 @@ NO_RULE = {torch.exp, T.exp, torch.log, T.log, torch.pow, T.pow, T.__pow__, T.__
            torch.abs, T.abs, T.__abs__, torch.erf, T.erf, torch.sin, torch.cos, T.sin, T.cos}
 _LAYER_NORM = inspect.signature(F.layer_norm)
 _RMS_NORM = inspect.signature(F.rms_norm)
+_LINEAR = inspect.signature(lambda input, weight, bias=None: None)
+_SDPA = inspect.signature(lambda query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
+                          scale=None, enable_gqa=False: None)
 
 
 def _live(value: Any) -> bool:
     return isinstance(value, torch.Tensor) and value.requires_grad
-
-
-def _is_gate(t: torch.Tensor) -> bool:
-    """Whether ``t`` is an elementwise activation's output (the gate of ``silu(x₁) ⊙ x₂``)."""
-    return getattr(t.grad_fn, "_forward_cls", None) is PassRule
 
 
 def _name(func: Any) -> str:
@@ -97,26 +94,27 @@ def _name(func: Any) -> str:
 
 class RelevanceMode(AttentionRecorder):
     """Inside ``with RelevanceMode(rules):`` a forward computes the transformer
-    operations through LRP rules (``rules.attention``: ``"attnlrp"`` or ``"cp_lrp"``)."""
+    operations through LRP rules in gradient form (``rules.attention``: ``"attnlrp"`` or
+    ``"cp_lrp"``; :mod:`attribkit.torch.lrp.transformer_rules`)."""
 
     def __init__(self, rules: Rules) -> None:
         super().__init__(record=False)
         self.rules = rules
+        self.epsilon = rules.linear.epsilon
         self.stabilizer = rules.stabilizer
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if not torch.is_grad_enabled():
             return func(*args, **kwargs)
-        if func is F.scaled_dot_product_attention:
-            with self:  # the explicit attention's operations come back here
-                return self._sdpa(args, kwargs)
         if func is F.multi_head_attention_forward:
             return self._attention_module(func, args, kwargs)
         tensors = list(args[1] if func is torch.einsum and len(args) == 2 and isinstance(
             args[1], (list, tuple)) else args) + list(kwargs.values())
         if not any(_live(t) for t in tensors):
             return func(*args, **kwargs)
+        if func is F.scaled_dot_product_attention:
+            return self._fused_attention(args, kwargs)
         return self._rule(func, args, kwargs)
 
     def _attention_module(self, func: Any, args: tuple, kwargs: dict) -> Any:
@@ -125,16 +123,28 @@ class RelevanceMode(AttentionRecorder):
         if given.get("add_zero_attn") or unusual:
             raise LRPRuleError("LRP has no rule for nn.MultiheadAttention with "
                                f"{', '.join(unusual) or 'add_zero_attn'}")
-        with self:
+        with self:  # explicit attention: its products and softmax come back here
             return self._mha(func, args, kwargs)
 
+    def _fused_attention(self, args: tuple, kwargs: dict) -> torch.Tensor:
+        """The fused attention, with the gradients of ``q``, ``k``, ``v`` (and a live
+        additive mask) scaled by the shares of the uniform rule on ``q kᵀ`` and ``A v``;
+        CP-LRP: ``A`` constant (``q``, ``k`` cut)."""
+        a = _SDPA.bind(*args, **kwargs).arguments
+        q, k, v = a["query"], a["key"], a["value"]
+        if self.rules.attention == "cp_lrp":
+            q, k = q.detach(), k.detach()
+        attention_live = _live(q) or _live(k) or _live(a.get("attn_mask"))
+        av = 0.5 if attention_live and _live(v) else 1.0
+        qk = av * (0.5 if _live(q) and _live(k) else 1.0)
+        a["query"], a["key"], a["value"] = scaled(q, qk), scaled(k, qk), scaled(v, av)
+        if _live(a.get("attn_mask")):
+            a["attn_mask"] = scaled(a["attn_mask"], av)
+        return F.scaled_dot_product_attention(**a)
+
     def _rule(self, func: Any, args: tuple, kwargs: dict) -> Any:
-        if func in ADD and "out" not in kwargs:
-            return self._sum(func, args, kwargs)
         if func in MUL:
             return self._product(args[0], args[1], torch.mul)
-        if func in DIV and not kwargs.get("rounding_mode") and not _live(args[1]):
-            return ScaleRule.apply(args[0], lambda t: func(t, *args[1:], **kwargs))
         if func is T.__rmatmul__:
             return self._product(args[1], args[0], torch.matmul)
         if func in MATMUL:
@@ -144,67 +154,38 @@ class RelevanceMode(AttentionRecorder):
             operands = args[1] if len(args) == 2 and isinstance(args[1], (list, tuple)) else args[1:]
             if len(operands) == 2:
                 return self._product(*operands, lambda a, b: torch.einsum(args[0], a, b))
-        if func in SOFTMAX:
-            return self._softmax(func, args, kwargs)
+        if func in SOFTMAX and self.rules.attention == "cp_lrp":
+            return func(args[0].detach(), *args[1:], **kwargs)  # CP-LRP: constant probabilities
         if func is F.layer_norm:
             a = _LAYER_NORM.bind(*args, **kwargs).arguments
-            return normalization(a["input"], lambda x: func(x, *args[1:], **kwargs),
-                                 a["normalized_shape"], a.get("weight"), a.get("eps", 1e-5),
-                                 centre=True, stabilizer=self.stabilizer)
+            return layer_norm(a["input"], a["normalized_shape"], a.get("weight"), a.get("bias"),
+                              a.get("eps", 1e-5))
         if func is F.rms_norm:
             a = _RMS_NORM.bind(*args, **kwargs).arguments
-            return normalization(a["input"], lambda x: func(x, *args[1:], **kwargs),
-                                 a["normalized_shape"], a.get("weight"), a.get("eps"),
-                                 centre=False, stabilizer=self.stabilizer)
+            return rms_norm(a["input"], lambda x: func(x, *args[1:], **kwargs), a["normalized_shape"],
+                            a.get("weight"), a.get("eps"))
         if func is F.linear and not _live(args[1] if len(args) > 1 else kwargs.get("weight")):
-            a = inspect.signature(lambda input, weight, bias=None: None).bind(*args, **kwargs).arguments
-            return AffineRule.apply(a["input"], FunctionalLinear(a["weight"], a.get("bias")),
-                                    self.rules.linear)
-        if func in NEG:  # z = -x: the epsilon rule of a diagonal map, R passed on
-            return ScaleRule.apply(args[0], lambda t: func(t))
+            a = _LINEAR.bind(*args, **kwargs).arguments
+            return affine(a["input"], FunctionalLinear(a["weight"], a.get("bias")), self.epsilon)
         if func in PASS and _live(args[0]):
             options = {k: v for k, v in kwargs.items() if k != "inplace"}
-            return PassRule.apply(args[0], lambda t: func(t, *args[1:], **options))
-        if func in MEANS and _live(args[0]):
-            return NormRule.apply(args[0], lambda t: func(t, *args[1:], **kwargs), self.stabilizer)
-        if func in NO_RULE or func in DIV or func is F.linear or func is torch.einsum:
+            return identity(args[0], lambda t: func(t, *args[1:], **options), self.stabilizer)
+        if func in NO_RULE or (func in DIV and (kwargs.get("rounding_mode") or _live(args[1]))) \
+                or func is F.linear or func is torch.einsum:
             raise LRPRuleError(
                 f"LRP has no rule for {_name(func)} on values that depend on the input (a "
                 "normalisation or activation written by hand, or an in-place update?); the "
                 "transformer composites cover attention, LayerNorm/RMSNorm, sums, products, "
                 "softmax and elementwise activations")
-        return func(*args, **kwargs)
-
-    def _sum(self, func: Any, args: tuple, kwargs: dict) -> torch.Tensor:
-        a, b = args[0], args[1] if len(args) > 1 else kwargs["other"]
-        if func is T.__rsub__:  # other - self
-            a, b = torch.as_tensor(b, dtype=a.dtype, device=a.device), a
-        alpha = ADD[func] * kwargs.get("alpha", 1)
-        if not isinstance(b, torch.Tensor):
-            b = torch.as_tensor(b, dtype=a.dtype, device=a.device)
-        return SumRule.apply(a, b, alpha, self.stabilizer)
+        # sums, scales, negation, means, reshapes, copies: the gradient is the rule
+        return INPLACE.get(func, func)(*args, **kwargs)
 
     def _product(self, a: Any, b: Any, fn: Callable) -> torch.Tensor:
         if fn is torch.mul and self.rules.attention == "cp_lrp" and _live(a) and _live(b) \
-                and _is_gate(a) != _is_gate(b):  # CP-LRP: the activated factor is a constant gate
-            a, b = (a.detach(), b) if _is_gate(a) else (a, b.detach())
-        if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor) or (
-                fn is torch.mul and not (_live(a) and _live(b))):
-            live, other = (a, b) if _live(a) else (b, a)
-            return ScaleRule.apply(live, lambda t: fn(t, other))
-        return ProductRule.apply(a, b, fn, self.stabilizer)
-
-    def _softmax(self, func: Any, args: tuple, kwargs: dict) -> torch.Tensor:
-        x = args[0]
-        dim = args[1] if len(args) > 1 else kwargs.get("dim")
-        if dim is None:
-            raise LRPRuleError("LRP's softmax rule needs the softmax dimension (dim=)")
-
-        def fn(t: torch.Tensor) -> torch.Tensor:
-            return func(t, *args[1:], **kwargs)
-        if self.rules.attention == "cp_lrp":
-            return fn(x.detach())  # CP-LRP: the attention probabilities are constants
-        return SoftmaxRule.apply(x, fn, dim)
+                and is_activated(a) != is_activated(b):  # CP-LRP: the activated factor is a constant gate
+            a, b = (a.detach(), b) if is_activated(a) else (a, b.detach())
+        z = fn(a, b)
+        return scaled(z, 0.5) if _live(a) and _live(b) else z  # the uniform rule
 
 
 @contextlib.contextmanager

@@ -1,24 +1,29 @@
-"""LRP rules for the operations of a transformer (AttnLRP, CP-LRP).
+"""LRP rules for transformers (AttnLRP, CP-LRP), in gradient form.
 
-Each rule is an autograd function whose forward is the operation itself and whose
-backward sends the relevance ``R`` at its output to its inputs (as the rules of
-:mod:`attribkit.torch.lrp.rules`); ``stab(z) = z + eps·sign(z)``. An operand is
-*live* when it depends on the explained input (it requires grad: the parameters are
-frozen for the call); constants (parameters, masks, numbers) get no relevance.
+The transformer composites carry, instead of the relevance ``R_t`` of a tensor ``t``,
+its *relevance per unit* ``G_t`` with ``R_t = t ⊙ G_t`` (the form LXT uses, Achtibat et
+al. 2024, Section 3.3). The backward starts from ``G = 1`` at the explained score (``R``
+= the score) and the relevance of the input is ``x ⊙ G_x``. In this form the rules are
+the ordinary gradient wherever they are linear in the relevance and need no division:
 
 =============================  ==================================================
-softmax (AttnLRP)              ``R_in = x ⊙ (R − s · Σ R)``: first-order Taylor
-                               expansion at the input ``x``, ``s`` the output
-                               (Achtibat et al. 2024, Proposition 3.1)
-products ``a·b``, ``A @ B``    epsilon rule of the product, split equally between
-                               two live operands (the uniform rule); a single
-                               live operand gets all of it (a constant factor is a
-                               weight, a scale passes relevance on)
-sums ``a ± b``                 epsilon rule: ``R_a = a ⊙ R / stab(a ± b)``
-LayerNorm / RMSNorm            the normalising ``σ`` treated as a constant, then the
-                               epsilon rule of the linear map that is left
-                               (centring, scaling, affine; the bias absorbs its share)
+linear layers (LRP-epsilon)    ``G_x = Wᵀ (G_z ⊙ z / stab_ε(z))``, the plain gradient
+                               when ``ε = 0`` (LRP-0); a bias absorbs its share
+sums ``a ± b``, scales,        the gradient: ``R_a = a ⊙ R / (a + b)`` is ``G_a =
+negation, means, pooling       G_z``; ``R_in = R_out`` through ``c · x`` is ``G_x = c G_z``
+products ``a·b``, ``A @ B``    the gradient, halved when both operands depend on
+                               the input (the uniform rule, Proposition 3.3); a
+                               single live operand takes all (the other is a weight)
+softmax (AttnLRP)              the gradient: ``x ⊙ Jᵀ(s ⊙ G)`` is the Taylor rule
+                               ``R_in = x ⊙ (R − s · Σ R)`` (Proposition 3.1)
+LayerNorm / RMSNorm            the gradient with ``σ`` constant
+elementwise activations        the identity rule ``R_x = R_y``: ``G_x = G_y ⊙ y /
+                               stab(x)``
 =============================  ==================================================
+
+So ``scaled_dot_product_attention`` stays fused: the AttnLRP rules of ``softmax(q kᵀ) v``
+only halve the gradients of ``q kᵀ`` and ``A v``, which is ``(¼, ¼, ½)`` times the fused
+kernel's gradients of ``(q, k, v)``. ``stab(x) = x + stabilizer·sign(x)``.
 """
 
 from __future__ import annotations
@@ -27,19 +32,14 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from attribkit.torch.lrp.rules import Affine, ratio
+from attribkit.torch.lrp.rules import Affine, stabilize
 
 Tensor = torch.Tensor
 
 
-def _unbroadcast(r: Tensor, shape: torch.Size) -> Tensor:
-    """``r`` summed down to ``shape`` (the operand's, before broadcasting)."""
-    return r if r.shape == shape else r.sum_to_size(shape)
-
-
 class FunctionalLinear(Affine):
     """``F.linear(x, weight, bias)`` called without a module (``nn.MultiheadAttention``'s
-    projections), as an :class:`~attribkit.torch.lrp.rules.Affine` for the linear rules."""
+    projections), as an :class:`~attribkit.torch.lrp.rules.Affine` for the linear rule."""
 
     def __init__(self, weight: Tensor, bias: Tensor | None) -> None:  # noqa: D107 - no module
         self.module = None
@@ -47,142 +47,119 @@ class FunctionalLinear(Affine):
         self.is_linear = True
 
 
-class SumRule(torch.autograd.Function):
-    """``z = a + alpha·b`` (``alpha = -1``: a difference); the epsilon rule of a sum,
-    ``R_a = a ⊙ R / stab(z)``, ``R_b = alpha·b ⊙ R / stab(z)``, each summed back to its
-    operand's shape (a broadcast position embedding, a bias)."""
+class EpsilonGradient(torch.autograd.Function):
+    """An affine layer ``z = f(x; W, b)`` with LRP-epsilon in gradient form:
+    ``G_x = Wᵀ (G_z ⊙ |z| / (|z| + ε))`` (``z / stab_ε(z)``), ``Wᵀ G_z`` for ``ε = 0``."""
 
     @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor, alpha: float, stabilizer: float) -> Tensor:
-        z = torch.add(a, b, alpha=alpha)
-        ctx.save_for_backward(a, b, z)
-        ctx.alpha, ctx.stabilizer = alpha, stabilizer
+    def forward(ctx, x: Tensor, layer: Affine, epsilon: float) -> Tensor:
+        z = layer.forward(x, layer.weight, layer.bias)
+        ctx.save_for_backward(x, z if epsilon else None)
+        ctx.layer, ctx.epsilon = layer, epsilon
         return z
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        a, b, z = ctx.saved_tensors
-        s = ratio(grad, z, ctx.stabilizer)
-        r_a = _unbroadcast(a * s, a.shape) if ctx.needs_input_grad[0] else None
-        if ctx.needs_input_grad[1]:
-            s = s.mul_(b) if s.shape == b.shape and r_a is None else s * b
-            r_b = _unbroadcast(s if ctx.alpha == 1 else s.mul_(ctx.alpha), b.shape)
-        else:
-            r_b = None
-        return r_a, r_b, None, None
+        x, z = ctx.saved_tensors
+        if ctx.epsilon:  # G - ε G / (|z| + ε) in one fused pass
+            grad = torch.addcdiv(grad, grad, z.abs().add_(ctx.epsilon), value=-ctx.epsilon)
+        return ctx.layer.transpose(grad, ctx.layer.weight, x), None, None
 
 
-class ProductRule(torch.autograd.Function):
-    """``z = fn(a, b)``, a product linear in each operand (``a * b``, ``a @ b``,
-    ``bmm``, a two-operand ``einsum``): ``R_a = w · a ⊙ ∂z/∂aᵀ (R / stab(z))``, the
-    same for ``b``, with ``w = 1/2`` when both are live (the uniform rule of AttnLRP,
-    Proposition 3.3) and ``w = 1`` for the only live one (the epsilon rule, the other
-    factor acting as a weight). For an elementwise product this is ``R/2`` each, or
-    ``R`` passed on."""
+def affine(x: Tensor, layer: Affine, epsilon: float) -> Tensor:
+    """``f(x)`` of an affine layer with the epsilon rule in gradient form."""
+    return EpsilonGradient.apply(x, layer, epsilon)
+
+
+class GradientScale(torch.autograd.Function):
+    """The identity forward; the gradient times ``factor`` backward."""
 
     @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor, fn: Callable[[Tensor, Tensor], Tensor],
-                stabilizer: float) -> Tensor:
-        z = fn(a, b)
-        ctx.save_for_backward(a, b, z)
-        ctx.fn, ctx.stabilizer = fn, stabilizer
-        return z
+    def forward(ctx, x: Tensor, factor: float) -> Tensor:
+        ctx.factor = factor
+        return x.view_as(x)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        a, b, z = ctx.saved_tensors
-        live = ctx.needs_input_grad[:2]
-        share = 0.5 if all(live) else 1.0
-        s = ratio(grad, z, ctx.stabilizer)
-        if ctx.fn in (torch.matmul, torch.bmm) and a.ndim >= 2 and b.ndim >= 2:
-            if share != 1.0:
-                s.mul_(share)
-            r_a = _unbroadcast(s @ b.transpose(-2, -1), a.shape).mul_(a) if live[0] else None
-            r_b = _unbroadcast(a.transpose(-2, -1) @ s, b.shape).mul_(b) if live[1] else None
-            return r_a, r_b, None, None
-        if ctx.fn is torch.mul:  # a ⊙ (b ⊙ s) = z ⊙ s, summed back to each operand
-            r = s.mul_(z).mul_(share)
-            r_a = _unbroadcast(r, a.shape) if live[0] else None
-            r_b = _unbroadcast(r if r_a is None or r_a is not r else r.clone(), b.shape) if live[1] else None
-            return r_a, r_b, None, None
-        with torch.enable_grad():
-            aa = a.detach().requires_grad_(live[0])
-            bb = b.detach().requires_grad_(live[1])
-            leaves = [t for t, on in zip((aa, bb), live) if on]
-            grads = iter(torch.autograd.grad(ctx.fn(aa, bb), leaves, s))
-        out = [t * next(grads) * share if on else None for t, on in zip((a, b), live)]
-        return out[0], out[1], None, None
+        return grad * ctx.factor, None
 
 
-class ScaleRule(torch.autograd.Function):
-    """``z = fn(x)`` linear and elementwise in ``x`` (a product or quotient with a
-    constant, a scale): the epsilon rule without bias, ``R_in = R`` summed back to
-    ``x``'s shape."""
+def scaled(x: Tensor, factor: float) -> Tensor:
+    """``x``, whose gradient is multiplied by ``factor`` (``x`` itself for 1)."""
+    return x if factor == 1 else GradientScale.apply(x, factor)
+
+
+class IdentityRule(torch.autograd.Function):
+    """``y = fn(x)`` elementwise with the identity rule ``R_x = R_y``:
+    ``G_x = G_y ⊙ y / stab(x)``."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
-        ctx.shape = x.shape
-        return fn(x)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return _unbroadcast(grad, ctx.shape), None
-
-
-class SoftmaxRule(torch.autograd.Function):
-    """``s = softmax(x)`` along ``dim`` with the AttnLRP rule
-    ``R_in = x ⊙ (R − s · Σ_dim R)``; masked positions (``x = −inf``, ``s = 0``) get
-    none."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, fn: Callable[[Tensor], Tensor], dim: int) -> Tensor:
-        s = fn(x)
-        ctx.save_for_backward(x, s)
-        ctx.dim = dim
-        return s
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        x, s = ctx.saved_tensors
-        r = torch.addcmul(grad, s, grad.sum(dim=ctx.dim, keepdim=True), value=-1).mul_(x)
-        return r.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0), None, None
-
-
-class NormalizationRule(torch.autograd.Function):
-    """LayerNorm (``centre=True``) or RMSNorm over the last ``dims`` dimensions:
-    ``y = c(x)/σ ⊙ w + b`` with ``σ`` (the standard deviation, or root mean square,
-    plus ``eps``) a constant: ``R_x = x ⊙ Jᵀ (R / stab(y))``, ``J`` the Jacobian of
-    the linear map ``x ↦ c(x)/σ ⊙ w`` (``c`` the centring, or the identity)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, fn: Callable[[Tensor], Tensor], weight: Tensor | None,
-                dims: int, eps: float, centre: bool, stabilizer: float) -> Tensor:
+    def forward(ctx, x: Tensor, fn: Callable[[Tensor], Tensor], stabilizer: float) -> Tensor:
         y = fn(x)
-        axes = tuple(range(-dims, 0))
-        spread = x.var(dim=axes, keepdim=True, unbiased=False) if centre else \
-            x.pow(2).mean(dim=axes, keepdim=True)
-        ctx.save_for_backward(x, y, (spread + eps).sqrt(), weight)
-        ctx.axes, ctx.centre, ctx.stabilizer = axes, centre, stabilizer
+        ctx.save_for_backward(x, y)
+        ctx.stabilizer = stabilizer
         return y
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        x, y, sigma, weight = ctx.saved_tensors
-        t = ratio(grad, y, ctx.stabilizer).div_(sigma)
-        if weight is not None:
-            t = t.mul_(weight)
+        x, y = ctx.saved_tensors
+        d = stabilize(x, ctx.stabilizer)
+        return torch.div(y, d, out=d).mul_(grad), None, None
+
+
+def identity(x: Tensor, fn: Callable[[Tensor], Tensor], stabilizer: float) -> Tensor:
+    """``fn(x)`` (an elementwise activation) through :class:`IdentityRule`."""
+    return IdentityRule.apply(x, fn, stabilizer)
+
+
+def is_activated(t: Tensor) -> bool:
+    """Whether ``t`` is an elementwise activation's output (the gate of ``silu(x₁) ⊙ x₂``)."""
+    return getattr(t.grad_fn, "_forward_cls", None) is IdentityRule
+
+
+class NormalizationRule(torch.autograd.Function):
+    """LayerNorm (``centre=True``) or RMSNorm over the last ``dims`` dimensions,
+    ``y = c(x) · r ⊙ w + b`` with ``r = 1/σ`` (the reciprocal standard deviation, or
+    root mean square, with ``eps``) held constant: ``G_x = c(r · w ⊙ G_y)``, ``c`` the
+    centring (``t − mean(t)``) or the identity. ``r`` comes from the forward (LayerNorm's
+    fused kernel returns it)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, fn: Callable[[Tensor], tuple[Tensor, Tensor]], weight: Tensor | None,
+                dims: int, centre: bool) -> Tensor:
+        y, rstd = fn(x)
+        ctx.save_for_backward(rstd, weight)
+        ctx.dims, ctx.centre = dims, centre
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        rstd, weight = ctx.saved_tensors
+        t = grad * rstd if weight is None else (grad * weight).mul_(rstd)
         if ctx.centre:
-            t = t - t.mean(dim=ctx.axes, keepdim=True)
-        return x * t, None, None, None, None, None, None
+            t = t.sub_(t.mean(dim=tuple(range(-ctx.dims, 0)), keepdim=True))
+        return t, None, None, None, None
 
 
-def normalization(x: Tensor, fn: Callable[[Tensor], Tensor], shape: Sequence[int],
-                  weight: Tensor | None, eps: float | None, *, centre: bool,
-                  stabilizer: float) -> Tensor:
-    """``fn(x)`` (a layer or RMS norm over the trailing ``shape``) through
-    :class:`NormalizationRule`; ``eps=None`` is ``F.rms_norm``'s default (the dtype's
-    machine epsilon)."""
+def layer_norm(x: Tensor, shape: Sequence[int], weight: Tensor | None, bias: Tensor | None,
+               eps: float) -> Tensor:
+    """``F.layer_norm(x, shape, weight, bias, eps)`` with ``σ`` constant for the relevance."""
+    shape = [shape] if isinstance(shape, int) else list(shape)
+
+    def fn(t: Tensor) -> tuple[Tensor, Tensor]:
+        y, _, rstd = torch.ops.aten.native_layer_norm(t, shape, weight, bias, eps)
+        return y, rstd
+    return NormalizationRule.apply(x, fn, weight, len(shape), True)
+
+
+def rms_norm(x: Tensor, fn: Callable[[Tensor], Tensor], shape: Sequence[int], weight: Tensor | None,
+             eps: float | None) -> Tensor:
+    """``fn(x)``, an RMS normalisation over the trailing ``shape`` with scale ``weight``, with
+    ``σ`` constant; ``eps=None`` is ``F.rms_norm``'s default (the dtype's machine epsilon)."""
     dims = 1 if isinstance(shape, int) else len(shape)
-    if eps is None:
-        eps = torch.finfo(x.dtype).eps
-    return NormalizationRule.apply(x, fn, weight, dims, eps, centre, stabilizer)
+    eps = torch.finfo(x.dtype).eps if eps is None else eps
+
+    def forward(t: Tensor) -> tuple[Tensor, Tensor]:
+        axes = tuple(range(-dims, 0))
+        return fn(t), t.pow(2).mean(dim=axes, keepdim=True).add_(eps).rsqrt_()
+    return NormalizationRule.apply(x, forward, weight, dims, False)
