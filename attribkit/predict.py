@@ -43,7 +43,12 @@ class Predict:
         module: the ``nn.Module`` when ``backend == "torch"`` (for the model
             guard), else ``None``.
         batch_size: rows per model call (``None``: the whole batch at once).
+        model_layout: the layout the model itself takes, ``"NCHW"`` or (a JAX/Keras model
+            behind a framework backend) ``"NHWC"``; a Predict always takes channel-first
+            batches and converts.
     """
+
+    model_layout = "NCHW"
 
     def __init__(self, call: Callable[[Any], Any], *, backend: str, accepts: str,
                  module: torch.nn.Module | None = None, batch_size: int | None = None,
@@ -170,8 +175,10 @@ def as_predict(model: Any, *, batch_size: int | None = None, input_name: str | N
         from attribkit.backends.run import framework_predict, wrap
 
         fm = wrap(backend, model, {})
-        return Predict(framework_predict(fm), backend=fm.framework, accepts="numpy", batch_size=batch_size,
-                       description=f"{fm.framework} {type(model).__name__} ({fm.layout} inside)")
+        predict = Predict(framework_predict(fm), backend=fm.framework, accepts="numpy", batch_size=batch_size,
+                          description=f"{fm.framework} {type(model).__name__}")
+        predict.model_layout = fm.layout
+        return predict
     if is_onnx_session(model):
         return _onnx_predict(model, batch_size=batch_size, input_name=input_name, output=output)
     if callable(model):

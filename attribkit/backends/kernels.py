@@ -93,15 +93,22 @@ def _baseline(baseline: Any, x: np.ndarray) -> np.ndarray:
 
 
 def smoothgrad(fm: FrameworkModel, x: np.ndarray, target: Classes, layer: Any = None, *,
-               n_samples: int, stdev: float, seed: int | None, abs: bool, take_max: bool) -> torch.Tensor:
+               n_samples: int, stdev: float, seed: int | None, abs: bool, take_max: bool,
+               rows: int | None = None) -> torch.Tensor:
     """Smilkov et al. 2017 (arXiv:1706.03825): saliency averaged over ``n_samples`` noisy copies,
-    the noise drawn as the PyTorch kernel draws it (same ``seed``, same noise)."""
+    the noise drawn as the PyTorch kernel draws it (same ``seed``, same noise: for the whole
+    batch at once, which is why this kernel takes the batch whole and calls the framework on
+    ``rows`` rows at a time)."""
     tunnel = NoiseTunnel("smoothgrad", n_samples, stdev, seed)
     classes = target.resolve(fm, x)
     copies = noisy_copies(_tensor(x, fm.layout), tunnel).numpy()
-    grads = _gradients(fm, to_model_layout(copies, fm.layout), np.repeat(classes, n_samples), DEFAULT_ROWS)
+    grads = _gradients(fm, to_model_layout(copies, fm.layout), np.repeat(classes, n_samples),
+                       rows or DEFAULT_ROWS)
     maps = reduce_channels(_tensor(grads, fm.layout), abs=abs, take_max=take_max)
     return maps.reshape(len(x), n_samples, *maps.shape[1:]).mean(1)
+
+
+smoothgrad.whole_batch = True  # explain_framework passes the batch whole, with rows=batch_size
 
 
 def gradient_cam(name: str):

@@ -9,7 +9,9 @@ visualiser, the metrics, the store and the report read them as any other
 ``classes`` is one class index per row (``(B,)`` int64): the target score of row ``b`` is
 ``scores[b, classes[b]]``, and a gradient is that of ``Σ_b scores[b, classes[b]]``. ``None``
 means each row's top class (the argmax of its scores), chosen inside the same forward: one
-forward and one backward explain the predictions.
+forward and one backward explain the predictions. A class out of range (``>= K``) must not
+raise: clamp it; attribkit reads ``K`` from the returned scores and raises a
+:class:`~attribkit.errors.TargetError` naming it.
 """
 
 from __future__ import annotations

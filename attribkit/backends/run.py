@@ -85,9 +85,9 @@ def explain_framework(backend: BackendSpec, model: Any, inputs: Any, target: Any
     if kernel_spec is None:
         if "forward" in spec.needs:
             return _forward_only(fm, x, target, spec=spec, batch_size=batch_size, options=options)
-        from attribkit.api import methods
+        from attribkit.host import get_host
 
-        usable = [s.name for s in methods() if s.framework is not None or "forward" in s.needs]
+        usable = [s.name for s in get_host().registry if s.framework is not None or "forward" in s.needs]
         raise InvalidOptionError(f"method {spec.name!r} has no kernel for {fm.framework} models; these "
                                  f"run on them: {', '.join(usable)}")
     bound = kernel_spec.bind_options(options)
@@ -96,10 +96,12 @@ def explain_framework(backend: BackendSpec, model: Any, inputs: Any, target: Any
         raise InvalidOptionError(f"method {spec.name!r} takes no layer, but layer={layer!r} was given")
     name = fm.resolve_layer(layer) if needs_layer else None
     kernel = kernel_spec.load()
+    whole = getattr(kernel, "whole_batch", False)  # it chunks itself (noise drawn for the whole batch)
     values, explained = [], []
-    for a, b in _ranges(len(x), batch_size):
+    for a, b in [(0, len(x))] if whole else _ranges(len(x), batch_size):
         chunk = Classes(None if classes is None else classes[a:b])
-        values.append(kernel(fm, x[a:b], chunk, name, **bound).detach().numpy())
+        extra = {"rows": batch_size} if whole else {}
+        values.append(kernel(fm, x[a:b], chunk, name, **bound, **extra).detach().numpy())
         explained.append(chunk.classes)
     return Attribution(values=np.concatenate(values) if len(values) > 1 else values[0], method=spec.name,
                        target=np.concatenate(explained), layer=name, input_size=_size(x, fm.layout),

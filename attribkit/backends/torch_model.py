@@ -83,6 +83,7 @@ class TorchModel:
 
 
 def _picked(scores: torch.Tensor, classes: np.ndarray | None) -> torch.Tensor:
-    """``scores[b, classes[b]]``, the row's top class where ``classes`` is ``None``."""
-    index = scores.argmax(-1) if classes is None else torch.from_numpy(classes)
+    """``scores[b, classes[b]]``, the row's top class where ``classes`` is ``None`` (a class out
+    of range clamped: attribkit raises for it from the scores)."""
+    index = scores.argmax(-1) if classes is None else torch.from_numpy(classes).clamp(max=scores.shape[1] - 1)
     return scores.gather(1, index[:, None])[:, 0]

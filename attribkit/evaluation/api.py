@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from attribkit.evaluation import functional as M
@@ -23,7 +24,8 @@ def evaluate(model: Any, inputs: Any, relevance: Any, targets: Any = None, *,
 
     Args:
         model: anything :func:`attribkit.as_predict` takes: a ``torch.nn.Module``,
-            an ``onnxruntime.InferenceSession``, a NumPy callable, a ``Predict``.
+            an ``onnxruntime.InferenceSession``, a NumPy callable, a ``Predict``, a JAX/Flax
+            or Keras 3 model (``docs/frameworks.md``; its images ``(B, H, W, C)``).
         inputs: ``(B, C, H, W)`` images (tensor or array) in the model's input space,
             checked as ``ak.explain`` checks them, at least 2 pixels: the images
             given to ``explain``. When the attribution has rows of several per image
@@ -103,6 +105,11 @@ def evaluate(model: Any, inputs: Any, relevance: Any, targets: Any = None, *,
         raise InvalidOptionError("tokenizer= and evidence= go with a TokenAttribution (text); image maps take "
                                  "masks= or boxes=")
     predict = as_predict(model, batch_size=batch_size)
+    if predict.model_layout == "NHWC":  # a JAX/Keras model: its images arrive channel-last
+        from attribkit.backends.layout import channels_first
+        from attribkit.backends.run import as_array
+
+        inputs = np.ascontiguousarray(channels_first(as_array(inputs), "NHWC"))
     x = as_batch(inputs, image=True, model=predict.module)
     checks.check_image_size(x, names)
     attribution = relevance if isinstance(relevance, Attribution) else None
