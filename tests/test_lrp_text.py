@@ -260,6 +260,7 @@ ARCHITECTURES = {  # model class: config options (what each adds to GPT-2, LLaMA
     "OPTForCausalLM": dict(hidden_size=16, ffn_dim=32, num_hidden_layers=2, num_attention_heads=2,
                            max_position_embeddings=64, word_embed_proj_dim=16),  # offset positions
     "GPTBigCodeForCausalLM": dict(n_embd=16, n_layer=2, n_head=2, n_positions=64),  # multi-query attention
+    "BloomForCausalLM": dict(hidden_size=16, n_layer=2, n_head=2),  # BloomGelu, ALiBi scores by baddbmm
     "RobertaForSequenceClassification": dict(ENCODER, pad_token_id=1),
     "DistilBertForSequenceClassification": dict(dim=16, hidden_dim=32, n_layers=2, n_heads=2,
                                                 max_position_embeddings=64),
@@ -396,9 +397,14 @@ def test_cnn_composite_refused_before_any_forward(tok):
             ak.explain(model, TEXTS, "on", method="lrp", epsilon=-1.0, tokenizer=tok)
         with pytest.raises(InvalidOptionError, match="gamma"):
             ak.explain(model, TEXTS, "on", method="lrp", gamma=0.5, tokenizer=tok)
+        for score in ("log_prob", "prob"):  # LRP starts from one logit: never silently the logit
+            with pytest.raises(InvalidOptionError, match=f"explains the logit.*score='{score}'"):
+                ak.explain(model, TEXTS, "on", method="lrp", score=score, tokenizer=tok)
     finally:
         handle.remove()
     assert calls == []
+    explicit = ak.explain(model, TEXTS[:1], "on", method="lrp", score="logit", tokenizer=tok)
+    assert torch.equal(explicit.values, ak.explain(model, TEXTS[:1], "on", method="lrp", tokenizer=tok).values)
 
 
 class OffsetRMSNorm(torch.nn.Module):

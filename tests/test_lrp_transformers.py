@@ -73,23 +73,37 @@ def uniform_matmul(a, b):
     return (a @ b.detach() + a.detach() @ b) / 2
 
 
-def reference(model, x, target, composite, parts=None):
+def epsilon_rule(z, epsilon):
+    """``z``, its gradient times ``z / (z + epsilon·sign(z))``: LRP-epsilon's
+    ``R_in = x ⊙ Wᵀ(R / stab(z))`` with ``R = z ⊙ gradient`` (LRP-0 for 0)."""
+    if not epsilon:
+        return z
+    factor = z / (z + epsilon * torch.where(z >= 0, 1.0, -1.0).to(z))
+    return z.detach() + (z - z.detach()) * factor.detach()
+
+
+def reference(model, x, target, composite, parts=None, epsilon=0.0):
     """x * d(logit)/dx with the rules as gradient changes, on the timm model's weights.
     ``parts``: a dict that receives ``p * d(logit)/dp`` summed for the class token, the
-    position embedding and all biases together (the relevance they take; one image)."""
+    position embedding and all biases together (the relevance they take; one image).
+    ``epsilon``: LRP-epsilon on the linear layers and the patch embedding."""
+
+    def linear(*args):
+        return epsilon_rule(F.linear(*args), epsilon)
     x = x.detach().requires_grad_(True)
     with torch.no_grad():
         params = {n: p.detach().clone().requires_grad_(parts is not None and n in absorbing(model))
                   for n, p in model.named_parameters()}
     proj = model.patch_embed.proj
-    h = F.conv2d(x, params["patch_embed.proj.weight"], params["patch_embed.proj.bias"], stride=proj.stride)
+    h = epsilon_rule(F.conv2d(x, params["patch_embed.proj.weight"], params["patch_embed.proj.bias"],
+                              stride=proj.stride), epsilon)
     h = h.flatten(2).transpose(1, 2)
     h = torch.cat([params["cls_token"].expand(len(x), -1, -1), h], dim=1) + params["pos_embed"]
     for i, block in enumerate(model.blocks):
         p = {n.split(f"blocks.{i}.", 1)[1]: t for n, t in params.items() if n.startswith(f"blocks.{i}.")}
         heads = block.attn.num_heads
         u = layer_norm(h, p["norm1.weight"], p.get("norm1.bias"), block.norm1.eps)
-        qkv = F.linear(u, p["attn.qkv.weight"], p.get("attn.qkv.bias"))
+        qkv = linear(u, p["attn.qkv.weight"], p.get("attn.qkv.bias"))
         b, n, c = u.shape
         q, k, v = qkv.reshape(b, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
         logits = uniform_matmul(q, k.transpose(-2, -1)) * (c // heads) ** -0.5
@@ -99,13 +113,13 @@ def reference(model, x, target, composite, parts=None):
         else:
             o = uniform_matmul(attention, v)
         o = o.transpose(1, 2).reshape(b, n, c)
-        h = h + F.linear(o, p["attn.proj.weight"], p["attn.proj.bias"])
+        h = h + linear(o, p["attn.proj.weight"], p["attn.proj.bias"])
         u = layer_norm(h, p["norm2.weight"], p.get("norm2.bias"), block.norm2.eps)
-        z = F.linear(u, p["mlp.fc1.weight"], p["mlp.fc1.bias"])
+        z = linear(u, p["mlp.fc1.weight"], p["mlp.fc1.bias"])
         z = z * (F.gelu(z) / z).detach()  # the identity rule
-        h = h + F.linear(z, p["mlp.fc2.weight"], p["mlp.fc2.bias"])
+        h = h + linear(z, p["mlp.fc2.weight"], p["mlp.fc2.bias"])
     h = layer_norm(h, params["norm.weight"], params.get("norm.bias"), model.norm.eps)[:, 0]
-    logit = F.linear(h, params["head.weight"], params["head.bias"])[:, target]
+    logit = linear(h, params["head.weight"], params["head.bias"])[:, target]
     if parts is None:
         (grad,) = torch.autograd.grad(logit.sum(), x)
         return x.detach() * grad, logit.detach()

@@ -4,15 +4,17 @@ Under the transformer composites of :mod:`attribkit.torch.lrp` (``attnlrp``: Ach
 et al. 2024, arXiv:2402.05602; ``cp_lrp``: Ali et al. 2022), applied to the user's model
 for the call: one forward with the token embeddings (the embedding layer's output) as
 the leaf, then one backward per output token, starting from the explained **logit**
-itself (``R = logit`` at that logit, 0 elsewhere). The engine's rules send relevance, not
-gradients, backwards, so what reaches the embeddings is the relevance ``R_td``; a
-token's relevance is ``Σ_d R_td``, which is LXT's ``Σ_d E_td · ∂̃s/∂E_td`` (its rules are
-written as modified gradients, ``input × gradient`` being the relevance).
+itself (``R = logit`` at that logit, 0 elsewhere). The transformer composites carry the
+relevance in gradient form (:mod:`attribkit.torch.lrp.transformer_rules`): the backward
+starts from 1 at the logit and what reaches the embeddings ``E`` is the modified gradient
+``∂̃s/∂E``; a token's relevance is ``Σ_d E_td · ∂̃s/∂E_td``, as in LXT.
 
-On a causal LM the explained quantity is the logit of each output token (as LXT does),
-whatever ``score`` asks: a log-probability or probability is not a single logit (it
-subtracts the log-sum over the vocabulary) and LRP's rules start from one output
-neuron. The result's ``meta["score"]`` says ``"logit"``. A callable target's function
+On a causal LM the explained quantity is the logit of each output token (as LXT does):
+a log-probability or probability is not a single logit (it subtracts the log-sum over
+the vocabulary) and LRP's rules start from one output neuron. The default ``score`` is
+the logit for ``lrp``, the result's ``meta["score"]`` says ``"logit"``, and an explicit
+``score="log_prob"`` or ``"prob"`` is an ``InvalidOptionError`` (the runner reads the
+kernel's ``score`` attribute). A callable target's function
 is differentiated as it is (relevance-preserving when it selects logits).
 
 Hugging Face layers beyond the engine's (its module rules cover ``nn.Linear``,
@@ -167,4 +169,4 @@ def lrp(model: TextModel, plan: TextPlan, *, composite: str = "attnlrp", epsilon
     return torch.stack(parts, 1)
 
 
-lrp.score = "logit"  # what the result's meta reports for a continuation (see the module docstring)
+lrp.score = "logit"  # the one score it explains: meta's "score"; another explicit score= is refused

@@ -58,6 +58,10 @@ def explain_text(model: Any, inputs: Any, target: Any, *, spec: MethodSpec, batc
             + ", ".join(s.name for s in get_host().registry if s.text is not None))
     bound = text_spec.bind_options(options)
     kernel = text_spec.load()
+    fixed = getattr(kernel, "score", None)  # a kernel that explains one quantity only (lrp: the logit)
+    if score is not None and fixed is not None and score != fixed:
+        raise InvalidOptionError(f"method {spec.name!r} explains the {fixed} (score={fixed!r}), not "
+                                 f"score={score!r}")
     chunks(1, batch_size)  # checks batch_size before any work
     autograd = getattr(kernel, "autograd", True)
     if autograd and torch.is_inference_mode_enabled():

@@ -60,12 +60,14 @@ TRANSFORMER_COMPOSITES = ("attnlrp", "cp_lrp")
 #: (``F.layer_norm``, ``F.rms_norm``, ``softmax``, timm's ``x * gamma``)
 TRANSFORMER_LEAVES: tuple[type, ...] = (nn.LayerNorm, nn.RMSNorm, nn.Softmax)
 TRANSFORMER_LEAF_NAMES = ("LayerScale",)  # timm's
-#: elementwise activation modules of Hugging Face transformers (``transformers.activations``),
-#: which pass relevance on under the transformer composites, as ``ACTIVATIONS`` do
+#: elementwise activation modules of Hugging Face transformers (``transformers.activations``,
+#: BLOOM's ``BloomGelu``), which pass relevance on (the identity rule) under the transformer
+#: composites, as ``ACTIVATIONS`` do
 ACTIVATION_NAMES = ("GELUTanh", "NewGELUActivation", "GELUActivation", "SiLUActivation",
                     "FastGELUActivation", "QuickGELUActivation", "ClippedGELUActivation",
                     "AccurateGELUActivation", "MishActivation", "LinearActivation",
-                    "LaplaceActivation", "ReLUSquaredActivation", "PytorchGELUTanh")
+                    "LaplaceActivation", "ReLUSquaredActivation", "PytorchGELUTanh",
+                    "SqrtSoftplusActivation", "XIELUActivation", "BloomGelu")
 
 
 class LRPRuleError(AttribkitError, TypeError):

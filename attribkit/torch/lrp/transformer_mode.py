@@ -14,8 +14,8 @@ such call whose operands depend on the input through the rules of
   scaled by the uniform rule's shares (AttnLRP) or ``q``, ``k`` cut (CP-LRP: constant
   attention); ``F.multi_head_attention_forward``: computed explicitly, its products and
   softmax through the rules below;
-* products and matrix products of two live operands: the uniform rule (the gradient
-  halved); CP-LRP holds the activated factor of a gated product (``silu(x₁) ⊙ x₂``)
+* products and matrix products of two live operands (also inside ``addmm`` /
+  ``baddbmm``): the uniform rule (the gradient halved); CP-LRP holds the activated factor of a gated product (``silu(x₁) ⊙ x₂``)
   constant, as LXT does, so that all its relevance goes to the other factor;
 * softmax: the AttnLRP Taylor rule (its gradient), or (CP-LRP) its output held constant;
 * ``F.layer_norm`` / ``F.rms_norm``: the normalisation with ``σ`` constant;
@@ -62,6 +62,8 @@ INPLACE = {T.__iadd__: T.__add__, T.__isub__: T.__sub__, T.__itruediv__: T.__tru
 MUL = {torch.mul, T.mul, T.__mul__, T.__rmul__, T.__imul__}
 DIV = {torch.div, T.div, T.__truediv__, T.__itruediv__}
 MATMUL = {torch.matmul, T.matmul, T.__matmul__, torch.bmm, T.bmm}
+#: ``beta·input + alpha·(a @ b)``: a sum and a product (BLOOM's ALiBi scores)
+PRODUCT_SUMS = {torch.addmm, T.addmm, torch.baddbmm, T.baddbmm, torch.addbmm, T.addbmm}
 SOFTMAX = {torch.softmax, T.softmax, F.softmax}
 PASS = {F.gelu, F.silu, F.relu, torch.relu, T.relu, F.elu, F.leaky_relu, F.hardswish, F.mish,
         F.softplus, torch.tanh, T.tanh, F.tanh, torch.sigmoid, T.sigmoid, F.sigmoid, F.relu6}
@@ -71,12 +73,14 @@ NO_RULE = {torch.exp, T.exp, torch.log, T.log, torch.pow, T.pow, T.__pow__, T.__
            T.var, torch.std, T.std, torch.var_mean, F.normalize, F.group_norm, F.batch_norm,
            F.instance_norm, F.log_softmax, torch.log_softmax, T.log_softmax, T.__rtruediv__,
            T.add_, T.sub_, T.mul_, T.div_, T.relu_, torch.relu_,
-           T.addmm, torch.addmm, torch.baddbmm, T.baddbmm, F.conv1d, F.conv2d, F.conv3d,
+           F.conv1d, F.conv2d, F.conv3d,
            F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d, torch.cumsum, T.cumsum,
            F.interpolate, torch.lerp, T.lerp, torch.addcmul, T.addcmul, torch.addcdiv, T.addcdiv,
            torch.abs, T.abs, T.__abs__, torch.erf, T.erf, torch.sin, torch.cos, T.sin, T.cos}
 _LAYER_NORM = inspect.signature(F.layer_norm)
 _RMS_NORM = inspect.signature(F.rms_norm)
+_PRODUCT_SUM = inspect.signature(lambda input, a=None, b=None, *, beta=1, alpha=1, mat1=None, mat2=None,
+                                  batch1=None, batch2=None: None)
 _LINEAR = inspect.signature(lambda input, weight, bias=None: None)
 _SDPA = inspect.signature(lambda query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
                           scale=None, enable_gqa=False: None)
@@ -154,6 +158,13 @@ class RelevanceMode(AttentionRecorder):
             operands = args[1] if len(args) == 2 and isinstance(args[1], (list, tuple)) else args[1:]
             if len(operands) == 2:
                 return self._product(*operands, lambda a, b: torch.einsum(args[0], a, b))
+        if func in PRODUCT_SUMS:
+            a = _PRODUCT_SUM.bind(*args, **kwargs).arguments
+            first, second = (next(a[n] for n in names if n in a) for names in
+                             (("a", "mat1", "batch1"), ("b", "mat2", "batch2")))
+            share = 0.5 if _live(first) and _live(second) else 1.0
+            return func(a["input"], scaled(first, share), scaled(second, share), beta=a.get("beta", 1),
+                        alpha=a.get("alpha", 1))
         if func in SOFTMAX and self.rules.attention == "cp_lrp":
             return func(args[0].detach(), *args[1:], **kwargs)  # CP-LRP: constant probabilities
         if func is F.layer_norm:

@@ -1,0 +1,97 @@
+"""The transformer composites in gradient form: LRP-epsilon on the linear layers (not
+only LRP-0), the fused attention when only some of ``q``, ``k``, ``v`` depend on the
+input, and ``baddbmm`` (BLOOM's ALiBi scores) as a sum and a uniform product.
+
+References are written here as gradient changes (``input × gradient`` = relevance), as
+in tests/test_lrp_transformers.py."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import attribkit as ak
+from tests.test_lrp_transformers import TINY, reference, relative_difference, timm_vit, uniform_matmul
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("composite", ["attnlrp", "cp_lrp"])
+def test_epsilon_on_the_linear_layers_equals_the_reference(images, composite):
+    """``R_in = x ⊙ Wᵀ(R / stab_ε(z))`` on every linear layer and the patch embedding with
+    a large ε, so that it matters."""
+    model = timm_vit()
+    expected, _ = reference(model, images, 2, composite, epsilon=0.05)
+    result = ak.explain(model, images, target=2, method="lrp", composite=composite, epsilon=0.05,
+                        stabilizer=TINY).values
+    assert relative_difference(result, expected) < 1e-8
+    lrp0, _ = reference(model, images, 2, composite)
+    assert relative_difference(lrp0, expected) > 1e-3  # ε changes the result here
+
+
+class CrossAttention(nn.Module):
+    """Fused attention of the tokens (queries, and values when ``live_values``) on a
+    constant memory (keys, and values otherwise)."""
+
+    def __init__(self, live_values, width=8, memory=5, classes=3):
+        super().__init__()
+        self.live_values = live_values
+        self.q, self.v = nn.Linear(width, width), nn.Linear(width, width)
+        self.register_buffer("memory", torch.randn(1, 1, memory, width))
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, x):
+        q = self.q(x)[:, None]
+        k = self.memory.expand(len(x), -1, -1, -1)
+        v = self.v(x)[:, None] if self.live_values else k
+        return self.head(F.scaled_dot_product_attention(q, k, v).mean(dim=(1, 2)))
+
+
+@pytest.mark.parametrize("live_values", [False, True])
+def test_fused_attention_on_constant_keys(live_values):
+    """A constant key takes no share: the query gets all of ``q kᵀ``'s relevance, and
+    ``A v`` is split only when ``v`` depends on the input too."""
+    torch.manual_seed(0)
+    model = CrossAttention(live_values).double()
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    xx = x.clone().requires_grad_(True)
+    q, k = model.q(xx)[:, None], model.memory.expand(2, -1, -1, -1)
+    attention = (q @ k.transpose(-2, -1) / 8 ** 0.5).softmax(-1)
+    o = uniform_matmul(attention, model.v(xx)[:, None]) if live_values else attention @ k
+    (grad,) = torch.autograd.grad(model.head(o.mean(dim=(1, 2)))[:, 1].sum(), xx)
+    result = ak.explain(model, x, target=1, method="lrp", composite="attnlrp", epsilon=TINY,
+                        stabilizer=TINY).values
+    assert relative_difference(result, x * grad) < 1e-9
+
+
+class Scores(nn.Module):
+    """Attention scores ``bias + q kᵀ`` written with ``baddbmm`` (BLOOM) or ``@`` and ``+``."""
+
+    def __init__(self, fused_sum, width=6, tokens=4, classes=3):
+        super().__init__()
+        self.fused_sum = fused_sum
+        self.q, self.k = nn.Linear(width, width), nn.Linear(width, width)
+        self.register_buffer("bias", torch.randn(1, tokens, tokens))
+        self.head = nn.Linear(tokens, classes)
+
+    def forward(self, x):
+        q, k = self.q(x), self.k(x).transpose(1, 2)
+        scores = self.bias.baddbmm(batch1=q, batch2=k, beta=0.5, alpha=0.3) if self.fused_sum \
+            else 0.5 * self.bias + 0.3 * (q @ k)
+        return self.head(scores.softmax(-1).mean(dim=1))
+
+
+def test_baddbmm_is_a_sum_and_a_uniform_product():
+    torch.manual_seed(0)
+    fused, plain = Scores(True).double(), Scores(False).double()
+    plain.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 4, 6, dtype=torch.float64)
+    values = [ak.explain(m, x, target=2, method="lrp", composite="attnlrp", epsilon=TINY,
+                         stabilizer=TINY).values for m in (fused, plain)]
+    assert relative_difference(values[0], values[1]) < 1e-12
+    xx = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(plain(xx)[:, 2].sum(), xx)
+    assert relative_difference(values[1], x * grad) > 1e-2  # the uniform rule is not the gradient
