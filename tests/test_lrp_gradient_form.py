@@ -95,3 +95,18 @@ def test_baddbmm_is_a_sum_and_a_uniform_product():
     xx = x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(plain(xx)[:, 2].sum(), xx)
     assert relative_difference(values[1], x * grad) > 1e-2  # the uniform rule is not the gradient
+
+
+def test_lrp_0_without_a_stabilizer_is_finite_at_exact_zeros():
+    """``epsilon=0, stabilizer=0`` (LXT's LRP-0): no division by a linear layer's output in
+    gradient form, and an activation's input that is exactly 0 sends nothing on."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6, bias=False), nn.GELU(), nn.LayerNorm(6), nn.Linear(6, 3)).double()
+    with torch.no_grad():
+        model[0].weight[0, 2:] = 0.0
+    x = torch.randn(3, 4, dtype=torch.float64)
+    x[0, :2] = 0.0  # the first GELU input of the first row is exactly 0, the others are not
+    exact = ak.explain(model, x, target=1, method="lrp", composite="attnlrp", epsilon=0.0, stabilizer=0.0)
+    tiny = ak.explain(model, x, target=1, method="lrp", composite="attnlrp", epsilon=TINY, stabilizer=TINY)
+    assert torch.isfinite(exact.values).all()
+    assert relative_difference(exact.values, tiny.values) < 1e-9

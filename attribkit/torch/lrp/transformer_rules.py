@@ -91,7 +91,8 @@ def scaled(x: Tensor, factor: float) -> Tensor:
 
 class IdentityRule(torch.autograd.Function):
     """``y = fn(x)`` elementwise with the identity rule ``R_x = R_y``:
-    ``G_x = G_y ⊙ y / stab(x)``."""
+    ``G_x = G_y ⊙ y / stab(x)``; with ``stabilizer = 0``, 0 where ``x = 0`` (there
+    ``R_x = x ⊙ G_x`` is 0 whatever ``G_x``, and the epsilon rule sends nothing on)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, fn: Callable[[Tensor], Tensor], stabilizer: float) -> Tensor:
@@ -104,7 +105,10 @@ class IdentityRule(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         x, y = ctx.saved_tensors
         d = stabilize(x, ctx.stabilizer)
-        return torch.div(y, d, out=d).mul_(grad), None, None
+        ratio = torch.div(y, d, out=d)
+        if not ctx.stabilizer:
+            ratio = ratio.masked_fill_(x == 0, 0.0)
+        return ratio.mul_(grad), None, None
 
 
 def identity(x: Tensor, fn: Callable[[Tensor], Tensor], stabilizer: float) -> Tensor:
