@@ -1,11 +1,12 @@
-"""Section ``attention``: the attention family and AttnLRP on timm's deit_small
+"""Section ``attention``: the attention family, AttnLRP and CP-LRP on timm's deit_small
 (random weights, a random head) against their floors, as
 ``benchmarks/test_bench_attention.py`` does on deit_tiny.
 
 Floors: one forward without gradients for the forward-only methods, one forward +
-backward to the input for those that need autograd (and for AttnLRP). AttnLRP is
-``explain(vit, x, method="lrp", composite="attnlrp")``; until the LRP method takes
-that composite, its row is "not available" with attribkit's own message.
+backward to the input for those that need autograd (and for the LRP rows). AttnLRP is
+``explain(vit, x, method="lrp", composite="attnlrp")``, CP-LRP the same with
+``composite="cp_lrp"`` (target: within 1.5x the forward + backward); a composite that
+does not run on the model gives a "not available" row with attribkit's own message.
 """
 
 from __future__ import annotations
@@ -20,15 +21,15 @@ from benchmarks.gpu.measure import ATTRIBKIT, FLOOR, Impl, Row, compare, reason_
 from benchmarks.shared import built_in, floor_of, forward, forward_backward
 
 SECTION = "attention"
-ATTNLRP = {"method": "lrp", "composite": "attnlrp"}
+LRP_COMPOSITES = ("attnlrp", "cp_lrp")
 
 
 def run(config: Config) -> list[Row]:
-    """Rows of every attention method and of AttnLRP on ``config.vit``."""
+    """Rows of every attention method and of AttnLRP and CP-LRP on ``config.vit``."""
     methods = built_in("attention", every=False)
     if importlib.util.find_spec("timm") is None:
         return [skipped(SECTION, m, ATTRIBKIT, "attribkit", "timm is not installed")
-                for m in [*methods, "attnlrp"]]
+                for m in [*methods, *LRP_COMPOSITES]]
     model = vit(config)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(config.vit_batch, 3, config.vit_size, config.vit_size, generator=gen).to(config.device)
@@ -39,10 +40,12 @@ def run(config: Config) -> list[Row]:
     for method in methods:
         ours = Impl(ATTRIBKIT, "attribkit", lambda method=method: ak.explain(model, x, targets, method=method))
         rows += compare(SECTION, method, [floors[floor_of(ak.get_method(method))], ours], config)
-    missing = attnlrp_missing(model, x[:1], targets[:1])
-    ours = Impl(ATTRIBKIT, "attribkit", None if missing else lambda: ak.explain(model, x, targets, **ATTNLRP),
-                reason=missing and f"not available: {missing}")
-    rows += compare(SECTION, "attnlrp", [floors["forward+backward"], ours], config)
+    for composite in LRP_COMPOSITES:
+        missing = lrp_missing(model, x[:1], targets[:1], composite)
+        ours = Impl(ATTRIBKIT, "attribkit", None if missing else (
+            lambda composite=composite: ak.explain(model, x, targets, method="lrp", composite=composite)),
+            reason=missing and f"not available: {missing}")
+        rows += compare(SECTION, composite, [floors["forward+backward"], ours], config)
     return rows
 
 
@@ -61,11 +64,11 @@ def vit(config: Config) -> torch.nn.Module:
     return model.eval().to(config.device)
 
 
-def attnlrp_missing(model: torch.nn.Module, x: torch.Tensor, targets: torch.Tensor) -> str | None:
-    """``None`` when ``explain(..., method="lrp", composite="attnlrp")`` runs on one
+def lrp_missing(model: torch.nn.Module, x: torch.Tensor, targets: torch.Tensor, composite: str) -> str | None:
+    """``None`` when ``explain(..., method="lrp", composite=composite)`` runs on one
     image, else why not (attribkit's message)."""
     try:
-        ak.explain(model, x, targets, **ATTNLRP)
+        ak.explain(model, x, targets, method="lrp", composite=composite)
     except Exception as exc:  # noqa: BLE001 - any refusal means "not available", with its reason
         return reason_of(exc)
     return None
