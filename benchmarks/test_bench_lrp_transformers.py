@@ -16,8 +16,8 @@ model to its input, in the same run (target: <= 1.5x):
 ``pytest benchmarks/test_bench_lrp_transformers.py --benchmark-only``; the summary
 table (``benchmarks/conftest.py``) gives the ratios (its header shows the other
 suites' batch; this one uses its own). Measured on 1 CPU thread (``OMP_NUM_THREADS=1``),
-the defaults, the three calls interleaved (medians of 5 and 7 rounds; /tmp/h13/interleaved.py
-in the notes): with the rules in gradient form (the fused attention kept), deit_tiny
+the defaults, the three calls interleaved round-robin (medians of 5 and 7 rounds): with
+the rules in gradient form (the fused attention kept), deit_tiny
 attnlrp 1.19x, cp_lrp 1.07x; LLaMA-like attnlrp 1.34x, cp_lrp 1.04x (before: 1.58x, 1.28x;
 1.82x, 1.19x).
 """
