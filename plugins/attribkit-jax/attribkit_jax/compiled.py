@@ -100,7 +100,10 @@ class Compiled:
         calls = self.calls(variables, x, only=name)
         if not calls:
             names = ", ".join(repr(n) for n in dict.fromkeys(n for n, _, _ in self.calls(variables, x)))
-            raise LayerError(f"no layer {name!r} in the model's forward; its layers: {names or 'none'}")
+            if not names:
+                raise LayerError(f"layer {name!r}: the model has no Flax submodules to read (layer methods "
+                                 "need a linen or NNX module, or a function applying one)")
+            raise LayerError(f"no layer {name!r} in the model's forward; its layers: {names}")
         _, shape, dtype = calls[-1]
         if shape is None:
             raise LayerError(f"layer {name!r} gives no array (a tuple or dict?): name a layer with one "

@@ -23,7 +23,7 @@ import numpy as np
 
 from attribkit.backends.layout import check_layout
 from attribkit.backends.protocol import LayerGradients
-from attribkit.errors import InvalidOptionError, LayerError
+from attribkit.errors import AttribkitError, InvalidOptionError, LayerError
 
 from attribkit_jax.compiled import compiled_for
 from attribkit_jax.layers import normalise, probe_inputs, spatial_calls, unique, unknown_layer
@@ -127,14 +127,23 @@ def _classes(classes: np.ndarray | None) -> np.ndarray | None:
 
 @contextlib.contextmanager
 def _flax_hints() -> Iterator[None]:
-    """Flax's errors of a model left in training mode, as an ``InvalidOptionError`` with the fix."""
+    """Flax's errors of a model left in training mode, as an ``InvalidOptionError`` with the fix;
+    attribkit's own errors raised while tracing, without the note JAX appends to them."""
     try:
         yield
+    except AttribkitError as exc:
+        message = str(exc).split(_JAX_NOTE)[0]
+        if message == str(exc):
+            raise
+        raise type(exc)(message) from None
     except Exception as exc:
         hint = _training_mode(exc)
         if hint is None:
             raise
         raise InvalidOptionError(hint) from exc
+
+
+_JAX_NOTE = "\n-----"  # JAX's "removed its internal frames" note on errors raised while tracing
 
 
 def _training_mode(exc: Exception) -> str | None:
