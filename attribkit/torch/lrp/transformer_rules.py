@@ -152,7 +152,7 @@ def layer_norm(x: Tensor, shape: Sequence[int], weight: Tensor | None, bias: Ten
 
     def fn(t: Tensor) -> tuple[Tensor, Tensor]:
         y, _, rstd = torch.ops.aten.native_layer_norm(t, shape, weight, bias, eps)
-        return y, rstd
+        return y, rstd.to(t.dtype).view(*t.shape[:t.ndim - len(shape)], *[1] * len(shape))
     return NormalizationRule.apply(x, fn, weight, len(shape), True)
 
 
