@@ -11,6 +11,7 @@ A layer's gradient is that with respect to a zero ``delta`` added to the layer's
 
 from __future__ import annotations
 
+import inspect
 import weakref
 from typing import Any
 
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from attribkit_keras.layers import Capture, capture, find
-from attribkit_keras.picking import check_scores
+from attribkit_keras.picking import check_classes, check_scores
 
 
 def _picked_sum(scores: Any, classes: Any, top: bool) -> Any:
@@ -46,7 +47,10 @@ class JaxEngine:
         return ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
 
     def _forward(self, trainable: Any, non_trainable: Any, x: Any) -> Any:
-        scores, _ = self.model.stateless_call(trainable, non_trainable, x, training=False)
+        model = self.model
+        # as Layer.__call__ does: training= only to a call() that takes it (a subclass's may not)
+        kwargs = {"training": False} if _takes_training(model) else {}
+        scores, _ = model.stateless_call(trainable, non_trainable, x, **kwargs)
         return check_scores(scores)
 
     def _capture(self, path: str) -> Any:
@@ -73,6 +77,7 @@ class JaxEngine:
         step = self._function("input", lambda: jax.jit(jax.value_and_grad(loss, has_aux=True),
                                                        static_argnames="top"))
         (_, scores), grad = step(x, *self._state(), _classes(classes, len(x)), top=classes is None)
+        check_classes(classes, scores)  # the classes are traced: checked on the result
         return np.array(scores), np.array(grad)
 
     def layer_activations(self, x: np.ndarray, path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +115,13 @@ class JaxEngine:
                                                                    static_argnames="top"))
             (_, (scores, acts)), grads = step(jnp.zeros(shape.shape, shape.dtype), x, *state,
                                               _classes(classes, len(x)), top=classes is None)
+            check_classes(classes, scores)
         return np.array(scores), np.array(acts), np.array(grads)
+
+
+def _takes_training(model: Any) -> bool:
+    parameters = inspect.signature(model.call).parameters.values()
+    return any(p.name == "training" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def _classes(classes: np.ndarray | None, rows: int) -> np.ndarray:

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 
 from attribkit_keras.layers import Capture, capture, find
-from attribkit_keras.picking import check_scores
+from attribkit_keras.picking import check_classes, check_scores
 
 
 def _picked_sum(scores: torch.Tensor, classes: np.ndarray | None) -> torch.Tensor:
+    check_classes(classes, scores)
     index = scores.argmax(-1) if classes is None else torch.as_tensor(classes, device=scores.device)
     return scores.gather(1, index[:, None]).sum()
 

@@ -100,7 +100,7 @@ def nhwc(x: torch.Tensor) -> np.ndarray:
 
 def weights(model: keras.Model) -> list[np.ndarray]:
     """Copies of every weight of ``model`` (trainable or not)."""
-    return [np.array(w) for w in model.get_weights()]
+    return [np.array(keras.ops.convert_to_numpy(v.value)) for v in model.variables]
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
