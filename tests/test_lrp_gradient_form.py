@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import attribkit as ak
+from attribkit.torch.lrp.transformer_rules import ratio_of
 from tests.test_lrp_transformers import TINY, reference, relative_difference, timm_vit, uniform_matmul
 
 
@@ -99,14 +100,27 @@ def test_baddbmm_is_a_sum_and_a_uniform_product():
 
 def test_lrp_0_without_a_stabilizer_is_finite_at_exact_zeros():
     """``epsilon=0, stabilizer=0`` (LXT's LRP-0): no division by a linear layer's output in
-    gradient form, and an activation's input that is exactly 0 sends nothing on."""
+    gradient form, and an activation without a closed form for ``y / x`` (tanh) whose
+    input is exactly 0 sends nothing on."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 6, bias=False), nn.GELU(), nn.LayerNorm(6), nn.Linear(6, 3)).double()
+    model = nn.Sequential(nn.Linear(4, 6, bias=False), nn.Tanh(), nn.LayerNorm(6), nn.Linear(6, 3)).double()
     with torch.no_grad():
         model[0].weight[0, 2:] = 0.0
     x = torch.randn(3, 4, dtype=torch.float64)
-    x[0, :2] = 0.0  # the first GELU input of the first row is exactly 0, the others are not
+    x[0, :2] = 0.0  # the first tanh input of the first row is exactly 0, the others are not
     exact = ak.explain(model, x, target=1, method="lrp", composite="attnlrp", epsilon=0.0, stabilizer=0.0)
     tiny = ak.explain(model, x, target=1, method="lrp", composite="attnlrp", epsilon=TINY, stabilizer=TINY)
     assert torch.isfinite(exact.values).all()
     assert relative_difference(exact.values, tiny.values) < 1e-9
+
+
+def test_closed_form_ratios_are_the_activation_over_its_input():
+    """The identity rule's ``y / x`` for GELU (``Φ``), SiLU (``σ``) and ReLU, functions and
+    modules; GELU's tanh approximation has none (it divides, stabilised)."""
+    x = torch.linspace(-6, 6, 121, dtype=torch.float64)
+    x = x[x != 0]
+    for fn, module in ((F.gelu, nn.GELU()), (F.silu, nn.SiLU()), (F.relu, nn.ReLU())):
+        for ratio in (ratio_of(fn), ratio_of(module)):
+            torch.testing.assert_close(ratio(x) * x, fn(x), rtol=1e-12, atol=1e-15)
+    assert ratio_of(nn.GELU(approximate="tanh")) is None and ratio_of(F.gelu, "tanh") is None
+    assert ratio_of(nn.Tanh()) is None

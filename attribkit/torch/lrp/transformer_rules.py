@@ -17,8 +17,9 @@ products ``a·b``, ``A @ B``    the gradient, halved when both operands depend o
 softmax (AttnLRP)              the gradient: ``x ⊙ Jᵀ(s ⊙ G)`` is the Taylor rule
                                ``R_in = x ⊙ (R − s · Σ R)`` (Proposition 3.1)
 LayerNorm / RMSNorm            the gradient with ``σ`` constant
-elementwise activations        the identity rule ``R_x = R_y``: ``G_x = G_y ⊙ y /
-                               stab(x)``
+elementwise activations        the identity rule ``R_x = R_y``: ``G_x = G_y ⊙ y / x``
+                               (``Φ(x)`` for GELU, ``σ(x)`` for SiLU; else
+                               ``y / stab(x)``)
 =============================  ==================================================
 
 So ``scaled_dot_product_attention`` stays fused: the AttnLRP rules of ``softmax(q kᵀ) v``
@@ -31,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from attribkit.torch.lrp.rules import Affine, stabilize
 
@@ -61,8 +63,9 @@ class EpsilonGradient(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, z = ctx.saved_tensors
-        if ctx.epsilon:  # G - ε G / (|z| + ε) in one fused pass
-            grad = torch.addcdiv(grad, grad, z.abs().add_(ctx.epsilon), value=-ctx.epsilon)
+        if ctx.epsilon:  # G - ε G / (|z| + ε), written over |z| + ε (one new buffer)
+            d = z.abs().add_(ctx.epsilon)
+            grad = torch.addcdiv(grad, grad, d, value=-ctx.epsilon, out=d)
         return ctx.layer.transpose(grad, ctx.layer.weight, x), None, None
 
 
@@ -91,29 +94,55 @@ def scaled(x: Tensor, factor: float) -> Tensor:
 
 class IdentityRule(torch.autograd.Function):
     """``y = fn(x)`` elementwise with the identity rule ``R_x = R_y``:
-    ``G_x = G_y ⊙ y / stab(x)``; with ``stabilizer = 0``, 0 where ``x = 0`` (there
-    ``R_x = x ⊙ G_x`` is 0 whatever ``G_x``, and the epsilon rule sends nothing on)."""
+    ``G_x = G_y ⊙ y / x``, with ``y / x`` from ``ratio(x)`` where it has a closed form
+    (GELU: ``Φ(x)``, SiLU: ``σ(x)``, ReLU: ``1[x > 0]``), else ``y / stab(x)``; with
+    ``stabilizer = 0``, 0 where ``x = 0`` (there ``R_x = x ⊙ G_x`` is 0 whatever ``G_x``,
+    and the epsilon rule sends nothing on)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, fn: Callable[[Tensor], Tensor], stabilizer: float) -> Tensor:
+    def forward(ctx, x: Tensor, fn: Callable[[Tensor], Tensor], stabilizer: float,
+                ratio: Callable[[Tensor], Tensor] | None) -> Tensor:
         y = fn(x)
-        ctx.save_for_backward(x, y)
-        ctx.stabilizer = stabilizer
+        ctx.save_for_backward(x, None if ratio else y)
+        ctx.stabilizer, ctx.ratio = stabilizer, ratio
         return y
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, y = ctx.saved_tensors
+        if ctx.ratio is not None:
+            return ctx.ratio(x).mul_(grad), None, None, None
         d = stabilize(x, ctx.stabilizer)
         ratio = torch.div(y, d, out=d)
         if not ctx.stabilizer:
             ratio = ratio.masked_fill_(x == 0, 0.0)
-        return ratio.mul_(grad), None, None
+        return ratio.mul_(grad), None, None, None
 
 
-def identity(x: Tensor, fn: Callable[[Tensor], Tensor], stabilizer: float) -> Tensor:
+def _step(x: Tensor) -> Tensor:
+    return (x > 0).to(x.dtype)
+
+
+#: ``fn(x) / x`` in closed form (a new tensor) of the activations that have one
+RATIOS: dict[Callable, Callable[[Tensor], Tensor]] = {
+    F.gelu: torch.special.ndtr, F.silu: torch.sigmoid, F.relu: _step, torch.relu: _step, Tensor.relu: _step}
+
+
+def ratio_of(activation: Callable | torch.nn.Module, approximate: str = "none") -> Callable[[Tensor], Tensor] | None:
+    """``y / x`` of an activation function or module in closed form, or ``None``."""
+    if isinstance(activation, torch.nn.Module):
+        kinds = {torch.nn.GELU: F.gelu, torch.nn.SiLU: F.silu, torch.nn.ReLU: F.relu}
+        approximate = getattr(activation, "approximate", "none")
+        activation = kinds.get(type(activation))
+    if activation is F.gelu and approximate != "none":
+        return None
+    return RATIOS.get(activation)
+
+
+def identity(x: Tensor, fn: Callable[[Tensor], Tensor], stabilizer: float,
+             ratio: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """``fn(x)`` (an elementwise activation) through :class:`IdentityRule`."""
-    return IdentityRule.apply(x, fn, stabilizer)
+    return IdentityRule.apply(x, fn, stabilizer, ratio)
 
 
 def is_activated(t: Tensor) -> bool:
