@@ -25,21 +25,35 @@ from attribkit.errors import InputError, LayerError
 from attribkit_jax.layers import Capture, Recorder
 from attribkit_jax.sources import Source
 
-_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: id(owner) -> (weak reference to the owner, structure key -> Compiled); by identity, since
+#: a bound linen module refuses ``hash``; an entry goes when its owner is collected
+_cache: dict[int, tuple[weakref.ref, dict[Any, Compiled]]] = {}
 _lock = threading.Lock()
 
 
 def compiled_for(source: Source) -> Compiled:
     """The :class:`Compiled` of ``source``'s structure (cached on its owner when it can be)."""
+    owner = source.owner
     with _lock:
-        try:
-            per_owner = _cache.setdefault(source.owner, {})
-        except TypeError:  # not weakly referenceable: compile for this call only
-            return Compiled(source.apply)
+        entry = _cache.get(id(owner))
+        if entry is None or entry[0]() is not owner:
+            try:
+                ref = weakref.ref(owner, lambda _, key=id(owner): _forget(key))
+            except TypeError:  # not weakly referenceable: compile for this call only
+                return Compiled(source.apply)
+            entry = _cache[id(owner)] = (ref, {})
+        per_owner = entry[1]
         found = per_owner.get(source.key)
         if found is None:
             found = per_owner[source.key] = Compiled(source.apply)
         return found
+
+
+def _forget(key: int) -> None:
+    with _lock:
+        entry = _cache.get(key)
+        if entry is not None and entry[0]() is None:
+            del _cache[key]
 
 
 def _picked(scores: Any, classes: Any) -> Any:

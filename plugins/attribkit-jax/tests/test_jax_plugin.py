@@ -8,7 +8,7 @@ import threading
 import jax
 import numpy as np
 import pytest
-from conftest import LinenCNN
+from conftest import LinenCNN, nn
 
 import attribkit as ak
 import attribkit_jax
@@ -105,6 +105,28 @@ def test_compiled_once_per_model_and_shape(variables, nhwc):
         ak.explain(model, nhwc, method="saliency")
     ak.explain(model, nhwc[:2], method="saliency")
     assert traces == [(3, 8, 8, 3), (2, 8, 8, 3)]
+
+
+TRACES = []
+
+
+class Counted(nn.Module):
+    """Records each trace of its forward."""
+
+    @nn.compact
+    def __call__(self, x):
+        TRACES.append(x.shape)
+        return nn.Dense(2)(x.mean((1, 2)))
+
+
+def test_bound_linen_module_compiled_once(nhwc):
+    """A bound module refuses hash(): the cache holds it by identity (was: one compile per call)."""
+    model = Counted().bind({"params": {"Dense_0": {"kernel": np.ones((3, 2), np.float32),
+                                                   "bias": np.zeros(2, np.float32)}}})
+    TRACES.clear()
+    for _ in range(3):
+        ak.explain(model, nhwc, 1, method="saliency")
+    assert TRACES == [(3, 8, 8, 3)]
 
 
 def test_threads_share_one_nnx_model(nnx_cnn, nhwc):
