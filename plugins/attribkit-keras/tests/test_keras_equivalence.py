@@ -1,5 +1,6 @@
 """Every method with a framework kernel on the Keras twin equals ``ak.explain`` on the PyTorch model."""
 
+import keras
 import numpy as np
 import pytest
 import torch
@@ -87,3 +88,38 @@ def test_the_model_is_left_as_it_was(nets, images):
         ak.explain(model, nhwc(images), method=method, **keras_kwargs(model))
     assert all(np.array_equal(a, b) for a, b in zip(before, weights(model)))
     assert all("call" not in layer.__dict__ for layer in model.layers)
+
+
+def test_a_channels_first_model_takes_and_reads_nchw(images):
+    torch.manual_seed(4)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+    L = keras.layers
+    model = keras.Sequential([keras.Input((3, 8, 8)), L.Conv2D(4, 3, padding="same", data_format="channels_first",
+                                                               name="conv"),
+                              L.ReLU(name="relu"), L.GlobalAveragePooling2D(data_format="channels_first"),
+                              L.Dense(3, name="fc")])
+    model.get_layer("conv").set_weights([net[0].weight.detach().permute(2, 3, 1, 0).numpy(),
+                                         net[0].bias.detach().numpy()])
+    model.get_layer("fc").set_weights([net[4].weight.detach().T.numpy(), net[4].bias.detach().numpy()])
+    for method, options in (("input_x_gradient", {}), ("gradcam", {"layer": "relu"})):
+        mine = ak.explain(model, images.numpy(), method=method, **options, **keras_kwargs(model))
+        theirs = ak.explain(net, images, method=method, **{k: "1" for k in options})
+        assert mine.meta["input_layout"] == "NCHW"
+        np.testing.assert_allclose(mine.values, theirs.values.numpy(), **TOL)
+
+
+def test_new_weights_are_read_at_each_call(images):
+    """The JAX functions are compiled once per model; the weights are arguments, read afresh."""
+    from keras_twins import keras_cnn, torch_cnn
+
+    net = torch_cnn()
+    model = keras_cnn(net)
+    first = ak.explain(model, nhwc(images), method="gradcam", layer="relu2", target=1, **keras_kwargs(model))
+    with torch.no_grad():
+        net.fc.weight.mul_(-2.0)
+    model.get_layer("fc").set_weights([net.fc.weight.detach().T.numpy(), net.fc.bias.detach().numpy()])
+    again = ak.explain(model, nhwc(images), method="gradcam", layer="relu2", target=1, **keras_kwargs(model))
+    theirs = ak.explain(net, images, method="gradcam", layer="features.4", target=1)
+    assert not np.allclose(first.values, again.values)
+    np.testing.assert_allclose(again.values, theirs.values.numpy(), **TOL)
