@@ -167,6 +167,8 @@ def test_bad_inputs_are_named(backend, net, x):
 
 
 def test_a_framework_without_its_plugin_names_the_extra(net):
+    for plugin in [p for p in get_host().plugins if p.backends]:  # as if attribkit-jax were not installed
+        get_host().remove_plugin(plugin.name)
     fake = type("Module", (), {"__module__": "flax.linen.module"})()
     with pytest.raises(MissingDependencyError, match=r"attribkit\[jax\]"):
         ak.explain(fake, np.zeros((1, 4, 4, 3), np.float32), method="saliency")
@@ -200,7 +202,7 @@ def test_spec_checks_and_duplicates():
     get_host().add_plugin(Plugin, "first", strict=True)
     info = get_host().add_plugin(Again, "second")
     assert info.status == "failed" and "already registered by plugin 'first'" in info.error
-    assert [b.name for b in get_host().backends] == ["nhwc_torch"]
+    assert [b.name for b in get_host().backends].count("nhwc_torch") == 1
 
 
 def test_torch_models_keep_the_fast_path(net, x):

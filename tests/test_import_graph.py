@@ -189,7 +189,7 @@ GRAPH = import_graph(PACKAGES, {"attribkit": attribkit._EXPORTS})
 
 def test_the_graph_reads_the_package():
     assert len([m for m in GRAPH if m.startswith("attribkit.")]) > 50
-    assert set(PLUGINS) == {"attribkit_captum", "attribkit_example"}
+    assert set(PLUGINS) == {"attribkit_captum", "attribkit_example", "attribkit_jax", "attribkit_keras"}
     assert TOP_FLOOR in GRAPH["attribkit.__main__"]
     assert "attribkit.torch.capture" in GRAPH["attribkit.torch"]
 

@@ -10,6 +10,7 @@ layout; the maps come back channel-first NumPy arrays, as every
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -42,9 +43,8 @@ def find_backend(model: Any, options: dict[str, Any]) -> BackendSpec | None:
 
 
 def _is_torch_module(model: Any) -> bool:
-    import torch
-
-    return isinstance(model, torch.nn.Module)
+    torch = sys.modules.get("torch")  # not imported: the model cannot be a torch module
+    return torch is not None and isinstance(model, torch.nn.Module)
 
 
 def wrap(backend: BackendSpec, model: Any, options: dict[str, Any]) -> Any:
