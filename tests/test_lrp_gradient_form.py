@@ -124,3 +124,8 @@ def test_closed_form_ratios_are_the_activation_over_its_input():
             torch.testing.assert_close(ratio(x) * x, fn(x), rtol=1e-12, atol=1e-15)
     assert ratio_of(nn.GELU(approximate="tanh")) is None and ratio_of(F.gelu, "tanh") is None
     assert ratio_of(nn.Tanh()) is None
+    activations = pytest.importorskip("transformers.activations")
+    for module in (activations.GELUActivation(), activations.GELUActivation(use_gelu_python=True),
+                   activations.SiLUActivation()):
+        torch.testing.assert_close(ratio_of(module)(x) * x, module(x), rtol=1e-12, atol=1e-15)
+    assert ratio_of(activations.NewGELUActivation()) is None

@@ -128,12 +128,16 @@ RATIOS: dict[Callable, Callable[[Tensor], Tensor]] = {
     F.gelu: torch.special.ndtr, F.silu: torch.sigmoid, F.relu: _step, torch.relu: _step, Tensor.relu: _step}
 
 
+_MODULES = {torch.nn.GELU: F.gelu, torch.nn.SiLU: F.silu, torch.nn.ReLU: F.relu}
+#: transformers' activation modules computing exactly these (``transformers.activations``)
+_MODULE_NAMES = {"GELUActivation": F.gelu, "SiLUActivation": F.silu}
+
+
 def ratio_of(activation: Callable | torch.nn.Module, approximate: str = "none") -> Callable[[Tensor], Tensor] | None:
     """``y / x`` of an activation function or module in closed form, or ``None``."""
     if isinstance(activation, torch.nn.Module):
-        kinds = {torch.nn.GELU: F.gelu, torch.nn.SiLU: F.silu, torch.nn.ReLU: F.relu}
         approximate = getattr(activation, "approximate", "none")
-        activation = kinds.get(type(activation))
+        activation = _MODULES.get(type(activation), _MODULE_NAMES.get(type(activation).__name__))
     if activation is F.gelu and approximate != "none":
         return None
     return RATIOS.get(activation)
