@@ -12,7 +12,7 @@ from keras_twins import LAYERS, keras_kwargs, nhwc, weights
 GRADIENTS = {
     "saliency": {},
     "input_x_gradient": {},
-    "integrated_gradients": {"n_steps": 8, "baseline": 0.1},
+    "integrated_gradients": {"n_steps": 8, "baseline": 0.1, "batch_size": 2},  # chunks of 2 and 1
     "smoothgrad": {"n_samples": 4, "stdev": 0.2, "seed": 3},
 }
 CAMS = ["gradcam", "gradcam_pp", "layercam", "hirescam", "xgradcam", "eigencam"]
