@@ -12,7 +12,14 @@ from torch import nn
 
 import attribkit as ak
 from attribkit.torch.lrp.transformer_rules import ratio_of
-from tests.test_lrp_transformers import TINY, reference, relative_difference, timm_vit, uniform_matmul
+from tests.test_lrp_transformers import (
+    TINY,
+    conservative_vit,
+    reference,
+    relative_difference,
+    timm_vit,
+    uniform_matmul,
+)
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +136,14 @@ def test_closed_form_ratios_are_the_activation_over_its_input():
                    activations.SiLUActivation()):
         torch.testing.assert_close(ratio_of(module)(x) * x, module(x), rtol=1e-12, atol=1e-15)
     assert ratio_of(activations.NewGELUActivation()) is None
+
+
+def test_a_callable_target_gets_its_own_score(images):
+    """The backward starts from 1 at the score ``target(logits)``: on a bias-free ViT with
+    CP-LRP the relevance sums to that score (``2 · logit``)."""
+    model = conservative_vit()
+    result = ak.explain(model, images, target=lambda logits: 2 * logits[:, 3], method="lrp",
+                        composite="cp_lrp", epsilon=TINY, stabilizer=TINY)
+    with torch.no_grad():
+        score = 2 * model(images)[:, 3]
+    torch.testing.assert_close(result.values.sum(dim=(1, 2, 3)), score, rtol=1e-9, atol=0)
