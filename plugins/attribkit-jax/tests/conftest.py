@@ -101,6 +101,9 @@ def torch_model():
     with torch.no_grad():  # non-trivial BatchNorm statistics
         net.features[1].running_mean.uniform_(-0.2, 0.2)
         net.features[1].running_var.uniform_(0.5, 1.5)
+    import attribkit as ak  # the first PyTorch CAM call imports its kernels (seconds): once, here
+
+    ak.explain(net, torch.zeros(1, 3, 8, 8), method="gradcam", layer="features.3")
     return net
 
 

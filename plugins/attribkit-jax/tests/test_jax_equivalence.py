@@ -49,14 +49,17 @@ def test_top_class_in_the_same_pass(linen, torch_model, images, nhwc):
     np.testing.assert_allclose(ours.values, theirs.values.numpy(), **TOL)
 
 
-@pytest.mark.parametrize("integration", ["gausslegendre", "riemann_middle"])
-def test_integrated_gradients_equals_captum(linen, torch_model, images, nhwc, integration):
-    from captum.attr import IntegratedGradients
+@pytest.fixture(scope="module")
+def captum_ig():
+    return pytest.importorskip("captum.attr").IntegratedGradients
 
+
+@pytest.mark.parametrize("integration", ["gausslegendre", "riemann_middle"])
+def test_integrated_gradients_equals_captum(linen, torch_model, images, nhwc, integration, captum_ig):
     baseline = 0.25
     ours = ak.explain(linen, nhwc, [1, 2, 3], method="integrated_gradients", n_steps=12, baseline=baseline,
                       integration_method=integration)
-    captum = IntegratedGradients(torch_model).attribute(
+    captum = captum_ig(torch_model).attribute(
         images, baselines=baseline, target=torch.tensor([1, 2, 3]), n_steps=12, method=integration)
     np.testing.assert_allclose(ours.values, captum.detach().numpy(), **TOL)
 
