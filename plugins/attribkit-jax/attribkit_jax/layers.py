@@ -54,7 +54,7 @@ def nnx_hooked(copy: Any, hook: Hook) -> None:
     from flax import nnx
 
     for path, module in list(nnx.iter_modules(copy)):
-        if path and callable(getattr(type(module), "__call__", None)):
+        if path and any("__call__" in vars(cls) for cls in type(module).__mro__[:-1]):  # not type.__call__
             vars(module)[_HOOK] = (".".join(map(str, path)), hook)
             object.__setattr__(module, "__class__", _hooked_class(type(module)))
 
