@@ -122,6 +122,7 @@ def spatial_calls(calls: Iterable[tuple[str, Any, Any]], layout: str) -> list[st
 
 
 def unique(names: Iterable[str]) -> tuple[str, ...]:
+    """``names`` without repeats, in order of first appearance."""
     return tuple(dict.fromkeys(names))
 
 

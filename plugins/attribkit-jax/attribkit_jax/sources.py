@@ -63,10 +63,12 @@ class Source:
 
 
 def is_linen(model: Any) -> bool:
+    """Whether ``model`` is a Flax linen module (bound or not)."""
     return _has_base(model, "flax.linen.")
 
 
 def is_nnx(model: Any) -> bool:
+    """Whether ``model`` is a Flax NNX module."""
     return _has_base(model, "flax.nnx.")
 
 
