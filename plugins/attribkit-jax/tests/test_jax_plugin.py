@@ -162,3 +162,36 @@ def test_wrapper_refuses_conflicting_params(function, variables, nhwc):
 
     with pytest.raises(InvalidOptionError, match="holds its params already"):
         ak.explain(Model(function, variables), nhwc, method="saliency", params=variables)
+
+
+class Shared(nn.Module):
+    """One conv applied twice (setup-defined, so ``bound.conv`` is the bound submodule)."""
+
+    def setup(self):
+        self.conv = nn.Conv(3, (3, 3), padding=1)
+        self.fc = nn.Dense(2)
+
+    def __call__(self, x):
+        return self.fc(self.conv(nn.relu(self.conv(x))).mean((1, 2)))
+
+
+def test_layer_called_twice_is_read_at_its_last_call(nhwc):
+    """Activations and gradient at the second call, by hand: A2 = conv(relu(conv(x))),
+    S = fc(mean(A2)), so ∂S_k/∂A2 = W_fc[:, k] / (h·w) at every position."""
+    rng = np.random.default_rng(0)
+    variables = {"params": {"conv": {"kernel": rng.normal(size=(3, 3, 3, 3)).astype(np.float32),
+                                     "bias": np.zeros(3, np.float32)},
+                            "fc": {"kernel": rng.normal(size=(3, 2)).astype(np.float32),
+                                   "bias": np.zeros(2, np.float32)}}}
+    bound = Shared().bind(variables)
+    from attribkit_jax.model import wrap
+
+    fm = wrap(bound)
+    assert fm.resolve_layer(bound.conv) == "conv"
+    found = fm.layer_gradients(nhwc, "conv", np.array([1, 1, 1]))
+    conv = nn.Conv(3, (3, 3), padding=1)
+    once = conv.apply({"params": variables["params"]["conv"]}, nhwc)
+    twice = conv.apply({"params": variables["params"]["conv"]}, jax.nn.relu(once))
+    np.testing.assert_allclose(found.activations, np.asarray(twice), **TOL)
+    expected = np.broadcast_to(variables["params"]["fc"]["kernel"][:, 1] / 64, found.gradients.shape)
+    np.testing.assert_allclose(found.gradients, expected, **TOL)
