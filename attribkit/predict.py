@@ -167,10 +167,10 @@ def as_predict(model: Any, *, batch_size: int | None = None, input_name: str | N
     """
     if isinstance(model, Predict):
         return model if batch_size is None else model.with_batch_size(batch_size)
-    if isinstance(model, torch.nn.Module):
+    backend = _framework_backend(model)  # first: a Keras model on Keras' torch backend is an nn.Module too
+    if isinstance(model, torch.nn.Module) and backend is None:
         return Predict(_module_call(model), backend="torch", accepts="torch", module=model,
                        batch_size=batch_size, description=type(model).__name__)
-    backend = _framework_backend(model)
     if backend is not None:  # JAX/Flax, Keras 3: channel-first batches in, as every Predict
         from attribkit.backends.run import framework_predict, wrap
 

@@ -70,6 +70,7 @@ def test_rise_maps_agree(subject):
 
 def test_forward_only_metrics_agree(subject):
     model, session, x, y, masks = subject
+    x, y, masks = x[:4], y[:4], masks[:4]  # every forward metric twice: 4 images are enough
     maps = ak.explain(model, x, y, method="gradcam")
     assert {"deletion_auc", "insertion_auc", "pointing_game"} <= set(FORWARD_METRICS)
     on_torch = ak.evaluate(model, x, maps, metrics=FORWARD_METRICS, masks=masks)
@@ -103,9 +104,10 @@ def test_the_session_is_fed_only_numpy_arrays(subject, spec):
     options = quick_options(spec)
     recording = Recording(session)
     on_onnx = ak.explain(recording, x, y, method=spec.name, **options)
-    scores = ak.evaluate(recording, x, on_onnx, metrics=FORWARD_METRICS, masks=masks)
+    if spec.name == BLACK_BOX[0].name:  # every forward metric once (the maps' method does not matter)
+        scores = ak.evaluate(recording, x, on_onnx, metrics=FORWARD_METRICS, masks=masks)
+        assert set(scores) == set(FORWARD_METRICS)
     assert set(recording.feeds) == {(np.ndarray, np.dtype(np.float32), True)}
-    assert set(scores) == set(FORWARD_METRICS)
     on_torch = ak.explain(model, x, y, method=spec.name, **options)
     scale = max(1e-12, on_torch.values.abs().max().item())
     torch.testing.assert_close(on_onnx.values, on_torch.values, rtol=0, atol=1e-5 * scale)

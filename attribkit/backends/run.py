@@ -33,9 +33,9 @@ def find_backend(model: Any, options: dict[str, Any]) -> BackendSpec | None:
     name = options.pop("backend", None)
     if name is not None:
         return registry.get(name)
-    if _is_torch_module(model):
+    found = registry.claiming(model)  # first: a Keras model on Keras' torch backend is an nn.Module too
+    if found is None and _is_torch_module(model):
         return None
-    found = registry.claiming(model)
     if found is None and (hint := unclaimed_framework(model)) is not None:
         raise MissingDependencyError(f"{type(model).__module__}.{type(model).__name__} is a model of a "
                                      f"framework no installed backend serves; {hint}")
