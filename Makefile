@@ -16,7 +16,7 @@ OUT ?= demo-out
 
 install: $(STAMP)
 
-PLUGINS := plugins/attribkit-example plugins/attribkit-captum
+PLUGINS := plugins/attribkit-example plugins/attribkit-captum plugins/attribkit-jax plugins/attribkit-keras
 
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -11,10 +11,9 @@ from attribkit.errors import DuplicateMethodError, MissingDependencyError, Plugi
 
 #: a framework's top-level modules -> the install hint shown when a model of it comes without its plugin
 KNOWN_FRAMEWORKS = {
-    "jax": "pip install 'attribkit[jax]' (the attribkit-jax plugin, plugins/attribkit-jax)",
-    "flax": "pip install 'attribkit[jax]' (the attribkit-jax plugin, plugins/attribkit-jax)",
-    "keras": "pip install 'attribkit[keras]' (the attribkit-keras plugin, plugins/attribkit-keras)",
-    "tf_keras": "pip install 'attribkit[keras]' (the attribkit-keras plugin, plugins/attribkit-keras)",
+    "jax": "pip install 'attribkit[jax]' ./plugins/attribkit-jax",
+    "flax": "pip install 'attribkit[jax]' ./plugins/attribkit-jax",
+    "keras": "pip install 'attribkit[keras]' ./plugins/attribkit-keras",
 }
 
 
