@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import attribkit as ak
-from attribkit.torch.lrp.transformer_rules import ratio_of
+from attribkit.torch.lrp.transformer_rules import exact_of
 from tests.test_lrp_transformers import (
     TINY,
     conservative_vit,
@@ -121,21 +121,23 @@ def test_lrp_0_without_a_stabilizer_is_finite_at_exact_zeros():
     assert relative_difference(exact.values, tiny.values) < 1e-9
 
 
-def test_closed_form_ratios_are_the_activation_over_its_input():
-    """The identity rule's ``y / x`` for GELU (``Φ``), SiLU (``σ``) and ReLU, functions and
-    modules; GELU's tanh approximation has none (it divides, stabilised)."""
-    x = torch.linspace(-6, 6, 121, dtype=torch.float64)
-    x = x[x != 0]
-    for fn, module in ((F.gelu, nn.GELU()), (F.silu, nn.SiLU()), (F.relu, nn.ReLU())):
-        for ratio in (ratio_of(fn), ratio_of(module)):
-            torch.testing.assert_close(ratio(x) * x, fn(x), rtol=1e-12, atol=1e-15)
-    assert ratio_of(nn.GELU(approximate="tanh")) is None and ratio_of(F.gelu, "tanh") is None
-    assert ratio_of(nn.Tanh()) is None
+def test_exact_identity_rules_are_the_activation_over_its_input():
+    """The identity rule's ``G ⊙ y / x`` for GELU, SiLU and ReLU (functions, modules,
+    transformers' modules), finite at ``x = 0`` (½, ½, 0); GELU's tanh approximation and
+    tanh have none (they divide, stabilised)."""
+    x = torch.cat([torch.linspace(-6, 6, 120, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)])
+    grad = torch.full_like(x, 3.0)
     activations = pytest.importorskip("transformers.activations")
-    for module in (activations.GELUActivation(), activations.GELUActivation(use_gelu_python=True),
-                   activations.SiLUActivation()):
-        torch.testing.assert_close(ratio_of(module)(x) * x, module(x), rtol=1e-12, atol=1e-15)
-    assert ratio_of(activations.NewGELUActivation()) is None
+    for fn, modules, at_zero in (
+            (F.gelu, [nn.GELU(), activations.GELUActivation(), activations.GELUActivation(use_gelu_python=True)], 0.5),
+            (F.silu, [nn.SiLU(), activations.SiLUActivation()], 0.5), (F.relu, [nn.ReLU()], 0.0)):
+        y = fn(x)
+        for exact in [exact_of(fn)] + [exact_of(m) for m in modules]:
+            g = exact(grad, x, y)
+            torch.testing.assert_close(g * x, 3 * y, rtol=1e-12, atol=1e-15)
+            assert g[x == 0].item() == 3 * at_zero
+    assert exact_of(nn.GELU(approximate="tanh")) is None and exact_of(F.gelu, "tanh") is None
+    assert exact_of(nn.Tanh()) is None and exact_of(activations.NewGELUActivation()) is None
 
 
 def test_a_callable_target_gets_its_own_score(images):

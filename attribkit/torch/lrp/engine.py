@@ -37,7 +37,7 @@ from attribkit.torch.lrp.composites import (
     transformer_leaf,
 )
 from attribkit.torch.lrp.rules import Affine, AffineRule, NormRule, PassRule, ResidualSum, Rule, Rules
-from attribkit.torch.lrp.transformer_rules import affine, identity, ratio_of
+from attribkit.torch.lrp.transformer_rules import affine, identity, exact_of
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 _MISSING = object()
@@ -85,7 +85,7 @@ def plan(model: nn.Module, rules: Rules, *, canonize: bool) -> dict[nn.Module, F
         elif isinstance(module, BATCHNORMS + ACTIVATIONS) or (gradient_form and
                                                              type(module).__name__ in ACTIVATION_NAMES):
             fn = _out_of_place(module, forward)
-            overrides[module] = (_identity_forward(fn, rules.stabilizer, ratio_of(module)) if gradient_form
+            overrides[module] = (_identity_forward(fn, rules.stabilizer, exact_of(module)) if gradient_form
                                  else _pass_forward(fn))
         elif isinstance(module, AVGPOOLS):
             if not gradient_form:  # in gradient form, the gradient is the rule
@@ -109,9 +109,9 @@ def _epsilon_forward(layer: Affine, epsilon: float) -> Forward:
     return forward
 
 
-def _identity_forward(fn: Forward, stabilizer: float, ratio: Forward | None) -> Forward:
+def _identity_forward(fn: Forward, stabilizer: float, exact: Callable | None) -> Forward:
     def forward(x: torch.Tensor) -> torch.Tensor:
-        return identity(x, fn, stabilizer, ratio)
+        return identity(x, fn, stabilizer, exact)
     return forward
 
 

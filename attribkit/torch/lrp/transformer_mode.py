@@ -52,7 +52,7 @@ from attribkit.torch.lrp.transformer_rules import (
     identity,
     is_activated,
     layer_norm,
-    ratio_of,
+    exact_of,
     rms_norm,
     scaled,
 )
@@ -181,8 +181,8 @@ class RelevanceMode(AttentionRecorder):
             return affine(a["input"], FunctionalLinear(a["weight"], a.get("bias")), self.epsilon)
         if func in PASS and _live(args[0]):
             options = {k: v for k, v in kwargs.items() if k != "inplace"}
-            ratio = ratio_of(func, options.get("approximate", args[1] if len(args) > 1 else "none"))
-            return identity(args[0], lambda t: func(t, *args[1:], **options), self.stabilizer, ratio)
+            exact = exact_of(func, options.get("approximate", args[1] if len(args) > 1 else "none"))
+            return identity(args[0], lambda t: func(t, *args[1:], **options), self.stabilizer, exact)
         if func in NO_RULE or (func in DIV and (kwargs.get("rounding_mode") or _live(args[1]))) \
                 or func is F.linear or func is torch.einsum:
             raise LRPRuleError(

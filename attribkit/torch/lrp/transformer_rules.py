@@ -18,8 +18,7 @@ softmax (AttnLRP)              the gradient: ``x ⊙ Jᵀ(s ⊙ G)`` is the Tayl
                                ``R_in = x ⊙ (R − s · Σ R)`` (Proposition 3.1)
 LayerNorm / RMSNorm            the gradient with ``σ`` constant
 elementwise activations        the identity rule ``R_x = R_y``: ``G_x = G_y ⊙ y / x``
-                               (``Φ(x)`` for GELU, ``σ(x)`` for SiLU; else
-                               ``y / stab(x)``)
+                               (exact for GELU, SiLU, ReLU; else ``y / stab(x)``)
 =============================  ==================================================
 
 So ``scaled_dot_product_attention`` stays fused: the AttnLRP rules of ``softmax(q kᵀ) v``
@@ -94,24 +93,24 @@ def scaled(x: Tensor, factor: float) -> Tensor:
 
 class IdentityRule(torch.autograd.Function):
     """``y = fn(x)`` elementwise with the identity rule ``R_x = R_y``:
-    ``G_x = G_y ⊙ y / x``, with ``y / x`` from ``ratio(x)`` where it has a closed form
-    (GELU: ``Φ(x)``, SiLU: ``σ(x)``, ReLU: ``1[x > 0]``), else ``y / stab(x)``; with
+    ``G_x = G_y ⊙ y / x``, computed by ``exact(G_y, x, y)`` where ``y / x`` is known at
+    ``x = 0`` too (GELU, SiLU: ½; ReLU: 0), else as ``y / stab(x)``; with
     ``stabilizer = 0``, 0 where ``x = 0`` (there ``R_x = x ⊙ G_x`` is 0 whatever ``G_x``,
     and the epsilon rule sends nothing on)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, fn: Callable[[Tensor], Tensor], stabilizer: float,
-                ratio: Callable[[Tensor], Tensor] | None) -> Tensor:
+                exact: Callable[[Tensor, Tensor, Tensor], Tensor] | None) -> Tensor:
         y = fn(x)
-        ctx.save_for_backward(x, None if ratio else y)
-        ctx.stabilizer, ctx.ratio = stabilizer, ratio
+        ctx.save_for_backward(x, y)
+        ctx.stabilizer, ctx.exact = stabilizer, exact
         return y
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, y = ctx.saved_tensors
-        if ctx.ratio is not None:
-            return ctx.ratio(x).mul_(grad), None, None, None
+        if ctx.exact is not None:
+            return ctx.exact(grad, x, y), None, None, None
         d = stabilize(x, ctx.stabilizer)
         ratio = torch.div(y, d, out=d)
         if not ctx.stabilizer:
@@ -119,34 +118,43 @@ class IdentityRule(torch.autograd.Function):
         return ratio.mul_(grad), None, None, None
 
 
-def _step(x: Tensor) -> Tensor:
-    return (x > 0).to(x.dtype)
+def _halved_at_zero(grad: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    """``grad ⊙ y / x`` with ``y / x = ½`` at ``x = 0`` (GELU's ``Φ(0)``, SiLU's ``σ(0)``)."""
+    return torch.div(y, x).nan_to_num_(nan=0.5).mul_(grad)
 
 
-#: ``fn(x) / x`` in closed form (a new tensor) of the activations that have one
-RATIOS: dict[Callable, Callable[[Tensor], Tensor]] = {
-    F.gelu: torch.special.ndtr, F.silu: torch.sigmoid, F.relu: _step, torch.relu: _step, Tensor.relu: _step}
+def _sigmoid(grad: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    return torch.sigmoid(x).mul_(grad)
 
 
+def _step(grad: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    return torch.ops.aten.threshold_backward(grad, x, 0)
+
+
+#: ``grad ⊙ fn(x) / x``, exact at ``x = 0`` too, of the activations for which it is cheap
+EXACT: dict[Callable, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
+    F.gelu: _halved_at_zero, F.silu: _sigmoid, F.relu: _step, torch.relu: _step, Tensor.relu: _step}
 _MODULES = {torch.nn.GELU: F.gelu, torch.nn.SiLU: F.silu, torch.nn.ReLU: F.relu}
 #: transformers' activation modules computing exactly these (``transformers.activations``)
 _MODULE_NAMES = {"GELUActivation": F.gelu, "SiLUActivation": F.silu}
 
 
-def ratio_of(activation: Callable | torch.nn.Module, approximate: str = "none") -> Callable[[Tensor], Tensor] | None:
-    """``y / x`` of an activation function or module in closed form, or ``None``."""
+def exact_of(activation: Callable | torch.nn.Module, approximate: str = "none",
+             ) -> Callable[[Tensor, Tensor, Tensor], Tensor] | None:
+    """The identity rule's ``(grad, x, y) -> grad ⊙ y / x`` of an activation function or
+    module that has a cheap exact one (GELU, SiLU, ReLU), or ``None``."""
     if isinstance(activation, torch.nn.Module):
         approximate = getattr(activation, "approximate", "none")
         activation = _MODULES.get(type(activation), _MODULE_NAMES.get(type(activation).__name__))
     if activation is F.gelu and approximate != "none":
         return None
-    return RATIOS.get(activation)
+    return EXACT.get(activation)
 
 
 def identity(x: Tensor, fn: Callable[[Tensor], Tensor], stabilizer: float,
-             ratio: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+             exact: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None) -> Tensor:
     """``fn(x)`` (an elementwise activation) through :class:`IdentityRule`."""
-    return IdentityRule.apply(x, fn, stabilizer, ratio)
+    return IdentityRule.apply(x, fn, stabilizer, exact)
 
 
 def is_activated(t: Tensor) -> bool:
