@@ -18,8 +18,8 @@ table (``benchmarks/conftest.py``) gives the ratios (its header shows the other
 suites' batch; this one uses its own). Measured on 1 CPU thread (``OMP_NUM_THREADS=1``),
 the defaults, the three calls interleaved round-robin (medians of 5 and 7 rounds): with
 the rules in gradient form (the fused attention kept), deit_tiny
-attnlrp 1.19x, cp_lrp 1.07x; LLaMA-like attnlrp 1.34x, cp_lrp 1.04x (before: 1.58x, 1.28x;
-1.82x, 1.19x).
+attnlrp 1.12x, cp_lrp 1.12-1.18x; LLaMA-like attnlrp 1.25x, cp_lrp 0.95-1.10x (before:
+1.58-1.71x, 1.28-1.32x; 1.61-1.82x, 1.05-1.19x).
 """
 
 import os
