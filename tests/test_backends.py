@@ -88,9 +88,10 @@ def test_framework_path_equals_the_torch_kernels(backend, net, x, method, option
     assert got.input_size == (10, 10) and got.layer == options.get("layer")
 
 
-def test_channel_first_models_and_top_classes(backend, net, x):
-    expected = ak.explain(net, x, method="gradcam", layer=LAYER)
-    got = ak.explain(ChannelLast(net), x.numpy(), method="gradcam", layer=LAYER, layout="NCHW")
+def test_channel_first_models_top_classes_and_the_default_layer(backend, net, x):
+    expected = ak.explain(net, x, method="gradcam")
+    got = ak.explain(ChannelLast(net), x.numpy(), method="gradcam", layout="NCHW")
+    assert got.layer == expected.layer == "features"
     np.testing.assert_allclose(got.values, values(expected), rtol=1e-5, atol=1e-7)
     assert got.target.tolist() == expected.target.tolist() == net(x).argmax(1).tolist()
     assert got.meta["input_layout"] == "NCHW"
@@ -169,7 +170,8 @@ def test_bad_inputs_are_named(backend, net, x):
 def test_a_framework_without_its_plugin_names_the_extra(net):
     for plugin in [p for p in get_host().plugins if p.backends]:  # as if attribkit-jax were not installed
         get_host().remove_plugin(plugin.name)
-    fake = type("Module", (), {"__module__": "flax.linen.module"})()
+    flax_class = type("Module", (), {"__module__": "flax.linen.module"})
+    fake = type("MyCNN", (flax_class,), {"__module__": "__main__"})()  # the user's subclass
     with pytest.raises(MissingDependencyError, match=r"attribkit\[jax\]"):
         ak.explain(fake, np.zeros((1, 4, 4, 3), np.float32), method="saliency")
 

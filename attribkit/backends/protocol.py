@@ -53,10 +53,11 @@ class FrameworkModel(Protocol):
         """``(scores, grad)``: the forward's ``(B, K)`` scores and ``∂ Σ_b scores[b, classes[b]] / ∂x``
         (the shape of ``x``), in one forward and one backward."""
 
-    def resolve_layer(self, layer: object) -> str:
+    def resolve_layer(self, layer: object, x: np.ndarray) -> str:
         """The canonical name of ``layer`` (a name as the framework writes it, or ``None`` for
-        the last layer with a spatial output); a :class:`~attribkit.errors.LayerError` naming
-        the layers there are when it does not exist."""
+        the last layer with a spatial output on the batch ``x``, whose shapes the choice may
+        need); a :class:`~attribkit.errors.LayerError` naming the layers there are when it
+        does not exist."""
 
     def layer_gradients(self, x: np.ndarray, layer: str, classes: np.ndarray | None) -> LayerGradients:
         """The activations of ``layer`` (a name :meth:`resolve_layer` gave) and the gradients of

@@ -94,7 +94,7 @@ def explain_framework(backend: BackendSpec, model: Any, inputs: Any, target: Any
     needs_layer = "layer" in spec.needs
     if layer is not None and not needs_layer:
         raise InvalidOptionError(f"method {spec.name!r} takes no layer, but layer={layer!r} was given")
-    name = fm.resolve_layer(layer) if needs_layer else None
+    name = fm.resolve_layer(layer, x[:2]) if needs_layer else None
     kernel = kernel_spec.load()
     whole = getattr(kernel, "whole_batch", False)  # it chunks itself (noise drawn for the whole batch)
     values, explained = [], []

@@ -134,6 +134,10 @@ class BackendRegistry:
 
 
 def unclaimed_framework(model: Any) -> str | None:
-    """The install hint for a model of a known framework that no backend claimed, else ``None``."""
-    root = (type(model).__module__ or "").partition(".")[0]
-    return KNOWN_FRAMEWORKS.get(root)
+    """The install hint for a model of a known framework (by its classes' modules) that no
+    backend claimed, else ``None``."""
+    for cls in type(model).__mro__:  # a user's subclass lives in the user's module
+        hint = KNOWN_FRAMEWORKS.get((cls.__module__ or "").partition(".")[0])
+        if hint is not None:
+            return hint
+    return None

@@ -16,7 +16,6 @@ from torch import nn
 
 from attribkit.backends.layout import channels_first, check_layout, to_model_layout
 from attribkit.backends.protocol import LayerGradients
-from attribkit.errors import LayerError
 from attribkit.torch.capture import LayerCapture
 from attribkit.torch.guard import model_guard
 from attribkit.torch.layers import resolve_layer
@@ -51,11 +50,10 @@ class TorchModel:
             (grad,) = torch.autograd.grad(_picked(scores, classes).sum(), inputs)
         return scores.detach().numpy(), grad.numpy()
 
-    def resolve_layer(self, layer: Any) -> str:
-        """A dotted module name (the reference takes no ``None``: name the layer)."""
-        if layer is None:
-            raise LayerError("name the layer: TorchModel takes layer= as a dotted module name")
-        return resolve_layer(self.module, layer, None)[1]
+    def resolve_layer(self, layer: Any, x: np.ndarray) -> str:
+        """A dotted module name, or for ``None`` the last layer with a spatial output on ``x``."""
+        with model_guard(self.module, exclusive=False):
+            return resolve_layer(self.module, layer, self._model_input(x))[1]
 
     def layer_gradients(self, x: np.ndarray, layer: str, classes: np.ndarray | None) -> LayerGradients:
         """Activations of ``layer`` and their gradients (read by a call-scoped hook)."""

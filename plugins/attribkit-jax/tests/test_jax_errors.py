@@ -6,7 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import LinenCNN, nn, nnx
+import flax.linen as nn
+from flax import nnx
+from jax_twins import LinenCNN
 
 import attribkit as ak
 from attribkit.errors import InvalidOptionError, LayerError, MissingDependencyError, TargetError

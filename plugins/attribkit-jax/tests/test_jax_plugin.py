@@ -8,7 +8,8 @@ import threading
 import jax
 import numpy as np
 import pytest
-from conftest import LinenCNN, nn
+import flax.linen as nn
+from jax_twins import LinenCNN
 
 import attribkit as ak
 import attribkit_jax

@@ -83,9 +83,10 @@ class KerasModel:
         """Scores and ``∂ Σ_b scores[b, classes[b]] / ∂x`` (``None``: each row's top class)."""
         return self.engine.input_gradients(x, classes)
 
-    def resolve_layer(self, layer: Any) -> str:
+    def resolve_layer(self, layer: Any, x: np.ndarray | None = None) -> str:
         """A layer's name (``"outer/inner"`` inside a nested model), or for ``None`` the last
-        layer with a 4-D output; a :class:`~attribkit.errors.LayerError` listing the layers."""
+        layer with a 4-D output (read from the built model: ``x`` is not needed); a
+        :class:`~attribkit.errors.LayerError` listing the layers."""
         return resolve(self.model, layer)
 
     def layer_gradients(self, x: np.ndarray, layer: str, classes: np.ndarray | None) -> LayerGradients:
