@@ -6,14 +6,18 @@ import warnings
 
 import pytest
 import torch
-from conftest import RaiseOnCall, SmallCNN
 
 import attribkit as ak
 from attribkit.errors import AttributionWarning
 from attribkit.errors import InputError, TargetError
-from attribkit.testing import as_users_have_it, assert_model_untouched
+from attribkit.testing import RaiseOnCall, TinyCNN, as_users_have_it, assert_model_untouched
 from attribkit_captum.callsites import DEEPLIFT_FAMILY
 from attribkit_captum.table import SUPPORTED
+
+
+def SmallCNN():  # noqa: N802 - conftest's model, not imported from it: the framework plugins' suites
+    return TinyCNN(4, widths=(6, 8))  # have a conftest too, and make test collects them in one session
+
 
 ENTRIES = pytest.mark.parametrize("entry", SUPPORTED, ids=lambda e: e.name)
 
