@@ -16,7 +16,7 @@ Every kind of model becomes a :class:`Source`, so that one set of jitted functio
 excluded) when given: :mod:`attribkit_jax.layers` reads and perturbs layer outputs with it.
 Linen submodules are reached by ``flax.linen.intercept_methods`` (also inside a function
 that applies a linen module), NNX ones by a call-scoped subclass of the private copy's
-submodules (:func:`attribkit_jax.layers.nnx_hooked`).
+submodules (:func:`attribkit_jax.nnx_hooks.nnx_hooked`).
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ from typing import Any
 
 from attribkit.errors import InvalidOptionError
 
+from attribkit_jax.nnx_hooks import Hook
+
 #: keyword -> value for inference mode, passed to a linen module whose ``__call__`` has it
 INFERENCE_KWARGS = {"train": False, "training": False, "deterministic": True, "use_running_average": True}
 
-Hook = Callable[[str, Any], Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,7 +154,7 @@ def nnx_source(model: Any, call_kwargs: dict[str, Any] | None) -> Source:
     """An NNX module as a :class:`Source` (see the module docstring)."""
     from flax import nnx
 
-    from attribkit_jax.layers import nnx_hooked
+    from attribkit_jax.nnx_hooks import nnx_hooked
 
     view = nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
     graphdef, state = nnx.split(view)
