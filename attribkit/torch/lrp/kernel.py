@@ -1,8 +1,10 @@
 """The ``lrp`` method: one forward and one backward with the composite's rules.
 
-The relevance at the output is the target score itself (``R_out = S_t(x)`` at the
-target logit, 0 elsewhere), so with LRP-0 rules and no biases the input relevance
-sums to the explained logit (conservation, Bach et al. 2015).
+The relevance at the model's output is the output times the target's gradient there,
+``R_out = out ⊙ ∂S/∂out``: for a class, the target logit (0 elsewhere); for a
+:class:`~attribkit.targets.Region`, each masked pixel's own logit; for a linear callable
+such as ``2 · logit``, that score. So with LRP-0 rules and no biases the input relevance
+sums to the explained score (conservation, Bach et al. 2015).
 
 The default composite, ``"auto"``, is ``attnlrp`` on a transformer (a model with
 attention modules) and ``epsilon_plus_flat`` otherwise; a composite named by the user is
@@ -14,6 +16,7 @@ at the score, and the relevance is the input times what reaches it.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -38,11 +41,22 @@ def relevance(model: torch.nn.Module, inputs: torch.Tensor, target: ChunkTarget,
         with relevance_mode(model, rules):
             scores = model(x)
         score = target.select(scores)
-        if rules.attention is None:  # the rules send relevance: R_out = the score
-            return torch.autograd.grad(score, x, grad_outputs=score.detach())[0]
+        if rules.attention is None:  # the rules send relevance: R_out = out ⊙ ∂S/∂out
+            for output in _output_tensors(scores):
+                output.register_hook(functools.partial(torch.mul, output.detach()))
+            return torch.autograd.grad(score, x, grad_outputs=torch.ones_like(score))[0]
         # gradient form (transformer composites): G_out = R_out / score = 1, R_in = x ⊙ G_in
         (grad,) = torch.autograd.grad(score, x, grad_outputs=torch.ones_like(score))
     return grad.mul_(inputs)
+
+
+def _output_tensors(output: Any) -> list[torch.Tensor]:
+    """The tensors of a model's raw output (a tensor, a tuple or list, a dict, a Hugging Face
+    output) through which the score's gradient can flow."""
+    if isinstance(output, torch.Tensor):
+        return [output] if output.requires_grad else []
+    values = output.values() if isinstance(output, dict) else output if isinstance(output, (list, tuple)) else ()
+    return [t for value in values for t in _output_tensors(value)]
 
 
 def default_composite(model: torch.nn.Module, composite: str) -> str:
