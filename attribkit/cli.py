@@ -78,7 +78,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         row["methods"] = len(row["methods"])
-    print(format_table(rows, ["name", "distribution", "version", "status", "methods", "error"]))
+        row["backends"] = ", ".join(row["backends"])  # frameworks it serves (docs/frameworks.md)
+    print(format_table(rows, ["name", "distribution", "version", "status", "methods", "backends", "error"]))
     return 0
 
 

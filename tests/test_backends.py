@@ -217,3 +217,11 @@ def test_loading_the_plugins_imports_no_framework():
             "bad = [m for m in ('jax', 'flax', 'keras', 'tensorflow') if m in sys.modules];"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_the_plugins_table_names_the_backends(backend, capsys):
+    from attribkit.cli import main
+
+    assert main(["plugins"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("nhwc-test"))
+    assert "nhwc_torch" in row
