@@ -176,3 +176,29 @@ def numpy_trapz() -> Iterator[None]:
             np.__dict__.pop("trapz", None)
         else:
             np.trapz = old
+
+
+def interleaved(benchmark, calls: dict, label: str, group: str) -> dict[str, float]:
+    """Time ``calls`` (name -> thunk, one named ``"floor"``) round-robin for
+    ``ATTRIBKIT_BENCH_ROUNDS`` rounds (a shared machine's load then weighs on all alike),
+    record each median and its ratio to the floor's in ``benchmark.extra_info``, print them
+    and return the ratios."""
+    import statistics
+    import time
+
+    rounds = int(os.environ.get("ATTRIBKIT_BENCH_ROUNDS", 5))
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    ratios = {name: median / medians["floor"] for name, median in medians.items()}
+    for name, median in medians.items():
+        benchmark.extra_info[name] = {"median_ms": median * 1e3, "ratio": ratios[name]}
+        print(f"\n{label} interleaved {name}: median {median * 1e3:.1f} ms, {ratios[name]:.2f}x the floor")
+    benchmark.group = group
+    benchmark.extra_info["role"] = "floor"
+    benchmark.pedantic(calls["floor"], rounds=1, iterations=1)
+    return ratios

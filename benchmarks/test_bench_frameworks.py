@@ -18,13 +18,12 @@ JAX / Flax section of docs/frameworks.md.
 """
 
 import os
-import statistics
-import time
 
 import numpy as np
 import pytest
 
 import attribkit as ak
+from benchmarks.shared import interleaved
 
 jax = pytest.importorskip("jax")
 nn = pytest.importorskip("flax.linen")
@@ -92,18 +91,4 @@ def test_jax_backend(run, benchmark, setup, impl):
 
 
 def test_jax_interleaved(benchmark, setup):
-    rounds = int(os.environ.get("ATTRIBKIT_BENCH_ROUNDS", 5))
-    times = {name: [] for name in setup}
-    for _ in range(rounds):
-        for name, call in setup.items():
-            start = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - start)
-    medians = {name: statistics.median(t) for name, t in times.items()}
-    for name, median in medians.items():
-        ratio = median / medians["floor"]
-        benchmark.extra_info[name] = {"median_ms": median * 1e3, "ratio": ratio}
-        print(f"\njax interleaved {name}: median {median * 1e3:.1f} ms, {ratio:.2f}x the floor")
-    benchmark.group = "jax-small-resnet-interleaved"
-    benchmark.extra_info["role"] = "floor"
-    benchmark.pedantic(setup["floor"], rounds=1, iterations=1)
+    interleaved(benchmark, setup, "jax", "jax-small-resnet-interleaved")

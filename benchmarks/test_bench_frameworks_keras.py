@@ -18,13 +18,12 @@ when Keras runs on another backend. Measured: the Keras 3 section of docs/framew
 """
 
 import os
-import statistics
-import time
 
 import numpy as np
 import pytest
 
 import attribkit as ak
+from benchmarks.shared import interleaved
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 keras = pytest.importorskip("keras")
@@ -90,18 +89,4 @@ def test_keras_backend(run, benchmark, setup, impl):
 
 
 def test_keras_interleaved(benchmark, setup):
-    rounds = int(os.environ.get("ATTRIBKIT_BENCH_ROUNDS", 5))
-    times = {name: [] for name in setup}
-    for _ in range(rounds):
-        for name, call in setup.items():
-            start = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - start)
-    medians = {name: statistics.median(t) for name, t in times.items()}
-    for name, median in medians.items():
-        ratio = median / medians["floor"]
-        benchmark.extra_info[name] = {"median_ms": median * 1e3, "ratio": ratio}
-        print(f"\nkeras (jax) interleaved {name}: median {median * 1e3:.1f} ms, {ratio:.2f}x the floor")
-    benchmark.group = "keras-jax-small-resnet-interleaved"
-    benchmark.extra_info["role"] = "floor"
-    benchmark.pedantic(setup["floor"], rounds=1, iterations=1)
+    interleaved(benchmark, setup, "keras (jax)", "keras-jax-small-resnet-interleaved")
