@@ -237,23 +237,21 @@ class MethodSpec(_Spec):
     def for_text(self) -> MethodSpec | None:
         """The spec of the text kernel (its factory and options), or ``None`` when the
         method has none; :meth:`load` and :meth:`bind_options` then work on it."""
-        if self.text is None:
-            return None
-        derived = self.__dict__.get("_text_spec")
-        if derived is None:
-            derived = dataclasses.replace(self, factory=self.text, options=dict(self.text_options), text=None)
-            object.__setattr__(self, "_text_spec", derived)
-        return derived
+        return self._derived("text", options=dict(self.text_options))
 
     def for_framework(self) -> MethodSpec | None:
         """The spec of the framework kernel (same options), or ``None`` when the method has none."""
-        if self.framework is None:
+        return self._derived("framework")
+
+    def _derived(self, kernel: str, **changes: Any) -> MethodSpec | None:
+        """This spec with the ``kernel`` field's factory (made once), or ``None`` without one."""
+        if getattr(self, kernel) is None:
             return None
-        derived = self.__dict__.get("_framework_spec")
-        if derived is None:
-            derived = dataclasses.replace(self, factory=self.framework, framework=None, text=None)
-            object.__setattr__(self, "_framework_spec", derived)
-        return derived
+        key = f"_{kernel}_spec"
+        if key not in self.__dict__:
+            derived = dataclasses.replace(self, factory=getattr(self, kernel), text=None, framework=None, **changes)
+            object.__setattr__(self, key, derived)
+        return self.__dict__[key]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "needs", tuple(self.needs))
