@@ -225,3 +225,12 @@ def test_the_plugins_table_names_the_backends(backend, capsys):
     assert main(["plugins"]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("nhwc-test"))
     assert "nhwc_torch" in row
+
+
+def test_figures_read_a_framework_models_scores_through_its_backend(backend, net, x):
+    from attribkit.viz.figures import model_scores
+
+    expected = torch.softmax(net(x), 1).detach().numpy()
+    np.testing.assert_allclose(model_scores(ChannelLast(net), nhwc(x)), expected, rtol=1e-5, atol=1e-7)
+    figure = ak.compare(ChannelLast(net), nhwc(x)[:1], methods=["saliency", "gradcam"])
+    assert len(figure.axes) >= 3

@@ -121,6 +121,17 @@ def _forward_only(fm: Any, x: np.ndarray, target: Any, *, spec: MethodSpec, batc
     return result
 
 
+def model_scores(model: Any, inputs: Any) -> np.ndarray:
+    """``model``'s scores on ``inputs`` (in its own layout): through the backend that claims it,
+    else by calling it (a NumPy callable). A private, writable array."""
+    from attribkit.host import get_host
+
+    backend = get_host().backends.claiming(model)
+    if backend is None:
+        return np.array(model(inputs))
+    return np.array(wrap(backend, model, {}).scores(as_array(inputs)))
+
+
 def framework_predict(fm: Any):
     """``fm`` as a NumPy callable on channel-first batches (what forward-only kernels and the
     metrics hold), answering ``fm.scores`` of the batch in the model's layout."""

@@ -199,7 +199,9 @@ def model_scores(model: Any, images: Any) -> np.ndarray:
         with model_guard(model), torch.no_grad():
             scores = model(images)
     else:
-        scores = torch.as_tensor(np.asarray(model(images)))
+        from attribkit.backends.run import model_scores as framework_scores
+
+        scores = torch.as_tensor(framework_scores(model, images))  # JAX/Keras through their backend
     scores = scores.detach().float().cpu()
     return torch.softmax(scores.reshape(len(scores), -1), dim=1).numpy()
 
