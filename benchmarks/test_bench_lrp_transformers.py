@@ -16,7 +16,8 @@ model to its input, in the same run (target: <= 1.5x):
 ``pytest benchmarks/test_bench_lrp_transformers.py --benchmark-only``; the summary
 table (``benchmarks/conftest.py``) gives the ratios (its header shows the other
 suites' batch; this one uses its own). Measured on 1 CPU thread (``OMP_NUM_THREADS=1``),
-the defaults, the three calls interleaved round-robin (medians of 5 and 7 rounds): with
+the defaults, the three calls interleaved round-robin (``-k interleaved -s``,
+``ATTRIBKIT_BENCH_ROUNDS`` 5 and 7, medians): with
 the rules in gradient form (the fused attention kept), deit_tiny
 attnlrp 1.12x, cp_lrp 1.12-1.18x; LLaMA-like attnlrp 1.25x, cp_lrp 0.95-1.10x (before:
 1.58-1.71x, 1.28-1.32x; 1.61-1.82x, 1.05-1.19x).
@@ -29,7 +30,7 @@ import torch
 
 import attribkit as ak
 from benchmarks.conftest import bench_device, bench_size
-from benchmarks.shared import forward_backward
+from benchmarks.shared import forward_backward, interleaved
 
 timm = pytest.importorskip("timm")
 
@@ -99,3 +100,20 @@ def test_lrp_llama(run, benchmark, llama, impl):
     else:
         run(lambda: ak.explain(model, inputs, targets, method="lrp", composite=impl, tokenizer=tokenizer),
             "attribkit", impl)
+
+
+def test_lrp_vit_interleaved(benchmark, vit):
+    """The floor and both composites round-robin (``ATTRIBKIT_BENCH_ROUNDS``): the ratios quoted above."""
+    model, x, targets = vit
+    calls = {"floor": lambda: forward_backward(model, x, targets),
+             **{c: (lambda c=c: ak.explain(model, x, targets, method="lrp", composite=c)) for c in COMPOSITES}}
+    interleaved(benchmark, calls, MODEL, f"{MODEL}-b{len(x)}-lrp-interleaved")
+
+
+def test_lrp_llama_interleaved(benchmark, llama):
+    """As :func:`test_lrp_vit_interleaved` on the LLaMA-like model."""
+    model, tokenizer, inputs, targets = llama
+    calls = {"floor": lambda: next_token_floor(model, inputs, targets),
+             **{c: (lambda c=c: ak.explain(model, inputs, targets, method="lrp", composite=c, tokenizer=tokenizer))
+                for c in COMPOSITES}}
+    interleaved(benchmark, calls, "llama", "llama-lrp-interleaved")
