@@ -31,8 +31,9 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 demo: $(STAMP)
 	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(VENV)/bin/attribkit demo --out $(OUT)
 
+# one pytest worker per core (at most 4), each test file on one worker (its module fixtures built once)
 test: $(STAMP)
-	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(PY) -m pytest -q
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(PY) -m pytest -q -n auto --maxprocesses=4 --dist loadfile
 
 # speed + faithfulness of every built-in method on the reference model (quick profile)
 bench: $(STAMP)

@@ -26,7 +26,8 @@ def test_methods_json_has_every_column(capsys):
     assert rows["example.activation_map"]["plugin"] == "example"
 
 
-def test_methods_table(capsys):
+def test_methods_table(capsys, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)  # piped: every column (a test worker may set COLUMNS)
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["name", "aliases", "family", "needs", "output", "inputs", "sign",

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -167,6 +168,18 @@ def cached_model(name: str, build: Callable[[], nn.Module],
     model, record = fit_model()
     record["path"] = str(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path)
-    meta_path.write_text(json.dumps(record, indent=2))
+    # written whole, then renamed: a process that finds both files (another test worker, a
+    # torchrun rank, a second shell) never reads half of one
+    _atomic_write(path, lambda tmp: torch.save(model.state_dict(), tmp))
+    _atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
     return model.eval(), record
+
+
+def _atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
+    """``write(tmp)`` to a private file beside ``path``, then rename it onto ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
