@@ -202,3 +202,26 @@ def interleaved(benchmark, calls: dict, label: str, group: str) -> dict[str, flo
     benchmark.extra_info["role"] = "floor"
     benchmark.pedantic(calls["floor"], rounds=1, iterations=1)
     return ratios
+
+
+def jax_calls(apply, model, x: np.ndarray, targets: np.ndarray, layer: str) -> dict:
+    """The JAX-backend calls the framework suites time, compiled: ``floor`` (one jitted
+    ``jax.value_and_grad`` of the target scores ``apply(x)`` w.r.t. the input), ``saliency``
+    and ``gradcam`` at ``layer`` through ``ak.explain(model, ...)``."""
+    import jax
+
+    @jax.jit
+    def value_and_grad(x, targets):
+        def picked(x):
+            return jax.numpy.take_along_axis(apply(x), targets[:, None], 1).sum()
+
+        return jax.value_and_grad(picked)(x)
+
+    calls = {
+        "floor": lambda: jax.block_until_ready(value_and_grad(x, targets)),
+        "saliency": lambda: ak.explain(model, x, targets, method="saliency"),
+        "gradcam": lambda: ak.explain(model, x, targets, method="gradcam", layer=layer),
+    }
+    for call in calls.values():  # compile
+        call()
+    return calls

@@ -22,8 +22,7 @@ import os
 import numpy as np
 import pytest
 
-import attribkit as ak
-from benchmarks.shared import interleaved
+from benchmarks.shared import interleaved, jax_calls
 
 jax = pytest.importorskip("jax")
 nn = pytest.importorskip("flax.linen")
@@ -66,22 +65,7 @@ def setup():
     x = np.random.default_rng(0).standard_normal((batch, size, size, 3)).astype(np.float32)
     targets = np.arange(batch) % 10
 
-    @jax.jit
-    def value_and_grad(x, targets):
-        def picked(x):
-            scores = net.apply(variables, x)
-            return jax.numpy.take_along_axis(scores, targets[:, None], 1).sum()
-
-        return jax.value_and_grad(picked)(x)
-
-    calls = {
-        "floor": lambda: jax.block_until_ready(value_and_grad(x, targets)),
-        "saliency": lambda: ak.explain(model, x, targets, method="saliency"),
-        "gradcam": lambda: ak.explain(model, x, targets, method="gradcam", layer="stage2_1"),
-    }
-    for call in calls.values():  # compile
-        call()
-    return calls
+    return jax_calls(lambda x: net.apply(variables, x), model, x, targets, "stage2_1")
 
 
 @pytest.mark.parametrize("impl", ["floor", "saliency", "gradcam"])

@@ -22,8 +22,7 @@ import os
 import numpy as np
 import pytest
 
-import attribkit as ak
-from benchmarks.shared import interleaved
+from benchmarks.shared import interleaved, jax_calls
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 keras = pytest.importorskip("keras")
@@ -64,22 +63,8 @@ def setup():
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
 
-    @jax.jit
-    def value_and_grad(x, targets):
-        def picked(x):
-            scores, _ = model.stateless_call(trainable, non_trainable, x, training=False)
-            return jax.numpy.take_along_axis(scores, targets[:, None], 1).sum()
-
-        return jax.value_and_grad(picked)(x)
-
-    calls = {
-        "floor": lambda: jax.block_until_ready(value_and_grad(x, targets)),
-        "saliency": lambda: ak.explain(model, x, targets, method="saliency"),
-        "gradcam": lambda: ak.explain(model, x, targets, method="gradcam", layer="stage2_1"),
-    }
-    for call in calls.values():  # compile
-        call()
-    return calls
+    return jax_calls(lambda x: model.stateless_call(trainable, non_trainable, x, training=False)[0], model, x,
+                     targets, "stage2_1")
 
 
 @pytest.mark.parametrize("impl", ["floor", "saliency", "gradcam"])
